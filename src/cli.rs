@@ -1,0 +1,138 @@
+//! Command-line interface: flags → typed settings, and the commands themselves.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::policy::PolicySnapshot;
+use crate::server::Server;
+use crate::telemetry::LogFormat;
+use crate::{dev, keys};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cosigner-guard",
+    version,
+    about = "Policy-as-code Callback Handler for the Fireblocks API Co-signer"
+)]
+pub struct Cli {
+    /// Log output: `pretty` for a terminal, `json` for production. Level from RUST_LOG (default info).
+    #[arg(long, global = true, value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Co-signer callback endpoints.
+    Serve(ServeArgs),
+    /// Write an RSA-2048 handler key pair (PEM) and print the public key for the Co-signer.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file (TOML).
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "dev",
+        conflicts_with = "dev"
+    )]
+    pub config: Option<PathBuf>,
+    /// Development set-up: create (once) TLS and demo keys in ./.cosigner-guard-dev and serve ./policies.
+    #[arg(long)]
+    pub dev: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Directory to write callback_private.pem and callback_public.pem into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Keygen(args) => keygen(&args.out),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = match (&args.config, args.dev) {
+        (Some(path), _) => path.clone(),
+        (None, _) => dev::prepare(Path::new(dev::DEV_DIR))?,
+    };
+    let settings = Settings::load(&config)?;
+    let policy = &settings.policy;
+    let snapshot = PolicySnapshot::load(&policy.dir, &policy.entrypoints, policy.eval_timeout)
+        .with_context(|| format!("policy.dir {}", policy.dir.display()))?;
+    tracing::info!(revision = %snapshot.revision, files = snapshot.file_count, dir = %policy.dir.display(), "policies loaded");
+    let banner = if args.dev {
+        Some(dev::banner(Path::new(dev::DEV_DIR), &settings)?)
+    } else {
+        None
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let modes: Vec<&str> = settings.protocol.modes.iter().map(|m| m.as_str()).collect();
+        let server = Server::bind(settings, snapshot).await?;
+        let addr = server.local_addr()?;
+        tracing::info!(%addr, tls = server.is_tls(), ?modes, "listening");
+        if let Some(banner) = banner {
+            println!("{banner}");
+        }
+        server.serve(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+fn keygen(out: &Path) -> anyhow::Result<()> {
+    let pair = keys::generate_rsa_2048()?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let private = out.join("callback_private.pem");
+    let public = out.join("callback_public.pem");
+    dev::write_new(&private, &pair.private_pem, true)?;
+    dev::write_new(&public, &pair.public_pem, false)?;
+    println!(
+        "Wrote {} (keep it secret) and {}.",
+        private.display(),
+        public.display()
+    );
+    println!("Give this public key to the Co-signer as the callback handler's public key:\n");
+    print!("{}", pair.public_pem);
+    println!(
+        "\nSHA-256 fingerprint (of the DER public key): {}",
+        pair.fingerprint
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,332 @@
+//! The configuration file (TOML) and its validation: paths resolved against the file's directory,
+//! keys and certificates loaded once, every error naming the key or file at fault.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+
+use crate::decision::FallbackAction;
+use crate::envelope::Mode;
+use crate::keys::{CosignerKey, CosignerKeyring, HandlerKey};
+use crate::policy::Entrypoints;
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_EVAL_TIMEOUT_MS: u64 = 5_000;
+/// The Co-signer gives up after 30 s; the policy budget must leave room to answer before that.
+pub const MAX_EVAL_TIMEOUT_MS: u64 = 25_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key {key}: {message}")]
+    Key { key: String, message: String },
+}
+
+fn key_error(key: impl Into<String>, message: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Key {
+        key: key.into(),
+        message: message.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    #[serde(default)]
+    protocol: RawProtocol,
+    #[serde(default)]
+    policy: RawPolicy,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    insecure_http: bool,
+    #[serde(default)]
+    path_prefix: String,
+    #[serde(default = "default_max_body_bytes")]
+    max_body_bytes: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProtocol {
+    #[serde(default = "default_modes")]
+    modes: Vec<Mode>,
+    signing_key: Option<PathBuf>,
+    #[serde(default)]
+    cosigner_keys: BTreeMap<String, PathBuf>,
+}
+
+impl Default for RawProtocol {
+    fn default() -> Self {
+        Self {
+            modes: default_modes(),
+            signing_key: None,
+            cosigner_keys: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    dir: Option<PathBuf>,
+    transaction_entrypoint: Option<String>,
+    config_change_entrypoint: Option<String>,
+    #[serde(default)]
+    on_error: FallbackAction,
+    eval_timeout_ms: Option<u64>,
+    eval_threads: Option<usize>,
+}
+
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+fn default_modes() -> Vec<Mode> {
+    vec![Mode::Jwt]
+}
+
+/// The validated configuration, with every file already loaded.
+#[derive(Debug)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub protocol: ProtocolSettings,
+    pub policy: PolicySettings,
+}
+
+#[derive(Debug)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// `None` only when `insecure_http = true`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Empty, or `/segment[/segment...]` without a trailing slash.
+    pub path_prefix: String,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug)]
+pub struct ProtocolSettings {
+    pub modes: Vec<Mode>,
+    pub handler_key: Option<HandlerKey>,
+    pub cosigner_keys: CosignerKeyring,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    pub dir: PathBuf,
+    pub entrypoints: Entrypoints,
+    pub on_error: FallbackAction,
+    pub eval_timeout: Duration,
+    pub eval_threads: usize,
+}
+
+impl Settings {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::resolve(raw, base)
+    }
+
+    fn resolve(raw: RawConfig, base: &Path) -> Result<Self, ConfigError> {
+        let at = |p: &Path| base.join(p);
+        Ok(Self {
+            server: resolve_server(raw.server, &at)?,
+            protocol: resolve_protocol(raw.protocol, &at)?,
+            policy: resolve_policy(raw.policy, &at)?,
+        })
+    }
+}
+
+fn resolve_server(
+    raw: RawServer,
+    at: &impl Fn(&Path) -> PathBuf,
+) -> Result<ServerSettings, ConfigError> {
+    let listen = raw
+        .listen
+        .parse()
+        .map_err(|e| key_error("server.listen", format!("{:?}: {e}", raw.listen)))?;
+    let tls = match (raw.insecure_http, raw.tls_cert, raw.tls_key) {
+        (true, None, None) => None,
+        (true, _, _) => {
+            return Err(key_error(
+                "server.insecure_http",
+                "set either insecure_http or tls_cert/tls_key, not both",
+            ));
+        }
+        (false, Some(cert), Some(key)) => Some(tls_config(&at(&cert), &at(&key))?),
+        (false, _, _) => {
+            return Err(key_error(
+                "server.tls_cert",
+                "tls_cert and tls_key are required (plain HTTP needs insecure_http = true, for development only)",
+            ));
+        }
+    };
+    let prefix = raw.path_prefix.trim_end_matches('/');
+    if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.contains("//")) {
+        return Err(key_error(
+            "server.path_prefix",
+            format!("{:?} must start with '/'", raw.path_prefix),
+        ));
+    }
+    if raw.max_body_bytes == 0 {
+        return Err(key_error("server.max_body_bytes", "must be greater than 0"));
+    }
+    Ok(ServerSettings {
+        listen,
+        tls,
+        path_prefix: prefix.to_string(),
+        max_body_bytes: raw.max_body_bytes,
+    })
+}
+
+fn resolve_protocol(
+    raw: RawProtocol,
+    at: &impl Fn(&Path) -> PathBuf,
+) -> Result<ProtocolSettings, ConfigError> {
+    let mut modes = raw.modes;
+    modes.dedup();
+    if modes.is_empty() {
+        return Err(key_error(
+            "protocol.modes",
+            "at least one of \"jwt\", \"json\" is required",
+        ));
+    }
+    let jwt = modes.contains(&Mode::Jwt);
+    let handler_key = match raw.signing_key {
+        Some(path) => {
+            let path = at(&path);
+            Some(
+                HandlerKey::from_pem_file(&path)
+                    .map_err(|e| key_error("protocol.signing_key", e))?,
+            )
+        }
+        None if jwt => {
+            return Err(key_error(
+                "protocol.signing_key",
+                "required when the jwt mode is enabled",
+            ));
+        }
+        None => None,
+    };
+    let mut keys = Vec::new();
+    for (name, path) in &raw.cosigner_keys {
+        let key = CosignerKey::from_pem_file(name, &at(path))
+            .map_err(|e| key_error(format!("protocol.cosigner_keys.{name}"), e))?;
+        keys.push(key);
+    }
+    if jwt && keys.is_empty() {
+        return Err(key_error(
+            "protocol.cosigner_keys",
+            "at least one Co-signer public key is required in jwt mode",
+        ));
+    }
+    Ok(ProtocolSettings {
+        modes,
+        handler_key,
+        cosigner_keys: CosignerKeyring::new(keys),
+    })
+}
+
+fn resolve_policy(
+    raw: RawPolicy,
+    at: &impl Fn(&Path) -> PathBuf,
+) -> Result<PolicySettings, ConfigError> {
+    let defaults = Entrypoints::default();
+    let timeout_ms = raw.eval_timeout_ms.unwrap_or(DEFAULT_EVAL_TIMEOUT_MS);
+    if timeout_ms == 0 || timeout_ms > MAX_EVAL_TIMEOUT_MS {
+        return Err(key_error(
+            "policy.eval_timeout_ms",
+            format!("must be between 1 and {MAX_EVAL_TIMEOUT_MS}"),
+        ));
+    }
+    let threads = raw.eval_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(2)
+    });
+    if threads == 0 {
+        return Err(key_error("policy.eval_threads", "must be greater than 0"));
+    }
+    for (key, entrypoint) in [
+        ("policy.transaction_entrypoint", &raw.transaction_entrypoint),
+        (
+            "policy.config_change_entrypoint",
+            &raw.config_change_entrypoint,
+        ),
+    ] {
+        if let Some(e) = entrypoint
+            && !e.starts_with("data.")
+        {
+            return Err(key_error(
+                key,
+                format!("{e:?} must be a rule path starting with \"data.\""),
+            ));
+        }
+    }
+    Ok(PolicySettings {
+        dir: at(raw.dir.as_deref().unwrap_or(Path::new("policies"))),
+        entrypoints: Entrypoints {
+            transaction: raw.transaction_entrypoint.unwrap_or(defaults.transaction),
+            config_change: raw
+                .config_change_entrypoint
+                .unwrap_or(defaults.config_change),
+        },
+        on_error: raw.on_error,
+        eval_timeout: Duration::from_millis(timeout_ms),
+        eval_threads: threads,
+    })
+}
+
+fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| key_error("server.tls_cert", format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(key_error(
+            "server.tls_cert",
+            format!("{}: no certificate found", cert.display()),
+        ));
+    }
+    let private = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| key_error("server.tls_key", format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| key_error("server.tls_cert", e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, private)
+        .map_err(|e| {
+            key_error(
+                "server.tls_key",
+                format!("does not match the certificate or is unusable: {e}"),
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}

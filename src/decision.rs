@@ -1,0 +1,189 @@
+//! The answer to the Co-signer: an action, its reason, where it came from, and the fail-closed fallback.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Action {
+    Approve,
+    Reject,
+    Retry,
+    Ignore,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Approve => "APPROVE",
+            Action::Reject => "REJECT",
+            Action::Retry => "RETRY",
+            Action::Ignore => "IGNORE",
+        }
+    }
+}
+
+/// The only actions allowed when the policy's own answer cannot be used. APPROVE and IGNORE are
+/// unrepresentable here, so no configuration can make a failure approve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FallbackAction {
+    #[default]
+    Reject,
+    Retry,
+}
+
+impl From<FallbackAction> for Action {
+    fn from(fallback: FallbackAction) -> Self {
+        match fallback {
+            FallbackAction::Reject => Action::Reject,
+            FallbackAction::Retry => Action::Retry,
+        }
+    }
+}
+
+/// Why the policy's answer could not be used. The class goes on the wire; details go to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// The entrypoint evaluated to undefined.
+    Undefined,
+    /// The entrypoint's value is not `{"action": ..., "reason"?: string}`.
+    InvalidDecision,
+    /// Evaluation raised an error.
+    EvalError,
+    /// Evaluation ran past its time budget.
+    Timeout,
+    /// Evaluation panicked.
+    Panic,
+    /// Too many evaluations are already queued.
+    Overloaded,
+}
+
+impl FailureClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Undefined => "undefined",
+            FailureClass::InvalidDecision => "invalid_decision",
+            FailureClass::EvalError => "eval_error",
+            FailureClass::Timeout => "timeout",
+            FailureClass::Panic => "panic",
+            FailureClass::Overloaded => "overloaded",
+        }
+    }
+}
+
+/// Where a decision came from: the policy itself, or the fallback after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Policy,
+    Fallback(FailureClass),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Policy => f.write_str("policy"),
+            Source::Fallback(class) => write!(f, "fallback:{}", class.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    pub reason: Option<String>,
+    pub source: Source,
+}
+
+/// The shape a policy must return; anything else is an invalid decision.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyDecision {
+    action: Action,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+impl Decision {
+    pub fn fallback(action: FallbackAction, class: FailureClass) -> Self {
+        Self {
+            action: action.into(),
+            reason: Some(format!("cosigner-guard fallback: {}", class.as_str())),
+            source: Source::Fallback(class),
+        }
+    }
+
+    /// Parses the policy's output; never trusts the map it returns.
+    pub fn from_policy_output(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        let PolicyDecision { action, reason } = serde_json::from_value(value)?;
+        Ok(Self {
+            action,
+            reason,
+            source: Source::Policy,
+        })
+    }
+
+    /// The `rejectionReason` sent on the wire: the reason of any decision other than APPROVE.
+    pub fn rejection_reason(&self) -> Option<&str> {
+        match self.action {
+            Action::Approve => None,
+            _ => self.reason.as_deref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn policy_output_must_be_exactly_a_decision() {
+        let cases = [
+            (json!({"action": "APPROVE"}), true, "action alone"),
+            (
+                json!({"action": "REJECT", "reason": "too big"}),
+                true,
+                "action and reason",
+            ),
+            (json!({"action": "approve"}), false, "lowercase action"),
+            (json!({"action": "ALLOW"}), false, "unknown action"),
+            (
+                json!({"action": "REJECT", "reson": "typo"}),
+                false,
+                "unknown key",
+            ),
+            (
+                json!({"action": "REJECT", "reason": 5}),
+                false,
+                "reason not a string",
+            ),
+            (json!("APPROVE"), false, "bare string"),
+            (json!(true), false, "boolean"),
+            (json!({}), false, "empty object"),
+        ];
+        for (value, ok, msg) in cases {
+            assert_eq!(Decision::from_policy_output(value).is_ok(), ok, "{msg}");
+        }
+    }
+
+    #[test]
+    fn fallback_config_cannot_name_approve_or_ignore() {
+        for bad in ["\"APPROVE\"", "\"IGNORE\""] {
+            assert!(
+                serde_json::from_str::<FallbackAction>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn approve_never_carries_a_rejection_reason() {
+        let d = Decision {
+            action: Action::Approve,
+            reason: Some("ok".into()),
+            source: Source::Policy,
+        };
+        assert_eq!(d.rejection_reason(), None);
+    }
+}

@@ -1,0 +1,129 @@
+//! The development set-up behind `serve --dev`: a self-signed certificate, a handler key pair and a
+//! demo Co-signer key pair, created once in an ignored local directory.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::config::Settings;
+use crate::keys;
+
+pub const DEV_DIR: &str = ".cosigner-guard-dev";
+
+const DEV_CONFIG: &str = r#"# Written by `cosigner-guard serve --dev`: a local development set-up, not for production.
+[server]
+listen = "127.0.0.1:8443"
+tls_cert = "tls/cert.pem"
+tls_key = "tls/key.pem"
+
+[protocol]
+# Both modes, so the demo can show each; a production JWT deployment enables only "jwt".
+modes = ["jwt", "json"]
+signing_key = "keys/callback_private.pem"
+
+[protocol.cosigner_keys]
+demo = "keys/cosigner_public.pem"
+
+[policy]
+dir = "../policies"
+"#;
+
+/// Creates the development files unless a complete set exists; returns the config path.
+pub fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
+    let config = dir.join("config.toml");
+    if config.exists() {
+        return Ok(config);
+    }
+    for sub in ["tls", "keys"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("creating {}", dir.join(sub).display()))?;
+    }
+    let tls =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .context("generating the development TLS certificate")?;
+    replace(&dir.join("tls/cert.pem"), &tls.cert.pem(), false)?;
+    replace(
+        &dir.join("tls/key.pem"),
+        &tls.signing_key.serialize_pem(),
+        true,
+    )?;
+    for name in ["callback", "cosigner"] {
+        let pair = keys::generate_rsa_2048()?;
+        replace(
+            &dir.join(format!("keys/{name}_private.pem")),
+            &pair.private_pem,
+            true,
+        )?;
+        replace(
+            &dir.join(format!("keys/{name}_public.pem")),
+            &pair.public_pem,
+            false,
+        )?;
+    }
+    // Written last: its presence means the set is complete.
+    replace(&config, DEV_CONFIG, false)?;
+    Ok(config)
+}
+
+/// What a developer needs to talk to the dev server.
+pub fn banner(dir: &Path, settings: &Settings) -> anyhow::Result<String> {
+    let cert_path = dir.join("tls/cert.pem");
+    let cert = CertificateDer::from_pem_file(&cert_path)
+        .with_context(|| format!("reading {}", cert_path.display()))?;
+    let cert_fp =
+        keys::hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.as_ref()).as_ref());
+    let handler = settings
+        .protocol
+        .handler_key
+        .as_ref()
+        .context("dev config has no signing key")?;
+    Ok(format!(
+        "\n=== cosigner-guard development server ===\n\
+         Callback handler URL:   https://localhost:{port}  (modes: jwt at /v2/..., json at /...)\n\
+         TLS certificate:        {dir}/tls/cert.pem\n\
+         Certificate SHA-256:    {cert_fp}\n\
+         Handler public key (give it to the Co-signer), SHA-256 {fp}:\n{pem}\
+         Demo Co-signer private key: {dir}/keys/cosigner_private.pem\n\
+         Policies:               {policies}\n\n\
+         Send a request as the Co-signer would, from another terminal:\n  \
+         cargo run --example cosigner -- examples/payloads/eth_transfer.json\n",
+        port = settings.server.listen.port(),
+        dir = dir.display(),
+        fp = handler.fingerprint(),
+        pem = handler.public_pem(),
+        policies = settings.policy.dir.display(),
+    ))
+}
+
+/// Writes a new file, refusing to overwrite one that exists; private files are owner-only.
+pub fn write_new(path: &Path, contents: &str, private: bool) -> anyhow::Result<()> {
+    write(path, contents, private, true)
+}
+
+fn replace(path: &Path, contents: &str, private: bool) -> anyhow::Result<()> {
+    write(path, contents, private, false)
+}
+
+fn write(path: &Path, contents: &str, private: bool, create_new: bool) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if create_new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(true);
+    }
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! The JWT envelope: requests verified RS256 against the configured Co-signer keys, answers signed
+//! RS256 with the handler's key.
+//!
+//! The algorithm is pinned, never read from the token: the header's `alg` must say RS256 and the
+//! signature is checked with RS256 whatever else the header says.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, Header};
+use serde_json::Value;
+
+use super::{Answer, EnvelopeError, Opened, SealError, Sealed};
+use crate::keys::{CosignerKeyring, HandlerKey};
+
+/// Clock skew tolerated on `exp` and `nbf`, when a token carries them.
+const LEEWAY_SECS: i64 = 60;
+
+pub fn verify_request(body: &[u8], keyring: &CosignerKeyring) -> Result<Opened, EnvelopeError> {
+    let token = trim_token(body)?;
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(EnvelopeError::MalformedJwt(
+            "expected three dot-separated segments",
+        ));
+    };
+    if header.is_empty() || claims.is_empty() || signature.is_empty() {
+        return Err(EnvelopeError::MalformedJwt("empty segment"));
+    }
+    check_header(header)?;
+
+    let signed = &token[..header.len() + 1 + claims.len()];
+    let key = keyring
+        .keys()
+        .iter()
+        .find(|key| {
+            jsonwebtoken::crypto::verify(
+                signature,
+                signed.as_bytes(),
+                &key.decoding,
+                Algorithm::RS256,
+            )
+            .unwrap_or(false)
+        })
+        .ok_or(EnvelopeError::BadSignature)?;
+
+    let payload: Value = serde_json::from_slice(&decode_segment(claims)?)
+        .map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
+    check_time_claims(&payload)?;
+    Ok(Opened {
+        payload,
+        cosigner_key: Some(key.name.clone()),
+    })
+}
+
+pub fn sign_answer(answer: &Answer<'_>, key: &HandlerKey) -> Result<Sealed, SealError> {
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), answer, &key.encoding)
+        .map_err(|e| SealError::Signing(e.to_string()))?;
+    Ok(Sealed {
+        content_type: "application/jwt",
+        body: token.into_bytes(),
+    })
+}
+
+/// The bare token, tolerating surrounding whitespace and a JSON-string wrapping.
+fn trim_token(body: &[u8]) -> Result<&str, EnvelopeError> {
+    let body = body.trim_ascii();
+    if body.is_empty() {
+        return Err(EnvelopeError::Empty);
+    }
+    let body = body
+        .strip_prefix(b"\"")
+        .and_then(|b| b.strip_suffix(b"\""))
+        .unwrap_or(body);
+    if !body
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(EnvelopeError::MalformedJwt("characters outside base64url"));
+    }
+    std::str::from_utf8(body).map_err(|_| EnvelopeError::MalformedJwt("not UTF-8"))
+}
+
+fn decode_segment(segment: &str) -> Result<Vec<u8>, EnvelopeError> {
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| EnvelopeError::MalformedJwt("segment is not base64url"))
+}
+
+fn check_header(segment: &str) -> Result<(), EnvelopeError> {
+    let header: Value = serde_json::from_slice(&decode_segment(segment)?)
+        .map_err(|_| EnvelopeError::MalformedJwt("header is not JSON"))?;
+    let Value::Object(header) = header else {
+        return Err(EnvelopeError::MalformedJwt("header is not a JSON object"));
+    };
+    match header.get("alg") {
+        Some(Value::String(alg)) if alg == "RS256" => {}
+        Some(Value::String(alg)) => return Err(EnvelopeError::AlgorithmRefused(alg.clone())),
+        Some(other) => return Err(EnvelopeError::AlgorithmRefused(other.to_string())),
+        None => return Err(EnvelopeError::AlgorithmRefused(String::new())),
+    }
+    // RFC 7515 §4.1.11: a token naming critical extensions we do not implement must be refused.
+    if header.contains_key("crit") {
+        return Err(EnvelopeError::UnsupportedCritical);
+    }
+    Ok(())
+}
+
+/// `exp` and `nbf` are honoured when present; real Co-signer tokens carry neither.
+fn check_time_claims(payload: &Value) -> Result<(), EnvelopeError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let claim = |name: &'static str| match payload.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .map(|t| Some(t as i64))
+            .ok_or(EnvelopeError::BadTimeClaim(name)),
+    };
+    if let Some(exp) = claim("exp")?
+        && now > exp.saturating_add(LEEWAY_SECS)
+    {
+        return Err(EnvelopeError::Expired);
+    }
+    if let Some(nbf) = claim("nbf")?
+        && nbf > now.saturating_add(LEEWAY_SECS)
+    {
+        return Err(EnvelopeError::NotYetValid);
+    }
+    Ok(())
+}

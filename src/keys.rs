@@ -1,0 +1,184 @@
+//! RSA key material: the handler's signing key, the Co-signers' verifying keys, fingerprints, key generation.
+//!
+//! Keys are parsed and checked once, at start-up. Private key bytes never appear in `Debug` output.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer};
+
+/// The only handler key size the Co-signer accepts for RS256 answers.
+pub const HANDLER_KEY_BITS: usize = 2048;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The handler's RSA-2048 private key, which signs every answer in `jwt` mode.
+pub struct HandlerKey {
+    pub(crate) encoding: EncodingKey,
+    public_spki_der: Vec<u8>,
+    fingerprint: String,
+}
+
+impl fmt::Debug for HandlerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerKey")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HandlerKey {
+    pub fn from_pem_file(path: &Path) -> Result<Self, KeyError> {
+        Self::from_pem(&read(path)?)
+    }
+
+    pub fn from_pem(pem: &[u8]) -> Result<Self, KeyError> {
+        let der = PrivateKeyDer::from_pem_slice(pem)
+            .map_err(|e| KeyError::Invalid(format!("not a PEM private key ({e})")))?;
+        let pair = match &der {
+            PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
+            PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
+            _ => return Err(KeyError::Invalid("not an RSA private key".into())),
+        }
+        .map_err(|e| KeyError::Invalid(format!("not a usable RSA private key ({e})")))?;
+        let bits = pair.public_modulus_len() * 8;
+        if bits != HANDLER_KEY_BITS {
+            return Err(KeyError::Invalid(format!(
+                "the handler key must be RSA-{HANDLER_KEY_BITS}, this one has {bits} bits"
+            )));
+        }
+        let public_spki_der = pair
+            .public_key()
+            .as_der()
+            .map_err(|_| KeyError::Invalid("cannot encode its public key".into()))?
+            .as_ref()
+            .to_vec();
+        let encoding = EncodingKey::from_rsa_pem(pem)
+            .map_err(|e| KeyError::Invalid(format!("not a usable RSA private key ({e})")))?;
+        Ok(Self {
+            encoding,
+            fingerprint: fingerprint(&public_spki_der),
+            public_spki_der,
+        })
+    }
+
+    /// The public key in PEM, to give to the Co-signer.
+    pub fn public_pem(&self) -> String {
+        pem::encode(&pem::Pem::new("PUBLIC KEY", self.public_spki_der.clone()))
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+/// One configured Co-signer public key, known by the operator's name for it.
+pub struct CosignerKey {
+    pub name: Arc<str>,
+    pub fingerprint: String,
+    pub(crate) decoding: DecodingKey,
+}
+
+impl fmt::Debug for CosignerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CosignerKey")
+            .field("name", &self.name)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CosignerKey {
+    pub fn from_pem_file(name: &str, path: &Path) -> Result<Self, KeyError> {
+        Self::from_pem(name, &read(path)?)
+    }
+
+    pub fn from_pem(name: &str, pem: &[u8]) -> Result<Self, KeyError> {
+        let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem).map_err(|e| {
+            KeyError::Invalid(format!("not a PEM public key (\"BEGIN PUBLIC KEY\") ({e})"))
+        })?;
+        aws_lc_rs::rsa::PublicKey::from_der(spki.as_ref())
+            .map_err(|e| KeyError::Invalid(format!("not an RSA public key ({e})")))?;
+        let decoding = DecodingKey::from_rsa_pem(pem)
+            .map_err(|e| KeyError::Invalid(format!("not a usable RSA public key ({e})")))?;
+        Ok(Self {
+            name: name.into(),
+            fingerprint: fingerprint(spki.as_ref()),
+            decoding,
+        })
+    }
+}
+
+/// The Co-signer keys a request may be signed with (several Co-signers in HA, or a rotation).
+#[derive(Debug, Default)]
+pub struct CosignerKeyring {
+    keys: Vec<CosignerKey>,
+}
+
+impl CosignerKeyring {
+    pub fn new(keys: Vec<CosignerKey>) -> Self {
+        Self { keys }
+    }
+
+    pub fn keys(&self) -> &[CosignerKey] {
+        &self.keys
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// SHA-256 over the DER SubjectPublicKeyInfo, lowercase hex: the same value as
+/// `openssl pkey -pubin -outform DER | sha256sum`.
+pub fn fingerprint(spki_der: &[u8]) -> String {
+    hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki_der).as_ref())
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A freshly generated RSA-2048 key pair, both halves in PEM.
+pub struct GeneratedKeyPair {
+    pub private_pem: String,
+    pub public_pem: String,
+    pub fingerprint: String,
+}
+
+pub fn generate_rsa_2048() -> Result<GeneratedKeyPair, KeyError> {
+    let failed = |what: &str| KeyError::Invalid(format!("RSA key generation failed: {what}"));
+    let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| failed("generate"))?;
+    let private = pair.as_der().map_err(|_| failed("encode private key"))?;
+    let public = pair
+        .public_key()
+        .as_der()
+        .map_err(|_| failed("encode public key"))?;
+    Ok(GeneratedKeyPair {
+        private_pem: pem::encode(&pem::Pem::new("PRIVATE KEY", private.as_ref().to_vec())),
+        public_pem: pem::encode(&pem::Pem::new("PUBLIC KEY", public.as_ref().to_vec())),
+        fingerprint: fingerprint(public.as_ref()),
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
+    std::fs::read(path).map_err(|source| KeyError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}

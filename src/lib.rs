@@ -1,0 +1,19 @@
+//! cosigner-guard: a policy-as-code Callback Handler for the Fireblocks API Co-signer.
+//!
+//! A request travels one way, one module per step: the [`server`] reads the body, the
+//! [`envelope`] verifies and decodes it, [`request`] extracts the Co-signer request, [`policy`]
+//! builds the input document and evaluates it, [`decision`] is the parsed answer, and the envelope
+//! seals it for the wire. [`pipeline`] strings the steps together.
+
+pub mod cli;
+pub mod config;
+pub mod decision;
+pub mod dev;
+pub mod envelope;
+pub mod keys;
+pub mod pipeline;
+pub mod policy;
+pub mod request;
+pub mod server;
+pub mod simulator;
+pub mod telemetry;

@@ -1,0 +1,16 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use cosigner_guard::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cosigner_guard::telemetry::init(cli.log_format);
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Evaluation off the async workers: a small pool of large-stack threads, a time budget, and every
+//! failure turned into the configured fallback.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::PolicySnapshot;
+use super::snapshot::is_time_limit;
+use crate::decision::{Decision, FailureClass, FallbackAction};
+use crate::request::RequestKind;
+
+/// regorus recursion overflows a 2 MiB stack at a few hundred levels and aborts the process; the
+/// memory is reserved, not committed, so a large stack costs only what deep policies use.
+const EVAL_STACK_BYTES: usize = 64 * 1024 * 1024;
+/// Evaluations waiting for a thread beyond this are answered with the fallback at once.
+const QUEUE_DEPTH: usize = 1024;
+/// Time allowed past the budget for the interpreter's own timer to fire before we stop waiting.
+const TIMER_GRACE: Duration = Duration::from_millis(250);
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Decides requests against a policy snapshot; never returns an error, only decisions.
+pub struct Evaluator {
+    jobs: SyncSender<Job>,
+    timeout: Duration,
+    fallback: FallbackAction,
+}
+
+impl Evaluator {
+    pub fn new(
+        threads: usize,
+        timeout: Duration,
+        fallback: FallbackAction,
+    ) -> std::io::Result<Self> {
+        let (jobs, queue) = sync_channel::<Job>(QUEUE_DEPTH);
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..threads.max(1) {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("policy-eval-{n}"))
+                .stack_size(EVAL_STACK_BYTES)
+                .spawn(move || work(&queue))?;
+        }
+        Ok(Self {
+            jobs,
+            timeout,
+            fallback,
+        })
+    }
+
+    pub fn fallback(&self, class: FailureClass) -> Decision {
+        Decision::fallback(self.fallback, class)
+    }
+
+    /// Evaluates `input` for `kind` against `snapshot`, within the time budget.
+    pub async fn decide(
+        &self,
+        snapshot: Arc<PolicySnapshot>,
+        kind: RequestKind,
+        input: regorus::Value,
+    ) -> Decision {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let outcome = catch_unwind(AssertUnwindSafe(|| snapshot.evaluate(kind, input)));
+            let _ = reply.send(outcome);
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return self.fallback(FailureClass::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return self.fallback(FailureClass::Panic),
+        }
+        let outcome = match tokio::time::timeout(self.timeout + TIMER_GRACE, answer).await {
+            Err(_) => {
+                tracing::error!(
+                    timeout_ms = self.timeout.as_millis() as u64,
+                    "policy evaluation did not finish in time"
+                );
+                return self.fallback(FailureClass::Timeout);
+            }
+            Ok(Err(_)) => return self.fallback(FailureClass::Panic),
+            Ok(Ok(outcome)) => outcome,
+        };
+        let Ok((result, prints)) = outcome else {
+            tracing::error!("policy evaluation panicked");
+            return self.fallback(FailureClass::Panic);
+        };
+        for line in prints {
+            tracing::info!(target: "policy_print", "{line}");
+        }
+        self.interpret(result)
+    }
+
+    fn interpret(&self, result: anyhow::Result<regorus::Value>) -> Decision {
+        let value = match result {
+            Ok(regorus::Value::Undefined) => {
+                tracing::warn!("policy decision is undefined");
+                return self.fallback(FailureClass::Undefined);
+            }
+            Ok(value) => value,
+            Err(e) if is_time_limit(&e) => {
+                tracing::error!(error = %e, "policy evaluation exceeded its time budget");
+                return self.fallback(FailureClass::Timeout);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "policy evaluation failed");
+                return self.fallback(FailureClass::EvalError);
+            }
+        };
+        let parsed = serde_json::to_value(&value)
+            .map_err(|e| e.to_string())
+            .and_then(|json| {
+                Decision::from_policy_output(json.clone()).map_err(|e| format!("{e} in {json}"))
+            });
+        parsed.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "policy returned an invalid decision");
+            self.fallback(FailureClass::InvalidDecision)
+        })
+    }
+}
+
+fn work(queue: &Mutex<Receiver<Job>>) {
+    loop {
+        // The lock is held only while waiting for the next job, never while running one.
+        let job = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(poisoned) => poisoned.into_inner().recv(),
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
+        }
+    }
+}

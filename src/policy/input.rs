@@ -1,0 +1,36 @@
+//! The input document every policy sees: the request kind, the payload verbatim, and the context.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::envelope::Mode;
+use crate::request::RequestKind;
+
+/// What the handler knows about a request besides its payload.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub received_at: DateTime<Utc>,
+    pub mode: Mode,
+    /// Name of the configured Co-signer key that verified the request (jwt mode).
+    pub cosigner_key: Option<Arc<str>>,
+}
+
+/// Builds `{"kind", "request", "context"}`; the payload is moved in unchanged.
+pub fn input_document(
+    kind: RequestKind,
+    payload: Map<String, Value>,
+    context: &RequestContext,
+) -> Value {
+    json!({
+        "kind": kind,
+        "request": Value::Object(payload),
+        "context": {
+            "received_at": context.received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "received_at_ns": context.received_at.timestamp_nanos_opt(),
+            "mode": context.mode,
+            "cosigner_key": context.cosigner_key.as_deref(),
+        }
+    })
+}

@@ -1,0 +1,254 @@
+//! A policy set loaded from a directory: compiled once, never changed, shared by every evaluation.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use regorus::utils::limits::ExecutionTimerConfig;
+use regorus::{Engine, Value};
+
+use crate::request::RequestKind;
+
+/// The rule each request kind is decided by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entrypoints {
+    pub transaction: String,
+    pub config_change: String,
+}
+
+impl Default for Entrypoints {
+    fn default() -> Self {
+        Self {
+            transaction: "data.cosigner.transaction.decision".into(),
+            config_change: "data.cosigner.config_change.decision".into(),
+        }
+    }
+}
+
+impl Entrypoints {
+    pub fn for_kind(&self, kind: RequestKind) -> &str {
+        match kind {
+            RequestKind::Transaction => &self.transaction,
+            RequestKind::ConfigChange => &self.config_change,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Policy { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Data { path: PathBuf, message: String },
+    #[error("no .rego files under {0}")]
+    Empty(PathBuf),
+    #[error("entrypoint {0} is not defined by any policy")]
+    MissingEntrypoint(String),
+    #[error("policies do not compile: {0}")]
+    Compile(String),
+}
+
+/// One loaded, compiled policy set. Cloning its engine is cheap; the snapshot itself never changes.
+pub struct PolicySnapshot {
+    engine: Engine,
+    entrypoints: Entrypoints,
+    /// SHA-256 over the sorted relative paths and contents of every file in the set.
+    pub revision: String,
+    pub file_count: usize,
+    pub loaded_at: SystemTime,
+}
+
+impl std::fmt::Debug for PolicySnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySnapshot")
+            .field("revision", &self.revision)
+            .field("file_count", &self.file_count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A file of the set: `.rego` modules, and `data.json`/`data.yaml` documents (OPA's bundle convention).
+enum FileRole {
+    Policy,
+    Data,
+}
+
+fn role(path: &Path) -> Option<FileRole> {
+    let name = path.file_name()?.to_str()?;
+    if name.ends_with(".rego") {
+        Some(FileRole::Policy)
+    } else if matches!(name, "data.json" | "data.yaml" | "data.yml") {
+        Some(FileRole::Data)
+    } else {
+        None
+    }
+}
+
+impl PolicySnapshot {
+    /// Loads and compiles every policy and data file under `dir`, and checks both entrypoints exist.
+    pub fn load(
+        dir: &Path,
+        entrypoints: &Entrypoints,
+        eval_timeout: Duration,
+    ) -> Result<Self, LoadError> {
+        let mut files = Vec::new();
+        collect_files(dir, dir, &mut files)?;
+        files.sort();
+        if !files
+            .iter()
+            .any(|rel| matches!(role(rel), Some(FileRole::Policy)))
+        {
+            return Err(LoadError::Empty(dir.to_path_buf()));
+        }
+
+        let mut engine = Engine::new();
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for rel in &files {
+            let path = dir.join(rel);
+            let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let rel_str = rel.to_string_lossy();
+            digest.update(rel_str.as_bytes());
+            digest.update(&[0]);
+            digest.update(text.as_bytes());
+            digest.update(&[0]);
+            match role(rel) {
+                Some(FileRole::Policy) => {
+                    engine
+                        .add_policy(path.display().to_string(), text)
+                        .map_err(|e| LoadError::Policy {
+                            path: path.clone(),
+                            message: e.to_string(),
+                        })?;
+                }
+                Some(FileRole::Data) => {
+                    let data = parse_data(rel, &text).map_err(|message| LoadError::Data {
+                        path: path.clone(),
+                        message,
+                    })?;
+                    engine.add_data(data).map_err(|e| LoadError::Data {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                }
+                None => {}
+            }
+        }
+
+        engine.set_execution_timer_config(ExecutionTimerConfig {
+            limit: eval_timeout,
+            check_interval: std::num::NonZeroU32::MIN.saturating_add(15),
+        });
+        engine.set_gather_prints(true);
+        prepare(&mut engine, entrypoints)?;
+
+        Ok(Self {
+            engine,
+            entrypoints: entrypoints.clone(),
+            revision: crate::keys::hex(digest.finish().as_ref()),
+            file_count: files.len(),
+            loaded_at: SystemTime::now(),
+        })
+    }
+
+    /// Evaluates the entrypoint for `kind` on `input`. Returns the raw value and the policy's prints.
+    /// Runs on an evaluation thread; see [`crate::policy::Evaluator`].
+    pub fn evaluate(
+        &self,
+        kind: RequestKind,
+        input: Value,
+    ) -> (anyhow::Result<Value>, Vec<String>) {
+        let mut engine = self.engine.clone();
+        engine.set_input(input);
+        let result = engine.eval_rule(self.entrypoints.for_kind(kind).to_string());
+        let prints = engine.take_prints().unwrap_or_default();
+        (result, prints)
+    }
+}
+
+/// Compiles the set once (the first evaluation runs regorus's analysis), then checks that each
+/// entrypoint names a rule. Only a missing rule counts against the entrypoints: a policy may
+/// legitimately fail on the empty input used here.
+fn prepare(engine: &mut Engine, entrypoints: &Entrypoints) -> Result<(), LoadError> {
+    engine.set_input(Value::new_object());
+    engine
+        .eval_query("true".into(), false)
+        .map_err(|e| LoadError::Compile(e.to_string()))?;
+    for entrypoint in [&entrypoints.transaction, &entrypoints.config_change] {
+        if let Err(e) = engine.eval_rule(entrypoint.clone()) {
+            if e.to_string().contains("not a valid rule path") {
+                return Err(LoadError::MissingEntrypoint(entrypoint.clone()));
+            }
+            tracing::debug!(entrypoint, error = %e, "entrypoint fails on an empty input");
+        }
+    }
+    let _ = engine.take_prints();
+    Ok(())
+}
+
+pub(crate) fn is_time_limit(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.to_string().contains("exceeded time limit"))
+}
+
+/// Parses a data file and nests it at its directory's path: `limits/data.json` → `data.limits`.
+fn parse_data(rel: &Path, text: &str) -> Result<Value, String> {
+    let is_json = rel.extension().is_some_and(|ext| ext == "json");
+    let mut value = if is_json {
+        Value::from_json_str(text)
+    } else {
+        Value::from_yaml_str(text)
+    }
+    .map_err(|e| e.to_string())?;
+    let dirs: Vec<String> = rel
+        .parent()
+        .into_iter()
+        .flat_map(Path::components)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if dirs.is_empty() && !matches!(value, Value::Object(_)) {
+        return Err("a data file at the root of the policy directory must hold an object".into());
+    }
+    for dir in dirs.iter().rev() {
+        let mut parent = Value::new_object();
+        parent
+            .as_object_mut()
+            .map_err(|e| e.to_string())?
+            .insert(Value::from(dir.as_str()), value);
+        value = parent;
+    }
+    Ok(value)
+}
+
+/// Relative paths of every policy or data file under `dir`, skipping hidden entries.
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+    let io = |source| LoadError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        // Follow symlinks, as ConfigMap mounts and deploy tools use them.
+        let meta = std::fs::metadata(&path).map_err(|source| LoadError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if meta.is_dir() {
+            collect_files(root, &path, out)?;
+        } else if role(&path).is_some() {
+            out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! A Co-signer stand-in for demos, tests and load generation: signs payloads as the Co-signer does,
+//! posts them over TLS to a handler whose certificate it pins, and verifies the signed answer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::StatusCode;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// Where the handler is: its address, TLS name, pinned certificate and base path.
+#[derive(Clone)]
+pub struct Target {
+    addr: SocketAddr,
+    host: String,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    base_path: String,
+}
+
+impl Target {
+    /// `url` is the handler's base URL (`https://host:port/optional/path`). For https, `pinned_cert_pem`
+    /// is the only certificate trusted, as the Co-signer pins it.
+    pub async fn new(url: &str, pinned_cert_pem: Option<&[u8]>) -> anyhow::Result<Self> {
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            bail!("{url}: the URL must start with https:// or http://");
+        };
+        let (authority, base_path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority, |(h, _)| h)
+            .to_string();
+        let authority = if authority.contains(':') {
+            authority.to_string()
+        } else {
+            format!("{authority}:443")
+        };
+        let addr = tokio::net::lookup_host(&authority)
+            .await?
+            .next()
+            .with_context(|| format!("{authority} does not resolve"))?;
+        let tls = if tls {
+            let pem =
+                pinned_cert_pem.context("an https URL needs the handler's certificate to pin")?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                roots.add(cert?)?;
+            }
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Some((
+                TlsConnector::from(Arc::new(config)),
+                ServerName::try_from(host.clone())?,
+            ))
+        } else {
+            None
+        };
+        let base_path = base_path.trim_end_matches('/');
+        let base_path = if base_path.is_empty() {
+            String::new()
+        } else {
+            format!("/{base_path}")
+        };
+        Ok(Self {
+            addr,
+            host,
+            tls,
+            base_path,
+        })
+    }
+
+    /// Opens one keep-alive connection.
+    pub async fn connect(&self) -> anyhow::Result<Connection> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        let sender = match &self.tls {
+            Some((connector, name)) => {
+                handshake(connector.connect(name.clone(), tcp).await?).await?
+            }
+            None => handshake(tcp).await?,
+        };
+        Ok(Connection {
+            sender,
+            host: self.host.clone(),
+            base_path: self.base_path.clone(),
+        })
+    }
+}
+
+async fn handshake<S>(stream: S) -> anyhow::Result<SendRequest<Full<Bytes>>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// One HTTP/1.1 connection to the handler.
+pub struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+    base_path: String,
+}
+
+impl Connection {
+    /// POSTs `body` to `path` (relative to the base URL) and returns the status and raw body.
+    pub async fn post(
+        &mut self,
+        path: &str,
+        body: impl Into<Bytes>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let request = hyper::Request::post(format!("{}{path}", self.base_path))
+            .header(hyper::header::HOST, &self.host)
+            .header(hyper::header::CONTENT_TYPE, "text/plain")
+            .body(Full::new(body.into()))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        Ok((status, response.into_body().collect().await?.to_bytes()))
+    }
+}
+
+/// Signs a payload as the Co-signer does: RS256, header `{"typ":"JWT","alg":"RS256"}`, no time claims.
+pub fn sign_request(payload: &Value, cosigner_private_key: &EncodingKey) -> anyhow::Result<String> {
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        payload,
+        cosigner_private_key,
+    )?)
+}
+
+/// Verifies a signed answer with the handler's public key and returns its claims.
+pub fn verify_answer(token: &[u8], handler_public_key: &DecodingKey) -> anyhow::Result<Value> {
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    let token = std::str::from_utf8(token).context("answer is not UTF-8")?;
+    Ok(jsonwebtoken::decode::<Value>(token, handler_public_key, &validation)?.claims)
+}
