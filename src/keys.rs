@@ -18,11 +18,8 @@ pub const HANDLER_KEY_BITS: usize = 2048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
     #[error("{0}")]
     Invalid(String),
 }
@@ -177,8 +174,8 @@ pub fn generate_rsa_2048() -> Result<GeneratedKeyPair, KeyError> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
-    std::fs::read(path).map_err(|source| KeyError::Read {
+    std::fs::read(path).map_err(|cause| KeyError::Read {
         path: path.display().to_string(),
-        source,
+        cause,
     })
 }

@@ -13,9 +13,6 @@ use super::snapshot::is_time_limit;
 use crate::decision::{Decision, FailureClass, FallbackAction};
 use crate::request::RequestKind;
 
-/// regorus recursion overflows a 2 MiB stack at a few hundred levels and aborts the process; the
-/// memory is reserved, not committed, so a large stack costs only what deep policies use.
-const EVAL_STACK_BYTES: usize = 64 * 1024 * 1024;
 /// Evaluations waiting for a thread beyond this are answered with the fallback at once.
 const QUEUE_DEPTH: usize = 1024;
 /// Time allowed past the budget for the interpreter's own timer to fire before we stop waiting.
@@ -42,7 +39,7 @@ impl Evaluator {
             let queue = Arc::clone(&queue);
             std::thread::Builder::new()
                 .name(format!("policy-eval-{n}"))
-                .stack_size(EVAL_STACK_BYTES)
+                .stack_size(super::EVAL_STACK_BYTES)
                 .spawn(move || work(&queue))?;
         }
         Ok(Self {

@@ -7,3 +7,8 @@ mod snapshot;
 pub use evaluator::Evaluator;
 pub use input::{RequestContext, input_document};
 pub use snapshot::{Entrypoints, LoadError, PolicySnapshot};
+
+/// regorus recursion overflows a 2 MiB stack at a few hundred levels and aborts the process; the
+/// memory is reserved, not committed, so a large stack costs only what deep policies use. Loading
+/// (which evaluates the entrypoints once) and every evaluation run on threads of this size.
+const EVAL_STACK_BYTES: usize = 64 * 1024 * 1024;

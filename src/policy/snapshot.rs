@@ -35,10 +35,10 @@ impl Entrypoints {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: {message}")]
     Policy { path: PathBuf, message: String },
@@ -90,7 +90,23 @@ fn role(path: &Path) -> Option<FileRole> {
 
 impl PolicySnapshot {
     /// Loads and compiles every policy and data file under `dir`, and checks both entrypoints exist.
+    /// Runs on a large-stack thread, as evaluation does.
     pub fn load(
+        dir: &Path,
+        entrypoints: &Entrypoints,
+        eval_timeout: Duration,
+    ) -> Result<Self, LoadError> {
+        let (dir, entrypoints) = (dir.to_path_buf(), entrypoints.clone());
+        std::thread::Builder::new()
+            .name("policy-load".into())
+            .stack_size(super::EVAL_STACK_BYTES)
+            .spawn(move || Self::load_here(&dir, &entrypoints, eval_timeout))
+            .map_err(|e| LoadError::Compile(format!("cannot start the loader thread: {e}")))?
+            .join()
+            .unwrap_or_else(|_| Err(LoadError::Compile("the policy loader panicked".into())))
+    }
+
+    fn load_here(
         dir: &Path,
         entrypoints: &Entrypoints,
         eval_timeout: Duration,
@@ -109,9 +125,9 @@ impl PolicySnapshot {
         let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         for rel in &files {
             let path = dir.join(rel);
-            let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+            let text = std::fs::read_to_string(&path).map_err(|cause| LoadError::Io {
                 path: path.clone(),
-                source,
+                cause,
             })?;
             let rel_str = rel.to_string_lossy();
             digest.update(rel_str.as_bytes());
@@ -229,9 +245,9 @@ fn parse_data(rel: &Path, text: &str) -> Result<Value, String> {
 
 /// Relative paths of every policy or data file under `dir`, skipping hidden entries.
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
-    let io = |source| LoadError::Io {
+    let io = |cause| LoadError::Io {
         path: dir.to_path_buf(),
-        source,
+        cause,
     };
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
@@ -240,9 +256,9 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), 
         }
         let path = entry.path();
         // Follow symlinks, as ConfigMap mounts and deploy tools use them.
-        let meta = std::fs::metadata(&path).map_err(|source| LoadError::Io {
+        let meta = std::fs::metadata(&path).map_err(|cause| LoadError::Io {
             path: path.clone(),
-            source,
+            cause,
         })?;
         if meta.is_dir() {
             collect_files(root, &path, out)?;

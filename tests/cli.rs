@@ -1,0 +1,244 @@
+//! The `cosigner-guard` binary itself: start-up validation, key generation, serving, shutdown.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Spec, keys, payload, sign, verify_answer};
+use cosigner_guard::keys::HandlerKey;
+use cosigner_guard::simulator::Target;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cosigner-guard");
+
+fn approve_all() -> Spec {
+    Spec::both(r#"decision := {"action": "APPROVE"}"#)
+}
+
+#[test]
+fn keygen_writes_an_rsa_2048_pair_prints_it_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["keygen", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let key = HandlerKey::from_pem_file(&dir.path().join("callback_private.pem"))
+        .expect("a usable RSA-2048 key");
+    let public = std::fs::read_to_string(dir.path().join("callback_public.pem")).unwrap();
+    assert_eq!(
+        public,
+        key.public_pem(),
+        "the public file matches the private key"
+    );
+    assert!(stdout.contains(&public), "the public key is printed");
+    assert!(
+        stdout.contains(key.fingerprint()),
+        "its fingerprint is printed"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("callback_private.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the private key is readable by its owner only"
+        );
+    }
+    let again = Command::new(BIN)
+        .args(["keygen", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "an existing key is never overwritten"
+    );
+}
+
+#[test]
+fn a_bad_configuration_stops_start_up_with_a_message_naming_the_fault() {
+    let big_key = {
+        use aws_lc_rs::encoding::AsDer;
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa3072).unwrap();
+        pem::encode(&pem::Pem::new(
+            "PRIVATE KEY",
+            pair.as_der().unwrap().as_ref().to_vec(),
+        ))
+    };
+    type Edit = Box<dyn Fn(&std::path::Path, String) -> String>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "APPROVE as the fallback",
+            Box::new(|_, c| c.replace("[policy]", "[policy]\non_error = \"APPROVE\"")),
+            "on_error",
+        ),
+        (
+            "IGNORE as the fallback",
+            Box::new(|_, c| c.replace("[policy]", "[policy]\non_error = \"IGNORE\"")),
+            "on_error",
+        ),
+        (
+            "no modes",
+            Box::new(|_, c| c.replace(r#"modes = ["jwt", "json"]"#, "modes = []")),
+            "protocol.modes",
+        ),
+        (
+            "an unknown mode",
+            Box::new(|_, c| c.replace(r#"modes = ["jwt", "json"]"#, r#"modes = ["xml"]"#)),
+            "xml",
+        ),
+        (
+            "a misspelt key",
+            Box::new(|_, c| c.replace("listen =", "lisen =")),
+            "lisen",
+        ),
+        (
+            "a signing key that is not RSA-2048",
+            Box::new(move |dir, c| {
+                std::fs::write(dir.join("keys/handler.pem"), &big_key).unwrap();
+                c
+            }),
+            "protocol.signing_key",
+        ),
+        (
+            "a Co-signer key that is not a public key",
+            Box::new(|dir, c| {
+                std::fs::write(dir.join("keys/backup.pem"), "not a key").unwrap();
+                c
+            }),
+            "protocol.cosigner_keys.backup",
+        ),
+        (
+            "a missing Co-signer key file",
+            Box::new(|_, c| c.replace("keys/primary.pem", "keys/nope.pem")),
+            "nope.pem",
+        ),
+        (
+            "no TLS and no insecure_http",
+            Box::new(|_, c| c.replace("tls_cert = \"tls/cert.pem\"\n", "")),
+            "server.tls_cert",
+        ),
+        (
+            "a timeout past the Co-signer's",
+            Box::new(|_, c| c.replace("[policy]", "[policy]\neval_timeout_ms = 60000")),
+            "policy.eval_timeout_ms",
+        ),
+        (
+            "a policy that does not parse",
+            Box::new(|dir, c| {
+                std::fs::write(
+                    dir.join("policies/tx.rego"),
+                    "package cosigner.transaction\ndecision := {",
+                )
+                .unwrap();
+                c
+            }),
+            "tx.rego",
+        ),
+        (
+            "a missing entrypoint",
+            Box::new(|dir, c| {
+                std::fs::remove_file(dir.join("policies/cc.rego")).unwrap();
+                c
+            }),
+            "data.cosigner.config_change.decision",
+        ),
+        (
+            "a data file that is not JSON",
+            Box::new(|dir, c| {
+                common::write(&dir.join("policies/limits/data.json"), "{oops");
+                c
+            }),
+            "data.json",
+        ),
+    ];
+    for (name, edit, named) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let config = approve_all().write(dir.path());
+        let text = edit(dir.path(), std::fs::read_to_string(&config).unwrap());
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name}: start-up fails: {stderr}"
+        );
+        assert!(
+            stderr.contains(named),
+            "{name}: the message names {named:?}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_serves_signed_decisions_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = approve_all().write(dir.path());
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The listening address is in the start-up log (listen = 127.0.0.1:0).
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        assert!(Instant::now() < deadline, "no listening line");
+        let line = lines.next().expect("server exited early").unwrap();
+        if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+            && event["message"] == "listening"
+        {
+            break event["addr"].as_str().unwrap().to_string();
+        }
+    };
+    let port = addr.rsplit(':').next().unwrap();
+    let target = Target::new(
+        &format!("https://localhost:{port}"),
+        Some(keys().tls_cert_pem.as_bytes()),
+    )
+    .await
+    .unwrap();
+    let (status, body) = target
+        .connect()
+        .await
+        .unwrap()
+        .post(
+            "/v2/tx_sign_request",
+            sign(&payload("eth_transfer.json"), &keys().primary.private_pem),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(verify_answer(&body)["action"], "APPROVE");
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM is a clean exit");
+}

@@ -1,0 +1,259 @@
+//! Test harness: the real server on an ephemeral port, real TLS, real RSA keys generated at test
+//! time, and a client that speaks the protocol as the Co-signer does.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use axum::body::Bytes;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cosigner_guard::config::Settings;
+use cosigner_guard::keys::{GeneratedKeyPair, generate_rsa_2048};
+use cosigner_guard::policy::PolicySnapshot;
+use cosigner_guard::server::Server;
+use cosigner_guard::simulator::Target;
+use hyper::StatusCode;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::Value;
+
+/// Keys shared by every server of a test binary (RSA generation is the slow part).
+pub struct Keys {
+    pub handler: GeneratedKeyPair,
+    pub primary: GeneratedKeyPair,
+    pub backup: GeneratedKeyPair,
+    /// A well-formed key that no server trusts.
+    pub stranger: GeneratedKeyPair,
+    pub tls_cert_pem: String,
+    pub tls_key_pem: String,
+}
+
+pub fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let tls =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("tls cert");
+        Keys {
+            handler: generate_rsa_2048().expect("handler key"),
+            primary: generate_rsa_2048().expect("primary key"),
+            backup: generate_rsa_2048().expect("backup key"),
+            stranger: generate_rsa_2048().expect("stranger key"),
+            tls_cert_pem: tls.cert.pem(),
+            tls_key_pem: tls.signing_key.serialize_pem(),
+        }
+    })
+}
+
+/// What a test server is made of; `config` is TOML appended verbatim to each section.
+pub struct Spec {
+    pub modes: &'static str,
+    pub policies: Vec<(&'static str, String)>,
+    pub server_toml: String,
+    pub policy_toml: String,
+}
+
+impl Spec {
+    /// Both modes, the given `package cosigner.transaction` and `package cosigner.config_change` bodies.
+    pub fn new(transaction_rego: &str, config_change_rego: &str) -> Self {
+        Self {
+            modes: r#"["jwt", "json"]"#,
+            policies: vec![
+                (
+                    "tx.rego",
+                    format!("package cosigner.transaction\nimport rego.v1\n{transaction_rego}\n"),
+                ),
+                (
+                    "cc.rego",
+                    format!(
+                        "package cosigner.config_change\nimport rego.v1\n{config_change_rego}\n"
+                    ),
+                ),
+            ],
+            server_toml: String::new(),
+            policy_toml: String::new(),
+        }
+    }
+
+    /// Both kinds decided by the same rule body.
+    pub fn both(rego: &str) -> Self {
+        Self::new(rego, rego)
+    }
+
+    pub fn modes(mut self, modes: &'static str) -> Self {
+        self.modes = modes;
+        self
+    }
+
+    pub fn server(mut self, toml: &str) -> Self {
+        self.server_toml.push_str(toml);
+        self.server_toml.push('\n');
+        self
+    }
+
+    pub fn policy(mut self, toml: &str) -> Self {
+        self.policy_toml.push_str(toml);
+        self.policy_toml.push('\n');
+        self
+    }
+
+    /// Writes the config, keys and policies into `dir` and returns the config path.
+    pub fn write(&self, dir: &Path) -> std::path::PathBuf {
+        let keys = keys();
+        let files = [
+            ("tls/cert.pem", keys.tls_cert_pem.as_str()),
+            ("tls/key.pem", keys.tls_key_pem.as_str()),
+            ("keys/handler.pem", keys.handler.private_pem.as_str()),
+            ("keys/primary.pem", keys.primary.public_pem.as_str()),
+            ("keys/backup.pem", keys.backup.public_pem.as_str()),
+        ];
+        for (path, contents) in files {
+            write(&dir.join(path), contents);
+        }
+        for (path, contents) in &self.policies {
+            write(&dir.join("policies").join(path), contents);
+        }
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "tls/cert.pem"
+tls_key = "tls/key.pem"
+{server}
+[protocol]
+modes = {modes}
+signing_key = "keys/handler.pem"
+[protocol.cosigner_keys]
+primary = "keys/primary.pem"
+backup = "keys/backup.pem"
+
+[policy]
+dir = "policies"
+{policy}
+"#,
+            server = self.server_toml,
+            modes = self.modes,
+            policy = self.policy_toml,
+        );
+        let path = dir.join("config.toml");
+        write(&path, &config);
+        path
+    }
+}
+
+pub fn write(path: &Path, contents: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, contents).expect("write");
+}
+
+pub struct TestServer {
+    pub target: Target,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts the real server, exactly as `serve --config` wires it, on an ephemeral port.
+pub async fn spawn(spec: Spec) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = spec.write(dir.path());
+    let settings = Settings::load(&config).expect("config loads");
+    let policy = &settings.policy;
+    let snapshot = PolicySnapshot::load(&policy.dir, &policy.entrypoints, policy.eval_timeout)
+        .expect("policies load");
+    let server = Server::bind(settings, snapshot)
+        .await
+        .expect("server binds");
+    let port = server.local_addr().expect("addr").port();
+    tokio::spawn(server.serve(std::future::pending()));
+    let target = Target::new(
+        &format!("https://localhost:{port}"),
+        Some(keys().tls_cert_pem.as_bytes()),
+    )
+    .await
+    .expect("target");
+    TestServer { target, _dir: dir }
+}
+
+impl TestServer {
+    pub async fn post(&self, path: &str, body: impl Into<Bytes>) -> (StatusCode, Bytes) {
+        self.target
+            .connect()
+            .await
+            .expect("connect")
+            .post(path, body)
+            .await
+            .expect("post")
+    }
+}
+
+/// Signs claims as the Co-signer does: RS256 with `{"typ":"JWT","alg":"RS256"}`.
+pub fn sign(payload: &Value, private_pem: &str) -> String {
+    sign_with(
+        Header::new(Algorithm::RS256),
+        payload,
+        &EncodingKey::from_rsa_pem(private_pem.as_bytes()).expect("key"),
+    )
+}
+
+pub fn sign_with(header: Header, payload: &Value, key: &EncodingKey) -> String {
+    jsonwebtoken::encode(&header, payload, key).expect("sign")
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Verifies a jwt-mode answer with the handler's public key and returns its claims.
+pub fn verify_answer(body: &[u8]) -> Value {
+    let key = DecodingKey::from_rsa_pem(keys().handler.public_pem.as_bytes())
+        .expect("handler public key");
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    let token = std::str::from_utf8(body).expect("utf-8 answer");
+    jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .expect("answer signature verifies")
+        .claims
+}
+
+pub fn payload(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/payloads")
+        .join(name);
+    serde_json::from_slice(&std::fs::read(path).expect("payload file")).expect("payload json")
+}
+
+/// Posts `payload` the way `mode` does and returns the decoded answer (status must be 200).
+pub async fn decide(
+    server: &TestServer,
+    mode: &str,
+    kind_endpoint: &str,
+    payload: &Value,
+) -> Value {
+    let (status, body) = match mode {
+        "jwt" => {
+            server
+                .post(
+                    &format!("/v2/{kind_endpoint}"),
+                    sign(payload, &keys().primary.private_pem),
+                )
+                .await
+        }
+        _ => {
+            server
+                .post(
+                    &format!("/{kind_endpoint}"),
+                    serde_json::to_vec(payload).expect("json"),
+                )
+                .await
+        }
+    };
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{mode} {kind_endpoint}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    match mode {
+        "jwt" => verify_answer(&body),
+        _ => serde_json::from_slice(&body).expect("json answer"),
+    }
+}
