@@ -5,7 +5,10 @@ package lib.decimal
 import rego.v1
 
 # valid(s) holds for a plain non-negative decimal string.
-valid(s) if regex.match(`^[0-9]+(\.[0-9]+)?$`, s)
+valid(s) if {
+	is_string(s)
+	regex.match(`^[0-9]+(\.[0-9]+)?$`, s)
+}
 
 # le(a, b) holds when a <= b. Undefined unless both are valid decimals.
 le(a, b) if {

@@ -50,6 +50,8 @@ pub struct Spec {
     pub policies: Vec<(&'static str, String)>,
     pub server_toml: String,
     pub policy_toml: String,
+    /// Serve this directory instead of writing `policies`.
+    pub policy_dir: Option<std::path::PathBuf>,
 }
 
 impl Spec {
@@ -71,7 +73,16 @@ impl Spec {
             ],
             server_toml: String::new(),
             policy_toml: String::new(),
+            policy_dir: None,
         }
+    }
+
+    /// The repository's starter policy set, both modes.
+    pub fn starter() -> Self {
+        let mut spec = Self::new("", "");
+        spec.policies.clear();
+        spec.policy_dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"));
+        spec
     }
 
     /// Both kinds decided by the same rule body.
@@ -127,9 +138,15 @@ primary = "keys/primary.pem"
 backup = "keys/backup.pem"
 
 [policy]
-dir = "policies"
+dir = {dir:?}
 {policy}
 "#,
+            dir = self
+                .policy_dir
+                .as_deref()
+                .unwrap_or(Path::new("policies"))
+                .display()
+                .to_string(),
             server = self.server_toml,
             modes = self.modes,
             policy = self.policy_toml,

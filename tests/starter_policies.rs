@@ -1,0 +1,165 @@
+//! The starter policy set in `policies/` decides the documented requests as its data says.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use common::{Spec, decide, payload, spawn};
+use serde_json::{Value, json};
+
+const TX: &str = "tx_sign_request";
+const CC: &str = "config_change_sign_request";
+
+fn with(mut base: Value, changes: Value) -> Value {
+    base.as_object_mut()
+        .unwrap()
+        .extend(changes.as_object().unwrap().clone());
+    base
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn starter_policies_decide_the_documented_requests() {
+    let server = spawn(Spec::starter()).await;
+    let eth = payload("eth_transfer.json");
+    let btc = payload("btc_one_time_address.json");
+    let wallet = payload("whitelist_wallet.json");
+    let cases: Vec<(&str, &str, Value, &str, Option<&str>)> = vec![
+        (
+            "documented ETH transfer between vaults",
+            TX,
+            eth.clone(),
+            "APPROVE",
+            None,
+        ),
+        (
+            "documented BTC transfer to a one-time address under the cap",
+            TX,
+            btc.clone(),
+            "APPROVE",
+            None,
+        ),
+        (
+            "documented whitelisting request",
+            CC,
+            wallet.clone(),
+            "APPROVE",
+            None,
+        ),
+        (
+            "ETH exactly at the limit",
+            TX,
+            with(eth.clone(), json!({"amountStr": "10.000000000000000000"})),
+            "APPROVE",
+            None,
+        ),
+        (
+            "ETH one wei over the limit",
+            TX,
+            with(eth.clone(), json!({"amountStr": "10.000000000000000001"})),
+            "REJECT",
+            Some("exceeds the per-transaction limit of 10"),
+        ),
+        (
+            "an asset off the allow-list",
+            TX,
+            with(eth.clone(), json!({"asset": "DOGE"})),
+            "REJECT",
+            Some("asset DOGE is not on the allow-list"),
+        ),
+        (
+            "a contract call",
+            TX,
+            with(eth.clone(), json!({"operation": "CONTRACT_CALL"})),
+            "REJECT",
+            Some("operation CONTRACT_CALL is not allowed"),
+        ),
+        (
+            "no amountStr",
+            TX,
+            with(eth.clone(), json!({"amountStr": null})),
+            "REJECT",
+            Some("amountStr"),
+        ),
+        (
+            "a source vault not allowed to send",
+            TX,
+            with(eth.clone(), json!({"sourceId": "42"})),
+            "REJECT",
+            Some("source vault 42"),
+        ),
+        (
+            "BTC to a one-time address over the cap",
+            TX,
+            with(btc.clone(), json!({"amountStr": "0.05000001"})),
+            "REJECT",
+            Some("one-time cap of 0.05"),
+        ),
+        (
+            "a contract address whitelisting",
+            CC,
+            with(
+                wallet.clone(),
+                json!({"extraInfo": {"subType": "CONTRACT", "asset": "ETH", "address": "0xabc"}}),
+            ),
+            "REJECT",
+            Some("whitelisting a CONTRACT address is not allowed"),
+        ),
+        (
+            "adding a user",
+            CC,
+            json!({"requestId": "r-1", "type": "ADD_USER"}),
+            "IGNORE",
+            Some("human approvers"),
+        ),
+        (
+            "an unknown change type",
+            CC,
+            json!({"requestId": "r-2", "type": "SOMETHING_NEW"}),
+            "REJECT",
+            Some("not approved automatically"),
+        ),
+    ];
+    for (name, endpoint, request, action, reason) in cases {
+        let answer = decide(&server, "jwt", endpoint, &request).await;
+        assert_eq!(answer["action"], action, "{name}: {answer}");
+        if let Some(reason) = reason {
+            let got = answer["rejectionReason"].as_str().unwrap_or_default();
+            assert!(
+                got.contains(reason),
+                "{name}: reason {got:?} should contain {reason:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_example_configuration_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = common::keys();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let conf = dir.path().join("conf");
+    common::write(
+        &conf.join("config.toml"),
+        &std::fs::read_to_string(root.join("examples/config.toml")).unwrap(),
+    );
+    common::write(&conf.join("tls/fullchain.pem"), &keys.tls_cert_pem);
+    common::write(&conf.join("tls/privkey.pem"), &keys.tls_key_pem);
+    common::write(
+        &conf.join("keys/callback_private.pem"),
+        &keys.handler.private_pem,
+    );
+    common::write(
+        &conf.join("keys/cosigner_public.pem"),
+        &keys.primary.public_pem,
+    );
+    std::os::unix::fs::symlink(root.join("policies"), dir.path().join("policies")).unwrap();
+    let settings = cosigner_guard::config::Settings::load(&conf.join("config.toml"))
+        .expect("example config loads");
+    assert_eq!(settings.server.path_prefix, "/fireblocks/callback");
+    let policy = &settings.policy;
+    cosigner_guard::policy::PolicySnapshot::load(
+        &policy.dir,
+        &policy.entrypoints,
+        policy.eval_timeout,
+    )
+    .expect("the starter policies load under the example config");
+}
