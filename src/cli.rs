@@ -6,7 +6,6 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Settings;
-use crate::policy::PolicySnapshot;
 use crate::server::Server;
 use crate::telemetry::LogFormat;
 use crate::{dev, keys};
@@ -68,10 +67,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (None, _) => dev::prepare(Path::new(dev::DEV_DIR))?,
     };
     let settings = Settings::load(&config)?;
-    let policy = &settings.policy;
-    let snapshot = PolicySnapshot::load(&policy.dir, &policy.entrypoints, policy.eval_timeout)
-        .with_context(|| format!("policy.dir {}", policy.dir.display()))?;
-    tracing::info!(revision = %snapshot.revision, files = snapshot.file_count, dir = %policy.dir.display(), "policies loaded");
     let banner = if args.dev {
         Some(dev::banner(Path::new(dev::DEV_DIR), &settings)?)
     } else {
@@ -83,9 +78,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         let modes: Vec<&str> = settings.protocol.modes.iter().map(|m| m.as_str()).collect();
-        let server = Server::bind(settings, snapshot).await?;
+        let server = Server::bind(settings).await?;
         let addr = server.local_addr()?;
-        tracing::info!(%addr, tls = server.is_tls(), ?modes, "listening");
+        let admin = server.admin_addr().map(|a| a.to_string());
+        tracing::info!(%addr, tls = server.is_tls(), ?modes, admin, "listening");
         if let Some(banner) = banner {
             println!("{banner}");
         }

@@ -7,19 +7,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 use crate::decision::FallbackAction;
 use crate::envelope::Mode;
 use crate::keys::{CosignerKey, CosignerKeyring, HandlerKey};
-use crate::policy::Entrypoints;
+use crate::policy::{CompileOptions, Entrypoints};
+use crate::server::tls::CertificateStore;
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_EVAL_TIMEOUT_MS: u64 = 5_000;
 /// The Co-signer gives up after 30 s; the policy budget must leave room to answer before that.
 pub const MAX_EVAL_TIMEOUT_MS: u64 = 25_000;
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_DEBOUNCE_MS: u64 = 300;
+pub const DEFAULT_RELOAD_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -49,6 +51,25 @@ struct RawConfig {
     protocol: RawProtocol,
     #[serde(default)]
     policy: RawPolicy,
+    #[serde(default)]
+    reload: RawReload,
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReload {
+    watch: Option<bool>,
+    debounce_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    enabled: Option<bool>,
+    listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -111,13 +132,24 @@ pub struct Settings {
     pub server: ServerSettings,
     pub protocol: ProtocolSettings,
     pub policy: PolicySettings,
+    pub reload: ReloadSettings,
+    /// The admin listener (health, status), if enabled.
+    pub admin: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReloadSettings {
+    /// Watch the policy directory and the TLS files, and reload on change (SIGHUP always reloads).
+    pub watch: bool,
+    /// Quiet period that ends a burst of file events.
+    pub debounce: Duration,
 }
 
 #[derive(Debug)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
     /// `None` only when `insecure_http = true`.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<Arc<CertificateStore>>,
     /// Empty, or `/segment[/segment...]` without a trailing slash.
     pub path_prefix: String,
     pub max_body_bytes: usize,
@@ -133,9 +165,8 @@ pub struct ProtocolSettings {
 #[derive(Debug, Clone)]
 pub struct PolicySettings {
     pub dir: PathBuf,
-    pub entrypoints: Entrypoints,
+    pub compile: CompileOptions,
     pub on_error: FallbackAction,
-    pub eval_timeout: Duration,
     pub eval_threads: usize,
 }
 
@@ -155,10 +186,37 @@ impl Settings {
 
     fn resolve(raw: RawConfig, base: &Path) -> Result<Self, ConfigError> {
         let at = |p: &Path| base.join(p);
+        let reload_timeout_ms = raw.reload.timeout_ms.unwrap_or(DEFAULT_RELOAD_TIMEOUT_MS);
+        if reload_timeout_ms == 0 {
+            return Err(key_error("reload.timeout_ms", "must be greater than 0"));
+        }
+        let debounce_ms = raw.reload.debounce_ms.unwrap_or(DEFAULT_DEBOUNCE_MS);
+        if debounce_ms == 0 || debounce_ms > 10_000 {
+            return Err(key_error(
+                "reload.debounce_ms",
+                "must be between 1 and 10000",
+            ));
+        }
+        let admin = match raw.admin.enabled.unwrap_or(true) {
+            false => None,
+            true => {
+                let listen = raw.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
+                Some(
+                    listen
+                        .parse()
+                        .map_err(|e| key_error("admin.listen", format!("{listen:?}: {e}")))?,
+                )
+            }
+        };
         Ok(Self {
             server: resolve_server(raw.server, &at)?,
             protocol: resolve_protocol(raw.protocol, &at)?,
-            policy: resolve_policy(raw.policy, &at)?,
+            policy: resolve_policy(raw.policy, &at, Duration::from_millis(reload_timeout_ms))?,
+            reload: ReloadSettings {
+                watch: raw.reload.watch.unwrap_or(true),
+                debounce: Duration::from_millis(debounce_ms),
+            },
+            admin,
         })
     }
 }
@@ -179,7 +237,10 @@ fn resolve_server(
                 "set either insecure_http or tls_cert/tls_key, not both",
             ));
         }
-        (false, Some(cert), Some(key)) => Some(tls_config(&at(&cert), &at(&key))?),
+        (false, Some(cert), Some(key)) => Some(Arc::new(
+            CertificateStore::load(&at(&cert), &at(&key))
+                .map_err(|e| key_error("server.tls_cert / server.tls_key", e))?,
+        )),
         (false, _, _) => {
             return Err(key_error(
                 "server.tls_cert",
@@ -256,6 +317,7 @@ fn resolve_protocol(
 fn resolve_policy(
     raw: RawPolicy,
     at: &impl Fn(&Path) -> PathBuf,
+    load_timeout: Duration,
 ) -> Result<PolicySettings, ConfigError> {
     let defaults = Entrypoints::default();
     let timeout_ms = raw.eval_timeout_ms.unwrap_or(DEFAULT_EVAL_TIMEOUT_MS);
@@ -290,43 +352,19 @@ fn resolve_policy(
         }
     }
     Ok(PolicySettings {
-        dir: at(raw.dir.as_deref().unwrap_or(Path::new("policies"))),
-        entrypoints: Entrypoints {
-            transaction: raw.transaction_entrypoint.unwrap_or(defaults.transaction),
-            config_change: raw
-                .config_change_entrypoint
-                .unwrap_or(defaults.config_change),
+        dir: std::path::absolute(at(raw.dir.as_deref().unwrap_or(Path::new("policies"))))
+            .map_err(|e| key_error("policy.dir", e))?,
+        compile: CompileOptions {
+            entrypoints: Entrypoints {
+                transaction: raw.transaction_entrypoint.unwrap_or(defaults.transaction),
+                config_change: raw
+                    .config_change_entrypoint
+                    .unwrap_or(defaults.config_change),
+            },
+            eval_timeout: Duration::from_millis(timeout_ms),
+            load_timeout,
         },
         on_error: raw.on_error,
-        eval_timeout: Duration::from_millis(timeout_ms),
         eval_threads: threads,
     })
-}
-
-fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect())
-        .map_err(|e| key_error("server.tls_cert", format!("{}: {e}", cert.display())))?;
-    if certs.is_empty() {
-        return Err(key_error(
-            "server.tls_cert",
-            format!("{}: no certificate found", cert.display()),
-        ));
-    }
-    let private = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| key_error("server.tls_key", format!("{}: {e}", key.display())))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| key_error("server.tls_cert", e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, private)
-        .map_err(|e| {
-            key_error(
-                "server.tls_key",
-                format!("does not match the certificate or is unusable: {e}"),
-            )
-        })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
 }

@@ -5,17 +5,13 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
 use crate::decision::Decision;
 use crate::envelope::{self, Answer, EnvelopeError, Mode, SealError, Sealed};
 use crate::keys::{CosignerKeyring, HandlerKey};
-use crate::policy::{Evaluator, PolicySnapshot, RequestContext, input_document};
+use crate::policy::{Evaluator, PolicyStore, RequestContext, input_document};
 use crate::request::{CosignerRequest, RequestError, RequestKind};
-
-/// The active policy snapshot. Swapped whole on reload; each request holds one snapshot throughout.
-pub type PolicyHandle = Arc<ArcSwap<PolicySnapshot>>;
 
 /// Why a request got no decision. Each variant maps to exactly one HTTP status at the server.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +56,7 @@ pub struct Decided {
 pub struct Pipeline {
     keyring: CosignerKeyring,
     handler_key: Option<HandlerKey>,
-    policy: PolicyHandle,
+    policy: Arc<PolicyStore>,
     evaluator: Evaluator,
 }
 
@@ -68,7 +64,7 @@ impl Pipeline {
     pub fn new(
         keyring: CosignerKeyring,
         handler_key: Option<HandlerKey>,
-        policy: PolicyHandle,
+        policy: Arc<PolicyStore>,
         evaluator: Evaluator,
     ) -> Self {
         Self {
@@ -79,8 +75,16 @@ impl Pipeline {
         }
     }
 
-    pub fn policy(&self) -> &PolicyHandle {
+    pub fn policy(&self) -> &Arc<PolicyStore> {
         &self.policy
+    }
+
+    pub fn keyring(&self) -> &CosignerKeyring {
+        &self.keyring
+    }
+
+    pub fn handler_key(&self) -> Option<&HandlerKey> {
+        self.handler_key.as_ref()
     }
 
     /// Runs one request body through the whole path.
@@ -122,7 +126,8 @@ impl Pipeline {
         request: CosignerRequest,
         context: &RequestContext,
     ) -> (Decision, String) {
-        let snapshot = self.policy.load_full();
+        // One snapshot for the whole evaluation, whatever reloads happen meanwhile.
+        let snapshot = self.policy.active();
         let revision = snapshot.revision.clone();
         let input = input_document(request.kind, request.payload, context);
         let decision = self

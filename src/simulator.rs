@@ -16,6 +16,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 /// Where the handler is: its address, TLS name, pinned certificate and base path.
 #[derive(Clone)]
@@ -86,19 +87,29 @@ impl Target {
 
     /// Opens one keep-alive connection.
     pub async fn connect(&self) -> anyhow::Result<Connection> {
-        let tcp = TcpStream::connect(self.addr).await?;
-        tcp.set_nodelay(true)?;
         let sender = match &self.tls {
-            Some((connector, name)) => {
-                handshake(connector.connect(name.clone(), tcp).await?).await?
-            }
-            None => handshake(tcp).await?,
+            Some(_) => handshake(self.tls_stream().await?).await?,
+            None => handshake(self.tcp_stream().await?).await?,
         };
         Ok(Connection {
             sender,
             host: self.host.clone(),
             base_path: self.base_path.clone(),
         })
+    }
+
+    /// A raw TLS stream to the handler, for speaking HTTP by hand.
+    pub async fn tls_stream(&self) -> anyhow::Result<TlsStream<TcpStream>> {
+        let (connector, name) = self.tls.as_ref().context("not an https target")?;
+        Ok(connector
+            .connect(name.clone(), self.tcp_stream().await?)
+            .await?)
+    }
+
+    async fn tcp_stream(&self) -> anyhow::Result<TcpStream> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        Ok(tcp)
     }
 }
 
@@ -129,6 +140,21 @@ impl Connection {
             .header(hyper::header::HOST, &self.host)
             .header(hyper::header::CONTENT_TYPE, "text/plain")
             .body(Full::new(body.into()))?;
+        self.send(request).await
+    }
+
+    /// GETs `path` (relative to the base URL).
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
+        let request = hyper::Request::get(format!("{}{path}", self.base_path))
+            .header(hyper::header::HOST, &self.host)
+            .body(Full::new(Bytes::new()))?;
+        self.send(request).await
+    }
+
+    async fn send(
+        &mut self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         self.sender.ready().await?;
         let response = self.sender.send_request(request).await?;
         let status = response.status();

@@ -156,10 +156,6 @@ fn the_example_configuration_is_valid() {
         .expect("example config loads");
     assert_eq!(settings.server.path_prefix, "/fireblocks/callback");
     let policy = &settings.policy;
-    cosigner_guard::policy::PolicySnapshot::load(
-        &policy.dir,
-        &policy.entrypoints,
-        policy.eval_timeout,
-    )
-    .expect("the starter policies load under the example config");
+    cosigner_guard::policy::PolicySnapshot::load(&policy.dir, &policy.compile)
+        .expect("the starter policies load under the example config");
 }

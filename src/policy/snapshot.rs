@@ -50,13 +50,59 @@ pub enum LoadError {
     MissingEntrypoint(String),
     #[error("policies do not compile: {0}")]
     Compile(String),
+    #[error("loading took longer than {0:?}")]
+    TimedOut(Duration),
+}
+
+/// The files of a policy set as read from disk, with the set's revision. Reading is cheap; a reload
+/// whose revision equals the active one stops here.
+pub struct PolicySource {
+    files: Vec<(PathBuf, String)>,
+    dir: PathBuf,
+    /// SHA-256 over the sorted relative paths and contents of every file in the set.
+    pub revision: String,
+}
+
+impl PolicySource {
+    pub fn read(dir: &Path) -> Result<Self, LoadError> {
+        let mut paths = Vec::new();
+        collect_files(dir, dir, &mut paths)?;
+        paths.sort();
+        if !paths
+            .iter()
+            .any(|rel| matches!(role(rel), Some(FileRole::Policy)))
+        {
+            return Err(LoadError::Empty(dir.to_path_buf()));
+        }
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut files = Vec::with_capacity(paths.len());
+        for rel in paths {
+            let path = dir.join(&rel);
+            let text =
+                std::fs::read_to_string(&path).map_err(|cause| LoadError::Io { path, cause })?;
+            digest.update(rel.to_string_lossy().as_bytes());
+            digest.update(&[0]);
+            digest.update(text.as_bytes());
+            digest.update(&[0]);
+            files.push((rel, text));
+        }
+        let revision = crate::keys::hex(digest.finish().as_ref());
+        Ok(Self {
+            files,
+            dir: dir.to_path_buf(),
+            revision,
+        })
+    }
+
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
 }
 
 /// One loaded, compiled policy set. Cloning its engine is cheap; the snapshot itself never changes.
 pub struct PolicySnapshot {
     engine: Engine,
     entrypoints: Entrypoints,
-    /// SHA-256 over the sorted relative paths and contents of every file in the set.
     pub revision: String,
     pub file_count: usize,
     pub loaded_at: SystemTime,
@@ -88,87 +134,74 @@ fn role(path: &Path) -> Option<FileRole> {
     }
 }
 
+/// How a policy set is compiled.
+#[derive(Debug, Clone)]
+pub struct CompileOptions {
+    pub entrypoints: Entrypoints,
+    /// Budget of each evaluation, set as regorus's execution timer.
+    pub eval_timeout: Duration,
+    /// Budget of reading plus compiling the whole set (regorus parsing of deeply nested literals is
+    /// exponential; a pathological file must not stall start-up or reloads).
+    pub load_timeout: Duration,
+}
+
 impl PolicySnapshot {
-    /// Loads and compiles every policy and data file under `dir`, and checks both entrypoints exist.
-    /// Runs on a large-stack thread, as evaluation does.
-    pub fn load(
-        dir: &Path,
-        entrypoints: &Entrypoints,
-        eval_timeout: Duration,
-    ) -> Result<Self, LoadError> {
-        let (dir, entrypoints) = (dir.to_path_buf(), entrypoints.clone());
-        std::thread::Builder::new()
-            .name("policy-load".into())
-            .stack_size(super::EVAL_STACK_BYTES)
-            .spawn(move || Self::load_here(&dir, &entrypoints, eval_timeout))
-            .map_err(|e| LoadError::Compile(format!("cannot start the loader thread: {e}")))?
-            .join()
-            .unwrap_or_else(|_| Err(LoadError::Compile("the policy loader panicked".into())))
+    /// Reads, compiles and checks the set under `dir`, within `options.load_timeout`.
+    pub fn load(dir: &Path, options: &CompileOptions) -> Result<Self, LoadError> {
+        let dir = dir.to_path_buf();
+        let options_here = options.clone();
+        bounded(options.load_timeout, move || {
+            let source = PolicySource::read(&dir)?;
+            Self::compile_here(source, &options_here)
+        })
     }
 
-    fn load_here(
-        dir: &Path,
-        entrypoints: &Entrypoints,
-        eval_timeout: Duration,
-    ) -> Result<Self, LoadError> {
-        let mut files = Vec::new();
-        collect_files(dir, dir, &mut files)?;
-        files.sort();
-        if !files
-            .iter()
-            .any(|rel| matches!(role(rel), Some(FileRole::Policy)))
-        {
-            return Err(LoadError::Empty(dir.to_path_buf()));
-        }
+    /// Compiles an already read set, within `options.load_timeout`.
+    pub fn compile(source: PolicySource, options: &CompileOptions) -> Result<Self, LoadError> {
+        let options_here = options.clone();
+        bounded(options.load_timeout, move || {
+            Self::compile_here(source, &options_here)
+        })
+    }
 
+    fn compile_here(source: PolicySource, options: &CompileOptions) -> Result<Self, LoadError> {
         let mut engine = Engine::new();
-        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        for rel in &files {
-            let path = dir.join(rel);
-            let text = std::fs::read_to_string(&path).map_err(|cause| LoadError::Io {
-                path: path.clone(),
-                cause,
-            })?;
-            let rel_str = rel.to_string_lossy();
-            digest.update(rel_str.as_bytes());
-            digest.update(&[0]);
-            digest.update(text.as_bytes());
-            digest.update(&[0]);
-            match role(rel) {
+        let file_count = source.files.len();
+        for (rel, text) in source.files {
+            let path = source.dir.join(&rel);
+            match role(&rel) {
                 Some(FileRole::Policy) => {
                     engine
                         .add_policy(path.display().to_string(), text)
                         .map_err(|e| LoadError::Policy {
-                            path: path.clone(),
+                            path,
                             message: e.to_string(),
                         })?;
                 }
                 Some(FileRole::Data) => {
-                    let data = parse_data(rel, &text).map_err(|message| LoadError::Data {
+                    let data = parse_data(&rel, &text).map_err(|message| LoadError::Data {
                         path: path.clone(),
                         message,
                     })?;
                     engine.add_data(data).map_err(|e| LoadError::Data {
-                        path: path.clone(),
+                        path,
                         message: e.to_string(),
                     })?;
                 }
                 None => {}
             }
         }
-
         engine.set_execution_timer_config(ExecutionTimerConfig {
-            limit: eval_timeout,
+            limit: options.eval_timeout,
             check_interval: std::num::NonZeroU32::MIN.saturating_add(15),
         });
         engine.set_gather_prints(true);
-        prepare(&mut engine, entrypoints)?;
-
+        prepare(&mut engine, &options.entrypoints)?;
         Ok(Self {
             engine,
-            entrypoints: entrypoints.clone(),
-            revision: crate::keys::hex(digest.finish().as_ref()),
-            file_count: files.len(),
+            entrypoints: options.entrypoints.clone(),
+            revision: source.revision,
+            file_count,
             loaded_at: SystemTime::now(),
         })
     }
@@ -186,6 +219,26 @@ impl PolicySnapshot {
         let prints = engine.take_prints().unwrap_or_default();
         (result, prints)
     }
+}
+
+/// Runs `work` on a large-stack thread (as evaluation does) and gives up waiting after `limit`.
+/// A thread stuck past the limit is left to finish on its own; its result is dropped.
+pub(super) fn bounded<T: Send + 'static>(
+    limit: Duration,
+    work: impl FnOnce() -> Result<T, LoadError> + Send + 'static,
+) -> Result<T, LoadError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("policy-load".into())
+        .stack_size(super::EVAL_STACK_BYTES)
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .unwrap_or_else(|_| Err(LoadError::Compile("the policy loader panicked".into())));
+            let _ = tx.send(result);
+        })
+        .map_err(|e| LoadError::Compile(format!("cannot start the loader thread: {e}")))?;
+    rx.recv_timeout(limit)
+        .unwrap_or(Err(LoadError::TimedOut(limit)))
 }
 
 /// Compiles the set once (the first evaluation runs regorus's analysis), then checks that each

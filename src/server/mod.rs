@@ -1,63 +1,111 @@
-//! The HTTPS front end: binds the listener, routes the Co-signer endpoints, answers with the pipeline.
+//! The HTTPS front end: the Co-signer listener, the admin listener, and the reload watchers.
 
+mod admin;
 mod listener;
 mod routes;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use arc_swap::ArcSwap;
+use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Settings;
-use crate::pipeline::{Pipeline, PolicyHandle};
-use crate::policy::{Evaluator, PolicySnapshot};
+use crate::pipeline::Pipeline;
+use crate::policy::watch::{self, Watch, WatchedPath};
+use crate::policy::{Evaluator, PolicyStore};
+use tls::CertificateStore;
 
 /// A bound, ready-to-serve handler.
 pub struct Server {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: axum::Router,
-    policy: PolicyHandle,
+    admin: Option<(TcpListener, axum::Router)>,
+    ready: Arc<AtomicBool>,
+    store: Arc<PolicyStore>,
+    _watches: Vec<Watch>,
 }
 
 impl Server {
-    /// Binds the configured address and wires the pipeline around an already loaded snapshot.
-    pub async fn bind(settings: Settings, snapshot: PolicySnapshot) -> anyhow::Result<Self> {
+    /// Loads the policies, binds the listeners and starts the reload watchers. Needs a Tokio runtime.
+    pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
         let Settings {
             server,
             protocol,
             policy,
+            reload,
+            admin,
         } = settings;
-        let evaluator = Evaluator::new(policy.eval_threads, policy.eval_timeout, policy.on_error)?;
-        let handle: PolicyHandle = Arc::new(ArcSwap::from_pointee(snapshot));
-        let pipeline = Pipeline::new(
+        let store = PolicyStore::open(&policy.dir, policy.compile.clone())
+            .with_context(|| format!("policy.dir {}", policy.dir.display()))?;
+        let store = Arc::new(store);
+        let evaluator = Evaluator::new(
+            policy.eval_threads,
+            policy.compile.eval_timeout,
+            policy.on_error,
+        )?;
+        let pipeline = Arc::new(Pipeline::new(
             protocol.cosigner_keys,
             protocol.handler_key,
-            handle.clone(),
+            store.clone(),
             evaluator,
-        );
+        ));
         let app = routes::router(
-            Arc::new(pipeline),
+            pipeline.clone(),
             &protocol.modes,
             &server.path_prefix,
             server.max_body_bytes,
         );
-        let listener = TcpListener::bind(server.listen).await.map_err(|e| {
-            anyhow::anyhow!("cannot listen on {} (server.listen): {e}", server.listen)
-        })?;
-        if server.tls.is_none() {
-            tracing::warn!(
-                "serving plain HTTP (insecure_http = true): for development only, never in production"
-            );
+
+        let listener = bind(server.listen, "server.listen").await?;
+        let tls = match &server.tls {
+            Some(certs) => Some(TlsAcceptor::from(
+                certs.server_config().map_err(anyhow::Error::msg)?,
+            )),
+            None => {
+                tracing::warn!(
+                    "serving plain HTTP (insecure_http = true): for development only, never in production"
+                );
+                None
+            }
+        };
+        let ready = Arc::new(AtomicBool::new(false));
+        let admin = match admin {
+            Some(addr) => {
+                let status = admin::AdminState::new(
+                    &pipeline,
+                    &protocol.modes,
+                    server.tls.clone(),
+                    ready.clone(),
+                );
+                Some((bind(addr, "admin.listen").await?, admin::router(status)))
+            }
+            None => None,
+        };
+
+        let mut watches = Vec::new();
+        let (policy_watch, trigger) = watch_policies(&store, reload.debounce)?;
+        watch::on_sighup(trigger);
+        if reload.watch {
+            watches.push(policy_watch);
+            if let Some(certs) = &server.tls {
+                watches.push(watch_certificates(certs, reload.debounce)?);
+            }
         }
         Ok(Self {
             listener,
-            tls: server.tls.map(TlsAcceptor::from),
+            tls,
             app,
-            policy: handle,
+            admin,
+            ready,
+            store,
+            _watches: watches,
         })
     }
 
@@ -65,16 +113,115 @@ impl Server {
         self.listener.local_addr()
     }
 
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
 
-    pub fn policy(&self) -> &PolicyHandle {
-        &self.policy
+    pub fn policy(&self) -> &Arc<PolicyStore> {
+        &self.store
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
-        listener::serve(self.listener, self.tls, self.app, shutdown).await;
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let admin = self.admin.map(|(listener, app)| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(listener::serve(listener, None, app, async move {
+                let _ = stopped.changed().await;
+            }))
+        });
+        self.ready.store(true, Ordering::Release);
+        let ready = self.ready.clone();
+        listener::serve(self.listener, self.tls, self.app, async move {
+            shutdown.await;
+            ready.store(false, Ordering::Release);
+            let _ = stop.send(());
+        })
+        .await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
     }
+}
+
+async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({key})"))
+}
+
+/// Reloads the policy set after changes under its directory, or after the directory itself is
+/// replaced (its parent is watched for that).
+fn watch_policies(
+    store: &Arc<PolicyStore>,
+    quiet: std::time::Duration,
+) -> anyhow::Result<(Watch, tokio::sync::mpsc::Sender<()>)> {
+    let dir = store.dir().to_path_buf();
+    let mut paths = vec![WatchedPath {
+        path: dir.clone(),
+        recursive: true,
+    }];
+    if let Some(parent) = dir.parent().filter(|p| p.exists()) {
+        paths.push(WatchedPath {
+            path: parent.to_path_buf(),
+            recursive: false,
+        });
+    }
+    let store = Arc::clone(store);
+    let watched = dir.clone();
+    watch::watch(
+        "policies",
+        paths,
+        quiet,
+        move |p: &Path| p.starts_with(&watched),
+        move || {
+            store.reload("change");
+        },
+    )
+    .with_context(|| format!("cannot watch {}", dir.display()))
+}
+
+/// Reloads the TLS pair after changes in the directories holding it (renames and symlink swaps).
+fn watch_certificates(
+    certs: &Arc<CertificateStore>,
+    quiet: std::time::Duration,
+) -> anyhow::Result<Watch> {
+    let mut paths: Vec<WatchedPath> = Vec::new();
+    for path in certs.paths() {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        if !paths.iter().any(|w| w.path == dir) {
+            paths.push(WatchedPath {
+                path: dir,
+                recursive: false,
+            });
+        }
+    }
+    let certs = Arc::clone(certs);
+    let (watch, _) = watch::watch(
+        "tls",
+        paths,
+        quiet,
+        |_: &Path| true,
+        move || match certs.reload() {
+            Ok(true) => {
+                tracing::info!(fingerprint = %certs.fingerprint(), "TLS certificate reloaded")
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(%error, "TLS certificate reload failed; keeping the current one")
+            }
+        },
+    )
+    .context("cannot watch the TLS files")?;
+    Ok(watch)
 }

@@ -10,7 +10,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cosigner_guard::config::Settings;
 use cosigner_guard::keys::{GeneratedKeyPair, generate_rsa_2048};
-use cosigner_guard::policy::PolicySnapshot;
 use cosigner_guard::server::Server;
 use cosigner_guard::simulator::Target;
 use hyper::StatusCode;
@@ -52,6 +51,8 @@ pub struct Spec {
     pub policy_toml: String,
     /// Serve this directory instead of writing `policies`.
     pub policy_dir: Option<std::path::PathBuf>,
+    /// Whole extra sections, appended to the config.
+    pub extra_toml: String,
 }
 
 impl Spec {
@@ -74,6 +75,7 @@ impl Spec {
             server_toml: String::new(),
             policy_toml: String::new(),
             policy_dir: None,
+            extra_toml: String::new(),
         }
     }
 
@@ -98,6 +100,12 @@ impl Spec {
     pub fn server(mut self, toml: &str) -> Self {
         self.server_toml.push_str(toml);
         self.server_toml.push('\n');
+        self
+    }
+
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra_toml.push_str(toml);
+        self.extra_toml.push('\n');
         self
     }
 
@@ -140,7 +148,12 @@ backup = "keys/backup.pem"
 [policy]
 dir = {dir:?}
 {policy}
+[admin]
+listen = "127.0.0.1:0"
+
+{extra}
 "#,
+            extra = self.extra_toml,
             dir = self
                 .policy_dir
                 .as_deref()
@@ -164,7 +177,8 @@ pub fn write(path: &Path, contents: &str) {
 
 pub struct TestServer {
     pub target: Target,
-    _dir: tempfile::TempDir,
+    pub admin: std::net::SocketAddr,
+    pub dir: tempfile::TempDir,
 }
 
 /// Starts the real server, exactly as `serve --config` wires it, on an ephemeral port.
@@ -172,13 +186,9 @@ pub async fn spawn(spec: Spec) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = spec.write(dir.path());
     let settings = Settings::load(&config).expect("config loads");
-    let policy = &settings.policy;
-    let snapshot = PolicySnapshot::load(&policy.dir, &policy.entrypoints, policy.eval_timeout)
-        .expect("policies load");
-    let server = Server::bind(settings, snapshot)
-        .await
-        .expect("server binds");
+    let server = Server::bind(settings).await.expect("server binds");
     let port = server.local_addr().expect("addr").port();
+    let admin = server.admin_addr().expect("admin listener");
     tokio::spawn(server.serve(std::future::pending()));
     let target = Target::new(
         &format!("https://localhost:{port}"),
@@ -186,10 +196,24 @@ pub async fn spawn(spec: Spec) -> TestServer {
     )
     .await
     .expect("target");
-    TestServer { target, _dir: dir }
+    TestServer { target, admin, dir }
 }
 
 impl TestServer {
+    /// `GET` on the admin listener (plain HTTP on loopback); returns the status and JSON body.
+    pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
+        let target = Target::new(&format!("http://{}", self.admin), None)
+            .await
+            .expect("admin target");
+        let mut connection = target.connect().await.expect("admin connect");
+        let (status, body) = connection.get(path).await.expect("admin get");
+        (status, serde_json::from_slice(&body).expect("admin JSON"))
+    }
+
+    pub fn policy_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("policies")
+    }
+
     pub async fn post(&self, path: &str, body: impl Into<Bytes>) -> (StatusCode, Bytes) {
         self.target
             .connect()
