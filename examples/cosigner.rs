@@ -56,56 +56,31 @@ fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let payload: Value =
-        serde_json::from_slice(&read(&args.payload)?).context("payload is not JSON")?;
-    let kind = args.kind.unwrap_or(if payload.get("txId").is_some() {
-        Kind::Transaction
-    } else {
-        Kind::ConfigChange
-    });
+    let payload: Value = serde_json::from_slice(&read(&args.payload)?).context("payload is not JSON")?;
+    let kind = args.kind.unwrap_or(if payload.get("txId").is_some() { Kind::Transaction } else { Kind::ConfigChange });
     let endpoint = match kind {
         Kind::Transaction => "tx_sign_request",
         Kind::ConfigChange => "config_change_sign_request",
     };
-    let cert = if args.url.starts_with("https://") {
-        Some(read(&args.cert)?)
-    } else {
-        None
-    };
-    let mut connection = Target::new(&args.url, cert.as_deref())
-        .await?
-        .connect()
-        .await?;
+    let cert = if args.url.starts_with("https://") { Some(read(&args.cert)?) } else { None };
+    let mut connection = Target::new(&args.url, cert.as_deref()).await?.connect().await?;
 
     let answer = match args.mode {
         Mode::Jwt => {
-            let key = EncodingKey::from_rsa_pem(&read(&args.cosigner_key)?)
-                .context("Co-signer private key")?;
-            let (status, body) = connection
-                .post(&format!("/v2/{endpoint}"), sign_request(&payload, &key)?)
-                .await?;
+            let key = EncodingKey::from_rsa_pem(&read(&args.cosigner_key)?).context("Co-signer private key")?;
+            let (status, body) = connection.post(&format!("/v2/{endpoint}"), sign_request(&payload, &key)?).await?;
             if !status.is_success() {
-                bail!(
-                    "handler answered {status}: {}",
-                    String::from_utf8_lossy(&body)
-                );
+                bail!("handler answered {status}: {}", String::from_utf8_lossy(&body));
             }
-            let handler = DecodingKey::from_rsa_pem(&read(&args.handler_key)?)
-                .context("handler public key")?;
-            let claims =
-                verify_answer(&body, &handler).context("the answer's signature does not verify")?;
+            let handler = DecodingKey::from_rsa_pem(&read(&args.handler_key)?).context("handler public key")?;
+            let claims = verify_answer(&body, &handler).context("the answer's signature does not verify")?;
             println!("signature: verified with {}", args.handler_key.display());
             claims
         }
         Mode::Json => {
-            let (status, body) = connection
-                .post(&format!("/{endpoint}"), serde_json::to_vec(&payload)?)
-                .await?;
+            let (status, body) = connection.post(&format!("/{endpoint}"), serde_json::to_vec(&payload)?).await?;
             if !status.is_success() {
-                bail!(
-                    "handler answered {status}: {}",
-                    String::from_utf8_lossy(&body)
-                );
+                bail!("handler answered {status}: {}", String::from_utf8_lossy(&body));
             }
             serde_json::from_slice(&body).context("the answer is not JSON")?
         }

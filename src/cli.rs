@@ -11,11 +11,7 @@ use crate::telemetry::LogFormat;
 use crate::{dev, keys};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "cosigner-guard",
-    version,
-    about = "Policy-as-code Callback Handler for the Fireblocks API Co-signer"
-)]
+#[command(name = "cosigner-guard", version, about = "Policy-as-code Callback Handler for the Fireblocks API Co-signer")]
 pub struct Cli {
     /// Log output: `pretty` for a terminal, `json` for production. Level from RUST_LOG (default info).
     #[arg(long, global = true, value_enum, default_value = "pretty")]
@@ -35,12 +31,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The configuration file (TOML).
-    #[arg(
-        long,
-        value_name = "FILE",
-        required_unless_present = "dev",
-        conflicts_with = "dev"
-    )]
+    #[arg(long, value_name = "FILE", required_unless_present = "dev", conflicts_with = "dev")]
     pub config: Option<PathBuf>,
     /// Development set-up: create (once) TLS and demo keys in ./.cosigner-guard-dev and serve ./policies.
     #[arg(long)]
@@ -67,15 +58,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (None, _) => dev::prepare(Path::new(dev::DEV_DIR))?,
     };
     let settings = Settings::load(&config)?;
-    let banner = if args.dev {
-        Some(dev::banner(Path::new(dev::DEV_DIR), &settings)?)
-    } else {
-        None
-    };
+    let banner = if args.dev { Some(dev::banner(Path::new(dev::DEV_DIR), &settings)?) } else { None };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let modes: Vec<&str> = settings.protocol.modes.iter().map(|m| m.as_str()).collect();
         let server = Server::bind(settings).await?;
@@ -97,17 +82,10 @@ fn keygen(out: &Path) -> anyhow::Result<()> {
     let public = out.join("callback_public.pem");
     dev::write_new(&private, &pair.private_pem, true)?;
     dev::write_new(&public, &pair.public_pem, false)?;
-    println!(
-        "Wrote {} (keep it secret) and {}.",
-        private.display(),
-        public.display()
-    );
+    println!("Wrote {} (keep it secret) and {}.", private.display(), public.display());
     println!("Give this public key to the Co-signer as the callback handler's public key:\n");
     print!("{}", pair.public_pem);
-    println!(
-        "\nSHA-256 fingerprint (of the DER public key): {}",
-        pair.fingerprint
-    );
+    println!("\nSHA-256 fingerprint (of the DER public key): {}", pair.fingerprint);
     Ok(())
 }
 

@@ -26,10 +26,7 @@ pub const DEFAULT_RELOAD_TIMEOUT_MS: u64 = 10_000;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {cause}")]
-    Read {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key {key}: {message}")]
@@ -37,10 +34,7 @@ pub enum ConfigError {
 }
 
 fn key_error(key: impl Into<String>, message: impl std::fmt::Display) -> ConfigError {
-    ConfigError::Key {
-        key: key.into(),
-        message: message.to_string(),
-    }
+    ConfigError::Key { key: key.into(), message: message.to_string() }
 }
 
 #[derive(Deserialize)]
@@ -98,11 +92,7 @@ struct RawProtocol {
 
 impl Default for RawProtocol {
     fn default() -> Self {
-        Self {
-            modes: default_modes(),
-            signing_key: None,
-            cosigner_keys: BTreeMap::new(),
-        }
+        Self { modes: default_modes(), signing_key: None, cosigner_keys: BTreeMap::new() }
     }
 }
 
@@ -172,14 +162,10 @@ pub struct PolicySettings {
 
 impl Settings {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
-            path: path.to_path_buf(),
-            cause,
-        })?;
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.to_path_buf(), cause })?;
+        let raw: RawConfig = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::resolve(raw, base)
     }
@@ -192,20 +178,13 @@ impl Settings {
         }
         let debounce_ms = raw.reload.debounce_ms.unwrap_or(DEFAULT_DEBOUNCE_MS);
         if debounce_ms == 0 || debounce_ms > 10_000 {
-            return Err(key_error(
-                "reload.debounce_ms",
-                "must be between 1 and 10000",
-            ));
+            return Err(key_error("reload.debounce_ms", "must be between 1 and 10000"));
         }
         let admin = match raw.admin.enabled.unwrap_or(true) {
             false => None,
             true => {
                 let listen = raw.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
-                Some(
-                    listen
-                        .parse()
-                        .map_err(|e| key_error("admin.listen", format!("{listen:?}: {e}")))?,
-                )
+                Some(listen.parse().map_err(|e| key_error("admin.listen", format!("{listen:?}: {e}")))?)
             }
         };
         Ok(Self {
@@ -221,21 +200,12 @@ impl Settings {
     }
 }
 
-fn resolve_server(
-    raw: RawServer,
-    at: &impl Fn(&Path) -> PathBuf,
-) -> Result<ServerSettings, ConfigError> {
-    let listen = raw
-        .listen
-        .parse()
-        .map_err(|e| key_error("server.listen", format!("{:?}: {e}", raw.listen)))?;
+fn resolve_server(raw: RawServer, at: &impl Fn(&Path) -> PathBuf) -> Result<ServerSettings, ConfigError> {
+    let listen = raw.listen.parse().map_err(|e| key_error("server.listen", format!("{:?}: {e}", raw.listen)))?;
     let tls = match (raw.insecure_http, raw.tls_cert, raw.tls_key) {
         (true, None, None) => None,
         (true, _, _) => {
-            return Err(key_error(
-                "server.insecure_http",
-                "set either insecure_http or tls_cert/tls_key, not both",
-            ));
+            return Err(key_error("server.insecure_http", "set either insecure_http or tls_cert/tls_key, not both"));
         }
         (false, Some(cert), Some(key)) => Some(Arc::new(
             CertificateStore::load(&at(&cert), &at(&key))
@@ -250,48 +220,28 @@ fn resolve_server(
     };
     let prefix = raw.path_prefix.trim_end_matches('/');
     if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.contains("//")) {
-        return Err(key_error(
-            "server.path_prefix",
-            format!("{:?} must start with '/'", raw.path_prefix),
-        ));
+        return Err(key_error("server.path_prefix", format!("{:?} must start with '/'", raw.path_prefix)));
     }
     if raw.max_body_bytes == 0 {
         return Err(key_error("server.max_body_bytes", "must be greater than 0"));
     }
-    Ok(ServerSettings {
-        listen,
-        tls,
-        path_prefix: prefix.to_string(),
-        max_body_bytes: raw.max_body_bytes,
-    })
+    Ok(ServerSettings { listen, tls, path_prefix: prefix.to_string(), max_body_bytes: raw.max_body_bytes })
 }
 
-fn resolve_protocol(
-    raw: RawProtocol,
-    at: &impl Fn(&Path) -> PathBuf,
-) -> Result<ProtocolSettings, ConfigError> {
+fn resolve_protocol(raw: RawProtocol, at: &impl Fn(&Path) -> PathBuf) -> Result<ProtocolSettings, ConfigError> {
     let mut modes = raw.modes;
     modes.dedup();
     if modes.is_empty() {
-        return Err(key_error(
-            "protocol.modes",
-            "at least one of \"jwt\", \"json\" is required",
-        ));
+        return Err(key_error("protocol.modes", "at least one of \"jwt\", \"json\" is required"));
     }
     let jwt = modes.contains(&Mode::Jwt);
     let handler_key = match raw.signing_key {
         Some(path) => {
             let path = at(&path);
-            Some(
-                HandlerKey::from_pem_file(&path)
-                    .map_err(|e| key_error("protocol.signing_key", e))?,
-            )
+            Some(HandlerKey::from_pem_file(&path).map_err(|e| key_error("protocol.signing_key", e))?)
         }
         None if jwt => {
-            return Err(key_error(
-                "protocol.signing_key",
-                "required when the jwt mode is enabled",
-            ));
+            return Err(key_error("protocol.signing_key", "required when the jwt mode is enabled"));
         }
         None => None,
     };
@@ -302,16 +252,9 @@ fn resolve_protocol(
         keys.push(key);
     }
     if jwt && keys.is_empty() {
-        return Err(key_error(
-            "protocol.cosigner_keys",
-            "at least one Co-signer public key is required in jwt mode",
-        ));
+        return Err(key_error("protocol.cosigner_keys", "at least one Co-signer public key is required in jwt mode"));
     }
-    Ok(ProtocolSettings {
-        modes,
-        handler_key,
-        cosigner_keys: CosignerKeyring::new(keys),
-    })
+    Ok(ProtocolSettings { modes, handler_key, cosigner_keys: CosignerKeyring::new(keys) })
 }
 
 fn resolve_policy(
@@ -322,33 +265,21 @@ fn resolve_policy(
     let defaults = Entrypoints::default();
     let timeout_ms = raw.eval_timeout_ms.unwrap_or(DEFAULT_EVAL_TIMEOUT_MS);
     if timeout_ms == 0 || timeout_ms > MAX_EVAL_TIMEOUT_MS {
-        return Err(key_error(
-            "policy.eval_timeout_ms",
-            format!("must be between 1 and {MAX_EVAL_TIMEOUT_MS}"),
-        ));
+        return Err(key_error("policy.eval_timeout_ms", format!("must be between 1 and {MAX_EVAL_TIMEOUT_MS}")));
     }
-    let threads = raw.eval_threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(2)
-    });
+    let threads =
+        raw.eval_threads.unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2));
     if threads == 0 {
         return Err(key_error("policy.eval_threads", "must be greater than 0"));
     }
     for (key, entrypoint) in [
         ("policy.transaction_entrypoint", &raw.transaction_entrypoint),
-        (
-            "policy.config_change_entrypoint",
-            &raw.config_change_entrypoint,
-        ),
+        ("policy.config_change_entrypoint", &raw.config_change_entrypoint),
     ] {
         if let Some(e) = entrypoint
             && !e.starts_with("data.")
         {
-            return Err(key_error(
-                key,
-                format!("{e:?} must be a rule path starting with \"data.\""),
-            ));
+            return Err(key_error(key, format!("{e:?} must be a rule path starting with \"data.\"")));
         }
     }
     Ok(PolicySettings {
@@ -357,9 +288,7 @@ fn resolve_policy(
         compile: CompileOptions {
             entrypoints: Entrypoints {
                 transaction: raw.transaction_entrypoint.unwrap_or(defaults.transaction),
-                config_change: raw
-                    .config_change_entrypoint
-                    .unwrap_or(defaults.config_change),
+                config_change: raw.config_change_entrypoint.unwrap_or(defaults.config_change),
             },
             eval_timeout: Duration::from_millis(timeout_ms),
             load_timeout,

@@ -116,11 +116,7 @@ impl Decision {
     /// Parses the policy's output; never trusts the map it returns.
     pub fn from_policy_output(value: serde_json::Value) -> Result<Self, serde_json::Error> {
         let PolicyDecision { action, reason } = serde_json::from_value(value)?;
-        Ok(Self {
-            action,
-            reason,
-            source: Source::Policy,
-        })
+        Ok(Self { action, reason, source: Source::Policy })
     }
 
     /// The `rejectionReason` sent on the wire: the reason of any decision other than APPROVE.
@@ -141,23 +137,11 @@ mod tests {
     fn policy_output_must_be_exactly_a_decision() {
         let cases = [
             (json!({"action": "APPROVE"}), true, "action alone"),
-            (
-                json!({"action": "REJECT", "reason": "too big"}),
-                true,
-                "action and reason",
-            ),
+            (json!({"action": "REJECT", "reason": "too big"}), true, "action and reason"),
             (json!({"action": "approve"}), false, "lowercase action"),
             (json!({"action": "ALLOW"}), false, "unknown action"),
-            (
-                json!({"action": "REJECT", "reson": "typo"}),
-                false,
-                "unknown key",
-            ),
-            (
-                json!({"action": "REJECT", "reason": 5}),
-                false,
-                "reason not a string",
-            ),
+            (json!({"action": "REJECT", "reson": "typo"}), false, "unknown key"),
+            (json!({"action": "REJECT", "reason": 5}), false, "reason not a string"),
             (json!("APPROVE"), false, "bare string"),
             (json!(true), false, "boolean"),
             (json!({}), false, "empty object"),
@@ -170,20 +154,13 @@ mod tests {
     #[test]
     fn fallback_config_cannot_name_approve_or_ignore() {
         for bad in ["\"APPROVE\"", "\"IGNORE\""] {
-            assert!(
-                serde_json::from_str::<FallbackAction>(bad).is_err(),
-                "{bad}"
-            );
+            assert!(serde_json::from_str::<FallbackAction>(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn approve_never_carries_a_rejection_reason() {
-        let d = Decision {
-            action: Action::Approve,
-            reason: Some("ok".into()),
-            source: Source::Policy,
-        };
+        let d = Decision { action: Action::Approve, reason: Some("ok".into()), source: Source::Policy };
         assert_eq!(d.rejection_reason(), None);
     }
 }

@@ -38,30 +38,16 @@ pub fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
         return Ok(config);
     }
     for sub in ["tls", "keys"] {
-        std::fs::create_dir_all(dir.join(sub))
-            .with_context(|| format!("creating {}", dir.join(sub).display()))?;
+        std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
-    let tls =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .context("generating the development TLS certificate")?;
+    let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .context("generating the development TLS certificate")?;
     replace(&dir.join("tls/cert.pem"), &tls.cert.pem(), false)?;
-    replace(
-        &dir.join("tls/key.pem"),
-        &tls.signing_key.serialize_pem(),
-        true,
-    )?;
+    replace(&dir.join("tls/key.pem"), &tls.signing_key.serialize_pem(), true)?;
     for name in ["callback", "cosigner"] {
         let pair = keys::generate_rsa_2048()?;
-        replace(
-            &dir.join(format!("keys/{name}_private.pem")),
-            &pair.private_pem,
-            true,
-        )?;
-        replace(
-            &dir.join(format!("keys/{name}_public.pem")),
-            &pair.public_pem,
-            false,
-        )?;
+        replace(&dir.join(format!("keys/{name}_private.pem")), &pair.private_pem, true)?;
+        replace(&dir.join(format!("keys/{name}_public.pem")), &pair.public_pem, false)?;
     }
     // Written last: its presence means the set is complete.
     replace(&config, DEV_CONFIG, false)?;
@@ -71,15 +57,9 @@ pub fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
 /// What a developer needs to talk to the dev server.
 pub fn banner(dir: &Path, settings: &Settings) -> anyhow::Result<String> {
     let cert_path = dir.join("tls/cert.pem");
-    let cert = CertificateDer::from_pem_file(&cert_path)
-        .with_context(|| format!("reading {}", cert_path.display()))?;
-    let cert_fp =
-        keys::hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.as_ref()).as_ref());
-    let handler = settings
-        .protocol
-        .handler_key
-        .as_ref()
-        .context("dev config has no signing key")?;
+    let cert = CertificateDer::from_pem_file(&cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
+    let cert_fp = keys::hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.as_ref()).as_ref());
+    let handler = settings.protocol.handler_key.as_ref().context("dev config has no signing key")?;
     Ok(format!(
         "\n=== cosigner-guard development server ===\n\
          Callback handler URL:   https://localhost:{port}  (modes: jwt at /v2/..., json at /...)\n\
@@ -120,10 +100,7 @@ fn write(path: &Path, contents: &str, private: bool, create_new: bool) -> anyhow
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
+    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

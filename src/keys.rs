@@ -33,9 +33,7 @@ pub struct HandlerKey {
 
 impl fmt::Debug for HandlerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HandlerKey")
-            .field("fingerprint", &self.fingerprint)
-            .finish_non_exhaustive()
+        f.debug_struct("HandlerKey").field("fingerprint", &self.fingerprint).finish_non_exhaustive()
     }
 }
 
@@ -67,11 +65,7 @@ impl HandlerKey {
             .to_vec();
         let encoding = EncodingKey::from_rsa_pem(pem)
             .map_err(|e| KeyError::Invalid(format!("not a usable RSA private key ({e})")))?;
-        Ok(Self {
-            encoding,
-            fingerprint: fingerprint(&public_spki_der),
-            public_spki_der,
-        })
+        Ok(Self { encoding, fingerprint: fingerprint(&public_spki_der), public_spki_der })
     }
 
     /// The public key in PEM, to give to the Co-signer.
@@ -106,18 +100,13 @@ impl CosignerKey {
     }
 
     pub fn from_pem(name: &str, pem: &[u8]) -> Result<Self, KeyError> {
-        let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem).map_err(|e| {
-            KeyError::Invalid(format!("not a PEM public key (\"BEGIN PUBLIC KEY\") ({e})"))
-        })?;
+        let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem)
+            .map_err(|e| KeyError::Invalid(format!("not a PEM public key (\"BEGIN PUBLIC KEY\") ({e})")))?;
         aws_lc_rs::rsa::PublicKey::from_der(spki.as_ref())
             .map_err(|e| KeyError::Invalid(format!("not an RSA public key ({e})")))?;
         let decoding = DecodingKey::from_rsa_pem(pem)
             .map_err(|e| KeyError::Invalid(format!("not a usable RSA public key ({e})")))?;
-        Ok(Self {
-            name: name.into(),
-            fingerprint: fingerprint(spki.as_ref()),
-            decoding,
-        })
+        Ok(Self { name: name.into(), fingerprint: fingerprint(spki.as_ref()), decoding })
     }
 }
 
@@ -162,10 +151,7 @@ pub fn generate_rsa_2048() -> Result<GeneratedKeyPair, KeyError> {
     let failed = |what: &str| KeyError::Invalid(format!("RSA key generation failed: {what}"));
     let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| failed("generate"))?;
     let private = pair.as_der().map_err(|_| failed("encode private key"))?;
-    let public = pair
-        .public_key()
-        .as_der()
-        .map_err(|_| failed("encode public key"))?;
+    let public = pair.public_key().as_der().map_err(|_| failed("encode public key"))?;
     Ok(GeneratedKeyPair {
         private_pem: pem::encode(&pem::Pem::new("PRIVATE KEY", private.as_ref().to_vec())),
         public_pem: pem::encode(&pem::Pem::new("PUBLIC KEY", public.as_ref().to_vec())),
@@ -174,8 +160,5 @@ pub fn generate_rsa_2048() -> Result<GeneratedKeyPair, KeyError> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
-    std::fs::read(path).map_err(|cause| KeyError::Read {
-        path: path.display().to_string(),
-        cause,
-    })
+    std::fs::read(path).map_err(|cause| KeyError::Read { path: path.display().to_string(), cause })
 }

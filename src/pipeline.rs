@@ -67,12 +67,7 @@ impl Pipeline {
         policy: Arc<PolicyStore>,
         evaluator: Evaluator,
     ) -> Self {
-        Self {
-            keyring,
-            handler_key,
-            policy,
-            evaluator,
-        }
+        Self { keyring, handler_key, policy, evaluator }
     }
 
     pub fn policy(&self) -> &Arc<PolicyStore> {
@@ -97,43 +92,21 @@ impl Pipeline {
     ) -> Result<Decided, Refusal> {
         let opened = envelope::open(mode, body, &self.keyring)?;
         let request = CosignerRequest::from_payload(kind, opened.payload)?;
-        let context = RequestContext {
-            received_at,
-            mode,
-            cosigner_key: opened.cosigner_key,
-        };
+        let context = RequestContext { received_at, mode, cosigner_key: opened.cosigner_key };
         let request_id = request.request_id.clone();
         let tx_id = request.tx_id().map(str::to_owned);
         let (decision, policy_revision) = self.evaluate(request, &context).await;
-        let sealed = envelope::seal(
-            mode,
-            &Answer::new(&request_id, &decision),
-            self.handler_key.as_ref(),
-        )?;
-        Ok(Decided {
-            request_id,
-            tx_id,
-            cosigner_key: context.cosigner_key,
-            policy_revision,
-            decision,
-            sealed,
-        })
+        let sealed = envelope::seal(mode, &Answer::new(&request_id, &decision), self.handler_key.as_ref())?;
+        Ok(Decided { request_id, tx_id, cosigner_key: context.cosigner_key, policy_revision, decision, sealed })
     }
 
     /// Decides an already decoded request against the active snapshot; returns the snapshot's revision.
-    pub async fn evaluate(
-        &self,
-        request: CosignerRequest,
-        context: &RequestContext,
-    ) -> (Decision, String) {
+    pub async fn evaluate(&self, request: CosignerRequest, context: &RequestContext) -> (Decision, String) {
         // One snapshot for the whole evaluation, whatever reloads happen meanwhile.
         let snapshot = self.policy.active();
         let revision = snapshot.revision.clone();
         let input = input_document(request.kind, request.payload, context);
-        let decision = self
-            .evaluator
-            .decide(snapshot, request.kind, regorus::Value::from(input))
-            .await;
+        let decision = self.evaluator.decide(snapshot, request.kind, regorus::Value::from(input)).await;
         (decision, revision)
     }
 }

@@ -54,11 +54,7 @@ impl CosignerRequest {
             Some(Value::String(id)) => id.clone(),
             _ => return Err(RequestError::MissingRequestId),
         };
-        Ok(Self {
-            kind,
-            request_id,
-            payload,
-        })
+        Ok(Self { kind, request_id, payload })
     }
 
     /// `txId` of a transaction request, for logs.
@@ -76,25 +72,13 @@ mod tests {
     fn request_id_must_be_a_string() {
         let cases = [
             (json!({"requestId": "abc"}), Ok("abc"), "string id"),
-            (
-                json!({"requestId": 5}),
-                Err(RequestError::MissingRequestId),
-                "numeric id",
-            ),
-            (
-                json!({"txId": "x"}),
-                Err(RequestError::MissingRequestId),
-                "no id",
-            ),
+            (json!({"requestId": 5}), Err(RequestError::MissingRequestId), "numeric id"),
+            (json!({"txId": "x"}), Err(RequestError::MissingRequestId), "no id"),
             (json!([1]), Err(RequestError::NotAnObject), "array payload"),
         ];
         for (payload, want, msg) in cases {
             let got = CosignerRequest::from_payload(RequestKind::Transaction, payload);
-            assert_eq!(
-                got.as_ref().map(|r| r.request_id.as_str()).map_err(|e| *e),
-                want,
-                "{msg}"
-            );
+            assert_eq!(got.as_ref().map(|r| r.request_id.as_str()).map_err(|e| *e), want, "{msg}");
         }
     }
 }

@@ -39,22 +39,14 @@ impl Target {
             bail!("{url}: the URL must start with https:// or http://");
         };
         let (authority, base_path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-        let host = authority
-            .rsplit_once(':')
-            .map_or(authority, |(h, _)| h)
-            .to_string();
-        let authority = if authority.contains(':') {
-            authority.to_string()
-        } else {
-            format!("{authority}:443")
-        };
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_string();
+        let authority = if authority.contains(':') { authority.to_string() } else { format!("{authority}:443") };
         let addr = tokio::net::lookup_host(&authority)
             .await?
             .next()
             .with_context(|| format!("{authority} does not resolve"))?;
         let tls = if tls {
-            let pem =
-                pinned_cert_pem.context("an https URL needs the handler's certificate to pin")?;
+            let pem = pinned_cert_pem.context("an https URL needs the handler's certificate to pin")?;
             let mut roots = rustls::RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(pem) {
                 roots.add(cert?)?;
@@ -64,25 +56,13 @@ impl Target {
                 .with_safe_default_protocol_versions()?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-            Some((
-                TlsConnector::from(Arc::new(config)),
-                ServerName::try_from(host.clone())?,
-            ))
+            Some((TlsConnector::from(Arc::new(config)), ServerName::try_from(host.clone())?))
         } else {
             None
         };
         let base_path = base_path.trim_end_matches('/');
-        let base_path = if base_path.is_empty() {
-            String::new()
-        } else {
-            format!("/{base_path}")
-        };
-        Ok(Self {
-            addr,
-            host,
-            tls,
-            base_path,
-        })
+        let base_path = if base_path.is_empty() { String::new() } else { format!("/{base_path}") };
+        Ok(Self { addr, host, tls, base_path })
     }
 
     /// Opens one keep-alive connection.
@@ -91,19 +71,13 @@ impl Target {
             Some(_) => handshake(self.tls_stream().await?).await?,
             None => handshake(self.tcp_stream().await?).await?,
         };
-        Ok(Connection {
-            sender,
-            host: self.host.clone(),
-            base_path: self.base_path.clone(),
-        })
+        Ok(Connection { sender, host: self.host.clone(), base_path: self.base_path.clone() })
     }
 
     /// A raw TLS stream to the handler, for speaking HTTP by hand.
     pub async fn tls_stream(&self) -> anyhow::Result<TlsStream<TcpStream>> {
         let (connector, name) = self.tls.as_ref().context("not an https target")?;
-        Ok(connector
-            .connect(name.clone(), self.tcp_stream().await?)
-            .await?)
+        Ok(connector.connect(name.clone(), self.tcp_stream().await?).await?)
     }
 
     async fn tcp_stream(&self) -> anyhow::Result<TcpStream> {
@@ -131,11 +105,7 @@ pub struct Connection {
 
 impl Connection {
     /// POSTs `body` to `path` (relative to the base URL) and returns the status and raw body.
-    pub async fn post(
-        &mut self,
-        path: &str,
-        body: impl Into<Bytes>,
-    ) -> anyhow::Result<(StatusCode, Bytes)> {
+    pub async fn post(&mut self, path: &str, body: impl Into<Bytes>) -> anyhow::Result<(StatusCode, Bytes)> {
         let request = hyper::Request::post(format!("{}{path}", self.base_path))
             .header(hyper::header::HOST, &self.host)
             .header(hyper::header::CONTENT_TYPE, "text/plain")
@@ -151,10 +121,7 @@ impl Connection {
         self.send(request).await
     }
 
-    async fn send(
-        &mut self,
-        request: hyper::Request<Full<Bytes>>,
-    ) -> anyhow::Result<(StatusCode, Bytes)> {
+    async fn send(&mut self, request: hyper::Request<Full<Bytes>>) -> anyhow::Result<(StatusCode, Bytes)> {
         self.sender.ready().await?;
         let response = self.sender.send_request(request).await?;
         let status = response.status();
@@ -164,11 +131,7 @@ impl Connection {
 
 /// Signs a payload as the Co-signer does: RS256, header `{"typ":"JWT","alg":"RS256"}`, no time claims.
 pub fn sign_request(payload: &Value, cosigner_private_key: &EncodingKey) -> anyhow::Result<String> {
-    Ok(jsonwebtoken::encode(
-        &Header::new(Algorithm::RS256),
-        payload,
-        cosigner_private_key,
-    )?)
+    Ok(jsonwebtoken::encode(&Header::new(Algorithm::RS256), payload, cosigner_private_key)?)
 }
 
 /// Verifies a signed answer with the handler's public key and returns its claims.

@@ -20,53 +20,22 @@ fn approve_all() -> Spec {
 #[test]
 fn keygen_writes_an_rsa_2048_pair_prints_it_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["keygen", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(BIN).args(["keygen", "--out"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let key = HandlerKey::from_pem_file(&dir.path().join("callback_private.pem"))
-        .expect("a usable RSA-2048 key");
+    let key = HandlerKey::from_pem_file(&dir.path().join("callback_private.pem")).expect("a usable RSA-2048 key");
     let public = std::fs::read_to_string(dir.path().join("callback_public.pem")).unwrap();
-    assert_eq!(
-        public,
-        key.public_pem(),
-        "the public file matches the private key"
-    );
+    assert_eq!(public, key.public_pem(), "the public file matches the private key");
     assert!(stdout.contains(&public), "the public key is printed");
-    assert!(
-        stdout.contains(key.fingerprint()),
-        "its fingerprint is printed"
-    );
+    assert!(stdout.contains(key.fingerprint()), "its fingerprint is printed");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("callback_private.pem"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(
-            mode & 0o077,
-            0,
-            "the private key is readable by its owner only"
-        );
+        let mode = std::fs::metadata(dir.path().join("callback_private.pem")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the private key is readable by its owner only");
     }
-    let again = Command::new(BIN)
-        .args(["keygen", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(
-        again.status.code(),
-        Some(1),
-        "an existing key is never overwritten"
-    );
+    let again = Command::new(BIN).args(["keygen", "--out"]).arg(dir.path()).output().unwrap();
+    assert_eq!(again.status.code(), Some(1), "an existing key is never overwritten");
 }
 
 #[test]
@@ -74,10 +43,7 @@ fn a_bad_configuration_stops_start_up_with_a_message_naming_the_fault() {
     let big_key = {
         use aws_lc_rs::encoding::AsDer;
         let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa3072).unwrap();
-        pem::encode(&pem::Pem::new(
-            "PRIVATE KEY",
-            pair.as_der().unwrap().as_ref().to_vec(),
-        ))
+        pem::encode(&pem::Pem::new("PRIVATE KEY", pair.as_der().unwrap().as_ref().to_vec()))
     };
     type Edit = Box<dyn Fn(&std::path::Path, String) -> String>;
     let cases: Vec<(&str, Edit, &str)> = vec![
@@ -91,21 +57,9 @@ fn a_bad_configuration_stops_start_up_with_a_message_naming_the_fault() {
             Box::new(|_, c| c.replace("[policy]", "[policy]\non_error = \"IGNORE\"")),
             "on_error",
         ),
-        (
-            "no modes",
-            Box::new(|_, c| c.replace(r#"modes = ["jwt", "json"]"#, "modes = []")),
-            "protocol.modes",
-        ),
-        (
-            "an unknown mode",
-            Box::new(|_, c| c.replace(r#"modes = ["jwt", "json"]"#, r#"modes = ["xml"]"#)),
-            "xml",
-        ),
-        (
-            "a misspelt key",
-            Box::new(|_, c| c.replace("listen =", "lisen =")),
-            "lisen",
-        ),
+        ("no modes", Box::new(|_, c| c.replace(r#"modes = ["jwt", "json"]"#, "modes = []")), "protocol.modes"),
+        ("an unknown mode", Box::new(|_, c| c.replace(r#"modes = ["jwt", "json"]"#, r#"modes = ["xml"]"#)), "xml"),
+        ("a misspelt key", Box::new(|_, c| c.replace("listen =", "lisen =")), "lisen"),
         (
             "a signing key that is not RSA-2048",
             Box::new(move |dir, c| {
@@ -122,11 +76,7 @@ fn a_bad_configuration_stops_start_up_with_a_message_naming_the_fault() {
             }),
             "protocol.cosigner_keys.backup",
         ),
-        (
-            "a missing Co-signer key file",
-            Box::new(|_, c| c.replace("keys/primary.pem", "keys/nope.pem")),
-            "nope.pem",
-        ),
+        ("a missing Co-signer key file", Box::new(|_, c| c.replace("keys/primary.pem", "keys/nope.pem")), "nope.pem"),
         (
             "no TLS and no insecure_http",
             Box::new(|_, c| c.replace("tls_cert = \"tls/cert.pem\"\n", "")),
@@ -140,11 +90,7 @@ fn a_bad_configuration_stops_start_up_with_a_message_naming_the_fault() {
         (
             "a policy that does not parse",
             Box::new(|dir, c| {
-                std::fs::write(
-                    dir.join("policies/tx.rego"),
-                    "package cosigner.transaction\ndecision := {",
-                )
-                .unwrap();
+                std::fs::write(dir.join("policies/tx.rego"), "package cosigner.transaction\ndecision := {").unwrap();
                 c
             }),
             "tx.rego",
@@ -171,35 +117,41 @@ fn a_bad_configuration_stops_start_up_with_a_message_naming_the_fault() {
         let config = approve_all().write(dir.path());
         let text = edit(dir.path(), std::fs::read_to_string(&config).unwrap());
         std::fs::write(&config, text).unwrap();
-        let out = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
+        let out = Command::new(BIN).args(["serve", "--config"]).arg(&config).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{name}: start-up fails: {stderr}"
-        );
-        assert!(
-            stderr.contains(named),
-            "{name}: the message names {named:?}: {stderr}"
-        );
+        assert_eq!(out.status.code(), Some(1), "{name}: start-up fails: {stderr}");
+        assert!(stderr.contains(named), "{name}: the message names {named:?}: {stderr}");
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_binary_serves_signed_decisions_and_exits_cleanly_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = approve_all().write(dir.path());
+/// A running server process, killed if the test fails before stopping it.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    fn signal(&self, name: &str) {
+        assert!(Command::new("kill").args([name, &self.0.id().to_string()]).status().unwrap().success());
+    }
+
+    fn wait(&mut self) -> Option<i32> {
+        self.0.wait().unwrap().code()
+    }
+}
+
+/// Starts the binary on `config` and returns it with its HTTPS port, read from the start-up log.
+fn start(config: &std::path::Path) -> (Running, u16) {
     let mut child = Command::new(BIN)
         .args(["--log-format", "json", "serve", "--config"])
-        .arg(&config)
+        .arg(config)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The listening address is in the start-up log (listen = 127.0.0.1:0).
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
     let addr = loop {
@@ -211,34 +163,49 @@ async fn the_binary_serves_signed_decisions_and_exits_cleanly_on_sigterm() {
             break event["addr"].as_str().unwrap().to_string();
         }
     };
-    let port = addr.rsplit(':').next().unwrap();
-    let target = Target::new(
-        &format!("https://localhost:{port}"),
-        Some(keys().tls_cert_pem.as_bytes()),
-    )
-    .await
-    .unwrap();
-    let (status, body) = target
-        .connect()
-        .await
-        .unwrap()
-        .post(
-            "/v2/tx_sign_request",
-            sign(&payload("eth_transfer.json"), &keys().primary.private_pem),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    assert_eq!(verify_answer(&body)["action"], "APPROVE");
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (Running(child), addr.rsplit(':').next().unwrap().parse().unwrap())
+}
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
+async fn post_signed(port: u16, payload: &serde_json::Value) -> serde_json::Value {
+    let target = Target::new(&format!("https://localhost:{port}"), Some(keys().tls_cert_pem.as_bytes())).await.unwrap();
+    let signed = sign(payload, &keys().primary.private_pem);
+    let (status, body) = target.connect().await.unwrap().post("/v2/tx_sign_request", signed).await.unwrap();
+    assert_eq!(status, 200);
+    verify_answer(&body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_serves_signed_decisions_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port) = start(&approve_all().write(dir.path()));
+    assert_eq!(post_signed(port, &payload("eth_transfer.json")).await["action"], "APPROVE");
+    child.signal("-TERM");
+    assert_eq!(child.wait(), Some(0), "SIGTERM is a clean exit");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_policies_even_with_watching_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Spec::both(r#"decision := {"action": "REJECT", "reason": "before"}"#)
+        .extra("[reload]\nwatch = false")
+        .write(dir.path());
+    let (mut child, port) = start(&config);
+    let tx = payload("eth_transfer.json");
+    assert_eq!(post_signed(port, &tx).await["rejectionReason"], "before");
+    common::write(
+        &dir.path().join("policies/tx.rego"),
+        "package cosigner.transaction\ndecision := {\"action\": \"REJECT\", \"reason\": \"after\"}\n",
     );
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "SIGTERM is a clean exit");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(post_signed(port, &tx).await["rejectionReason"], "before", "no watching: nothing changes by itself");
+    child.signal("-HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while post_signed(port, &tx).await["rejectionReason"] != "after" {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.signal("-TERM");
+    assert_eq!(child.wait(), Some(0));
 }

@@ -15,11 +15,7 @@ const CC: &str = "config_change_sign_request";
 fn documented() -> Vec<(&'static str, &'static str, Value)> {
     vec![
         ("ETH transfer", TX, payload("eth_transfer.json")),
-        (
-            "BTC transfer to a one-time address",
-            TX,
-            payload("btc_one_time_address.json"),
-        ),
+        ("BTC transfer to a one-time address", TX, payload("btc_one_time_address.json")),
         ("whitelisting request", CC, payload("whitelist_wallet.json")),
     ]
 }
@@ -28,21 +24,9 @@ fn documented() -> Vec<(&'static str, &'static str, Value)> {
 async fn every_action_comes_back_signed_with_the_request_id_echoed_in_both_modes() {
     let cases = [
         (r#"decision := {"action": "APPROVE"}"#, "APPROVE", None),
-        (
-            r#"decision := {"action": "REJECT", "reason": "over the limit"}"#,
-            "REJECT",
-            Some("over the limit"),
-        ),
-        (
-            r#"decision := {"action": "RETRY", "reason": "held for review"}"#,
-            "RETRY",
-            Some("held for review"),
-        ),
-        (
-            r#"decision := {"action": "IGNORE", "reason": "left to humans"}"#,
-            "IGNORE",
-            Some("left to humans"),
-        ),
+        (r#"decision := {"action": "REJECT", "reason": "over the limit"}"#, "REJECT", Some("over the limit")),
+        (r#"decision := {"action": "RETRY", "reason": "held for review"}"#, "RETRY", Some("held for review")),
+        (r#"decision := {"action": "IGNORE", "reason": "left to humans"}"#, "IGNORE", Some("left to humans")),
     ];
     for (rego, action, reason) in cases {
         let server = spawn(Spec::both(rego)).await;
@@ -51,15 +35,8 @@ async fn every_action_comes_back_signed_with_the_request_id_echoed_in_both_modes
                 let answer = decide(&server, mode, endpoint, &payload).await;
                 let msg = format!("{action} policy, {mode} mode, {name}");
                 assert_eq!(answer["action"], action, "{msg}");
-                assert_eq!(
-                    answer["requestId"], payload["requestId"],
-                    "{msg}: requestId echoed"
-                );
-                assert_eq!(
-                    answer.get("rejectionReason").and_then(Value::as_str),
-                    reason,
-                    "{msg}: reason"
-                );
+                assert_eq!(answer["requestId"], payload["requestId"], "{msg}: requestId echoed");
+                assert_eq!(answer.get("rejectionReason").and_then(Value::as_str), reason, "{msg}: reason");
             }
         }
     }
@@ -67,15 +44,9 @@ async fn every_action_comes_back_signed_with_the_request_id_echoed_in_both_modes
 
 #[tokio::test(flavor = "multi_thread")]
 async fn approve_never_carries_a_rejection_reason_on_the_wire() {
-    let server = spawn(Spec::both(
-        r#"decision := {"action": "APPROVE", "reason": "all good"}"#,
-    ))
-    .await;
+    let server = spawn(Spec::both(r#"decision := {"action": "APPROVE", "reason": "all good"}"#)).await;
     let answer = decide(&server, "jwt", TX, &payload("eth_transfer.json")).await;
-    assert_eq!(
-        answer,
-        json!({"action": "APPROVE", "requestId": "9c794cee-7e27-46c9-9e9a-ed68295ff06b"})
-    );
+    assert_eq!(answer, json!({"action": "APPROVE", "requestId": "9c794cee-7e27-46c9-9e9a-ed68295ff06b"}));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -95,53 +66,28 @@ async fn policies_see_kind_payload_verbatim_and_context() {
     .await;
     let mut tx = payload("eth_transfer.json");
     tx["someFutureField"] = json!({"nested": [1, 2]});
-    let seen = |answer: Value| -> Value {
-        serde_json::from_str(answer["rejectionReason"].as_str().unwrap()).unwrap()
-    };
+    let seen = |answer: Value| -> Value { serde_json::from_str(answer["rejectionReason"].as_str().unwrap()).unwrap() };
 
     let jwt = seen(decide(&server, "jwt", TX, &tx).await);
     assert_eq!(jwt["kind"], "transaction");
-    assert_eq!(
-        jwt["extra"],
-        json!({"nested": [1, 2]}),
-        "unknown fields reach the policy"
-    );
-    assert_eq!(
-        jwt["amountStr"], "0.010000000000000000",
-        "decimal strings are kept verbatim"
-    );
+    assert_eq!(jwt["extra"], json!({"nested": [1, 2]}), "unknown fields reach the policy");
+    assert_eq!(jwt["amountStr"], "0.010000000000000000", "decimal strings are kept verbatim");
     assert_eq!(jwt["mode"], "jwt");
-    assert_eq!(
-        jwt["key"], "primary",
-        "the verifying key's name is recorded"
-    );
-    assert!(
-        jwt["at"].as_str().unwrap().ends_with('Z'),
-        "received_at is RFC 3339 UTC: {}",
-        jwt["at"]
-    );
+    assert_eq!(jwt["key"], "primary", "the verifying key's name is recorded");
+    assert!(jwt["at"].as_str().unwrap().ends_with('Z'), "received_at is RFC 3339 UTC: {}", jwt["at"]);
     assert_eq!(jwt["ns"], true);
 
     let json_mode = seen(decide(&server, "json", CC, &payload("whitelist_wallet.json")).await);
     assert_eq!(json_mode["kind"], "config_change");
     assert_eq!(json_mode["mode"], "json");
-    assert_eq!(
-        json_mode["key"],
-        Value::Null,
-        "no Co-signer key vouches for a json request"
-    );
+    assert_eq!(json_mode["key"], Value::Null, "no Co-signer key vouches for a json request");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_configured_cosigner_key_is_accepted_and_named() {
-    let server = spawn(Spec::both(
-        r#"decision := {"action": "RETRY", "reason": input.context.cosigner_key}"#,
-    ))
-    .await;
+    let server = spawn(Spec::both(r#"decision := {"action": "RETRY", "reason": input.context.cosigner_key}"#)).await;
     let tx = payload("eth_transfer.json");
-    let (status, body) = server
-        .post("/v2/tx_sign_request", sign(&tx, &keys().backup.private_pem))
-        .await;
+    let (status, body) = server.post("/v2/tx_sign_request", sign(&tx, &keys().backup.private_pem)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(verify_answer(&body)["rejectionReason"], "backup");
 }
@@ -149,27 +95,17 @@ async fn a_second_configured_cosigner_key_is_accepted_and_named() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_and_malformed_requests_are_refused_and_never_approved() {
     // An approve-everything policy: any request that slipped through would come back APPROVE.
-    let server =
-        spawn(Spec::both(r#"decision := {"action": "APPROVE"}"#).server("max_body_bytes = 65536"))
-            .await;
+    let server = spawn(Spec::both(r#"decision := {"action": "APPROVE"}"#).server("max_body_bytes = 65536")).await;
     let keys = keys();
     let tx = payload("eth_transfer.json");
     let good = sign(&tx, &keys.primary.private_pem);
     let segments: Vec<&str> = good.split('.').collect();
     let mut richer = tx.clone();
     richer["amountStr"] = json!("1000000");
-    let tampered = format!(
-        "{}.{}.{}",
-        segments[0],
-        b64(&serde_json::to_vec(&richer).unwrap()),
-        segments[2]
-    );
+    let tampered = format!("{}.{}.{}", segments[0], b64(&serde_json::to_vec(&richer).unwrap()), segments[2]);
     let none_header = b64(br#"{"alg":"none","typ":"JWT"}"#);
-    let hs256 = sign_with(
-        Header::new(Algorithm::HS256),
-        &tx,
-        &EncodingKey::from_secret(keys.primary.public_pem.as_bytes()),
-    );
+    let hs256 =
+        sign_with(Header::new(Algorithm::HS256), &tx, &EncodingKey::from_secret(keys.primary.public_pem.as_bytes()));
     let rs384 = sign_with(
         Header::new(Algorithm::RS384),
         &tx,
@@ -187,12 +123,7 @@ async fn forged_and_malformed_requests_are_refused_and_never_approved() {
             sign(&tx, &keys.stranger.private_pem).into(),
             StatusCode::UNAUTHORIZED,
         ),
-        (
-            "payload altered after signing",
-            "/v2/tx_sign_request",
-            tampered.into(),
-            StatusCode::UNAUTHORIZED,
-        ),
+        ("payload altered after signing", "/v2/tx_sign_request", tampered.into(), StatusCode::UNAUTHORIZED),
         (
             "alg none, no signature",
             "/v2/tx_sign_request",
@@ -205,18 +136,8 @@ async fn forged_and_malformed_requests_are_refused_and_never_approved() {
             format!("{none_header}.{}.{}", segments[1], segments[2]).into(),
             StatusCode::UNAUTHORIZED,
         ),
-        (
-            "HS256 keyed with the public key",
-            "/v2/tx_sign_request",
-            hs256.into(),
-            StatusCode::UNAUTHORIZED,
-        ),
-        (
-            "RS384 with the right key",
-            "/v2/tx_sign_request",
-            rs384.into(),
-            StatusCode::UNAUTHORIZED,
-        ),
+        ("HS256 keyed with the public key", "/v2/tx_sign_request", hs256.into(), StatusCode::UNAUTHORIZED),
+        ("RS384 with the right key", "/v2/tx_sign_request", rs384.into(), StatusCode::UNAUTHORIZED),
         (
             "truncated token",
             "/v2/tx_sign_request",
@@ -229,30 +150,15 @@ async fn forged_and_malformed_requests_are_refused_and_never_approved() {
             format!("{}.{}", segments[0], segments[1]).into(),
             StatusCode::BAD_REQUEST,
         ),
-        (
-            "extra segment",
-            "/v2/tx_sign_request",
-            format!("{good}.{}", segments[2]).into(),
-            StatusCode::BAD_REQUEST,
-        ),
+        ("extra segment", "/v2/tx_sign_request", format!("{good}.{}", segments[2]).into(), StatusCode::BAD_REQUEST),
         (
             "JSON sent to a JWT endpoint",
             "/v2/tx_sign_request",
             serde_json::to_vec(&tx).unwrap(),
             StatusCode::BAD_REQUEST,
         ),
-        (
-            "empty body",
-            "/v2/tx_sign_request",
-            Vec::new(),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "non-UTF-8 bytes",
-            "/v2/tx_sign_request",
-            vec![0xff, 0xfe, b'.', 0x80, b'.', 0x00],
-            StatusCode::BAD_REQUEST,
-        ),
+        ("empty body", "/v2/tx_sign_request", Vec::new(), StatusCode::BAD_REQUEST),
+        ("non-UTF-8 bytes", "/v2/tx_sign_request", vec![0xff, 0xfe, b'.', 0x80, b'.', 0x00], StatusCode::BAD_REQUEST),
         (
             "signed payload without requestId",
             "/v2/tx_sign_request",
@@ -277,65 +183,36 @@ async fn forged_and_malformed_requests_are_refused_and_never_approved() {
             serde_json::to_vec(&no_id).unwrap(),
             StatusCode::BAD_REQUEST,
         ),
-        (
-            "JSON that is not an object",
-            "/tx_sign_request",
-            b"[\"requestId\"]".to_vec(),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "a JWT sent to a JSON endpoint",
-            "/tx_sign_request",
-            good.clone().into(),
-            StatusCode::BAD_REQUEST,
-        ),
+        ("JSON that is not an object", "/tx_sign_request", b"[\"requestId\"]".to_vec(), StatusCode::BAD_REQUEST),
+        ("a JWT sent to a JSON endpoint", "/tx_sign_request", good.clone().into(), StatusCode::BAD_REQUEST),
     ];
     for (name, path, body, want) in cases {
         let (status, answer) = server.post(path, body).await;
         let text = String::from_utf8_lossy(&answer);
         assert_eq!(status, want, "{name}: {text}");
-        let error: Value = serde_json::from_slice(&answer)
-            .unwrap_or_else(|_| panic!("{name}: error body is JSON: {text}"));
-        assert!(
-            error["error"].as_str().is_some_and(|code| !code.is_empty()),
-            "{name}: machine-readable code: {text}"
-        );
-        assert!(
-            !text.contains("APPROVE"),
-            "{name}: no decision in a refusal: {text}"
-        );
+        let error: Value =
+            serde_json::from_slice(&answer).unwrap_or_else(|_| panic!("{name}: error body is JSON: {text}"));
+        assert!(error["error"].as_str().is_some_and(|code| !code.is_empty()), "{name}: machine-readable code: {text}");
+        assert!(!text.contains("APPROVE"), "{name}: no decision in a refusal: {text}");
     }
     // The same server still approves the genuine request: the refusals above were about the requests.
     let (status, body) = server.post("/v2/tx_sign_request", good).await;
-    assert_eq!(
-        (status, verify_answer(&body)["action"].as_str()),
-        (StatusCode::OK, Some("APPROVE"))
-    );
+    assert_eq!((status, verify_answer(&body)["action"].as_str()), (StatusCode::OK, Some("APPROVE")));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_enabled_modes_are_served() {
-    let jwt_only =
-        spawn(Spec::both(r#"decision := {"action": "APPROVE"}"#).modes(r#"["jwt"]"#)).await;
+    let jwt_only = spawn(Spec::both(r#"decision := {"action": "APPROVE"}"#).modes(r#"["jwt"]"#)).await;
     let tx = serde_json::to_vec(&payload("eth_transfer.json")).unwrap();
     for path in ["/tx_sign_request", "/config_change_sign_request"] {
         let (status, body) = jwt_only.post(path, tx.clone()).await;
-        assert_eq!(
-            status,
-            StatusCode::NOT_FOUND,
-            "jwt only: {path} is not served"
-        );
+        assert_eq!(status, StatusCode::NOT_FOUND, "jwt only: {path} is not served");
         assert!(!String::from_utf8_lossy(&body).contains("APPROVE"));
     }
-    let json_only =
-        spawn(Spec::both(r#"decision := {"action": "APPROVE"}"#).modes(r#"["json"]"#)).await;
+    let json_only = spawn(Spec::both(r#"decision := {"action": "APPROVE"}"#).modes(r#"["json"]"#)).await;
     let signed = sign(&payload("eth_transfer.json"), &keys().primary.private_pem);
     let (status, _) = json_only.post("/v2/tx_sign_request", signed).await;
-    assert_eq!(
-        status,
-        StatusCode::NOT_FOUND,
-        "json only: the /v2 endpoints are not served"
-    );
+    assert_eq!(status, StatusCode::NOT_FOUND, "json only: the /v2 endpoints are not served");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -344,36 +221,23 @@ async fn jwt_mode_is_the_default() {
     spec.modes = r#"["jwt"]"#;
     let dir = tempfile::tempdir().unwrap();
     let config = spec.write(dir.path());
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("modes = [\"jwt\"]\n", "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("modes = [\"jwt\"]\n", "");
     std::fs::write(&config, text).unwrap();
     let settings = cosigner_guard::config::Settings::load(&config).unwrap();
-    assert_eq!(
-        settings.protocol.modes,
-        vec![cosigner_guard::envelope::Mode::Jwt]
-    );
+    assert_eq!(settings.protocol.modes, vec![cosigner_guard::envelope::Mode::Jwt]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn endpoints_live_under_the_configured_path_prefix() {
-    let server = spawn(
-        Spec::both(r#"decision := {"action": "APPROVE"}"#)
-            .server(r#"path_prefix = "/fireblocks/callback/""#),
-    )
-    .await;
+    let server =
+        spawn(Spec::both(r#"decision := {"action": "APPROVE"}"#).server(r#"path_prefix = "/fireblocks/callback/""#))
+            .await;
     let signed = sign(&payload("eth_transfer.json"), &keys().primary.private_pem);
-    let (status, body) = server
-        .post("/fireblocks/callback/v2/tx_sign_request", signed.clone())
-        .await;
+    let (status, body) = server.post("/fireblocks/callback/v2/tx_sign_request", signed.clone()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(verify_answer(&body)["action"], "APPROVE");
     let (status, _) = server.post("/v2/tx_sign_request", signed).await;
-    assert_eq!(
-        status,
-        StatusCode::NOT_FOUND,
-        "not served outside the prefix"
-    );
+    assert_eq!(status, StatusCode::NOT_FOUND, "not served outside the prefix");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -390,43 +254,17 @@ async fn surrounding_whitespace_and_json_string_wrapping_of_a_jwt_are_tolerated(
 #[tokio::test(flavor = "multi_thread")]
 async fn exp_and_nbf_are_honoured_when_present() {
     let server = spawn(Spec::both(r#"decision := {"action": "APPROVE"}"#)).await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let cases = [
-        (
-            json!({"exp": now + 600}),
-            StatusCode::OK,
-            "exp in the future",
-        ),
-        (
-            json!({"exp": now - 600}),
-            StatusCode::UNAUTHORIZED,
-            "exp in the past",
-        ),
-        (
-            json!({"nbf": now + 600}),
-            StatusCode::UNAUTHORIZED,
-            "nbf in the future",
-        ),
-        (
-            json!({"exp": "tomorrow"}),
-            StatusCode::BAD_REQUEST,
-            "exp not a number",
-        ),
+        (json!({"exp": now + 600}), StatusCode::OK, "exp in the future"),
+        (json!({"exp": now - 600}), StatusCode::UNAUTHORIZED, "exp in the past"),
+        (json!({"nbf": now + 600}), StatusCode::UNAUTHORIZED, "nbf in the future"),
+        (json!({"exp": "tomorrow"}), StatusCode::BAD_REQUEST, "exp not a number"),
     ];
     for (claims, want, msg) in cases {
         let mut tx = payload("eth_transfer.json");
-        tx.as_object_mut()
-            .unwrap()
-            .extend(claims.as_object().unwrap().clone());
-        let (status, body) = server
-            .post(
-                "/v2/tx_sign_request",
-                sign(&tx, &keys().primary.private_pem),
-            )
-            .await;
+        tx.as_object_mut().unwrap().extend(claims.as_object().unwrap().clone());
+        let (status, body) = server.post("/v2/tx_sign_request", sign(&tx, &keys().primary.private_pem)).await;
         assert_eq!(status, want, "{msg}: {}", String::from_utf8_lossy(&body));
     }
 }
@@ -434,11 +272,8 @@ async fn exp_and_nbf_are_honoured_when_present() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_oversized_body_gets_413_without_being_read() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server =
-        spawn(Spec::both(r#"decision := {"action": "APPROVE"}"#).server("max_body_bytes = 65536"))
-            .await;
-    let declared =
-        "POST /v2/tx_sign_request HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n";
+    let server = spawn(Spec::both(r#"decision := {"action": "APPROVE"}"#).server("max_body_bytes = 65536")).await;
+    let declared = "POST /v2/tx_sign_request HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n";
     let chunk = format!("4000\r\n{}\r\n", "a".repeat(0x4000));
     let cases = [
         ("declared too large: answered from Content-Length alone", declared.to_string(), 0),

@@ -10,9 +10,7 @@ const TX: &str = "tx_sign_request";
 const CC: &str = "config_change_sign_request";
 
 fn with(mut base: Value, changes: Value) -> Value {
-    base.as_object_mut()
-        .unwrap()
-        .extend(changes.as_object().unwrap().clone());
+    base.as_object_mut().unwrap().extend(changes.as_object().unwrap().clone());
     base
 }
 
@@ -23,27 +21,9 @@ async fn starter_policies_decide_the_documented_requests() {
     let btc = payload("btc_one_time_address.json");
     let wallet = payload("whitelist_wallet.json");
     let cases: Vec<(&str, &str, Value, &str, Option<&str>)> = vec![
-        (
-            "documented ETH transfer between vaults",
-            TX,
-            eth.clone(),
-            "APPROVE",
-            None,
-        ),
-        (
-            "documented BTC transfer to a one-time address under the cap",
-            TX,
-            btc.clone(),
-            "APPROVE",
-            None,
-        ),
-        (
-            "documented whitelisting request",
-            CC,
-            wallet.clone(),
-            "APPROVE",
-            None,
-        ),
+        ("documented ETH transfer between vaults", TX, eth.clone(), "APPROVE", None),
+        ("documented BTC transfer to a one-time address under the cap", TX, btc.clone(), "APPROVE", None),
+        ("documented whitelisting request", CC, wallet.clone(), "APPROVE", None),
         (
             "ETH exactly at the limit",
             TX,
@@ -72,13 +52,7 @@ async fn starter_policies_decide_the_documented_requests() {
             "REJECT",
             Some("operation CONTRACT_CALL is not allowed"),
         ),
-        (
-            "no amountStr",
-            TX,
-            with(eth.clone(), json!({"amountStr": null})),
-            "REJECT",
-            Some("amountStr"),
-        ),
+        ("no amountStr", TX, with(eth.clone(), json!({"amountStr": null})), "REJECT", Some("amountStr")),
         (
             "a source vault not allowed to send",
             TX,
@@ -96,20 +70,11 @@ async fn starter_policies_decide_the_documented_requests() {
         (
             "a contract address whitelisting",
             CC,
-            with(
-                wallet.clone(),
-                json!({"extraInfo": {"subType": "CONTRACT", "asset": "ETH", "address": "0xabc"}}),
-            ),
+            with(wallet.clone(), json!({"extraInfo": {"subType": "CONTRACT", "asset": "ETH", "address": "0xabc"}})),
             "REJECT",
             Some("whitelisting a CONTRACT address is not allowed"),
         ),
-        (
-            "adding a user",
-            CC,
-            json!({"requestId": "r-1", "type": "ADD_USER"}),
-            "IGNORE",
-            Some("human approvers"),
-        ),
+        ("adding a user", CC, json!({"requestId": "r-1", "type": "ADD_USER"}), "IGNORE", Some("human approvers")),
         (
             "an unknown change type",
             CC,
@@ -123,10 +88,7 @@ async fn starter_policies_decide_the_documented_requests() {
         assert_eq!(answer["action"], action, "{name}: {answer}");
         if let Some(reason) = reason {
             let got = answer["rejectionReason"].as_str().unwrap_or_default();
-            assert!(
-                got.contains(reason),
-                "{name}: reason {got:?} should contain {reason:?}"
-            );
+            assert!(got.contains(reason), "{name}: reason {got:?} should contain {reason:?}");
         }
     }
 }
@@ -137,23 +99,13 @@ fn the_example_configuration_is_valid() {
     let keys = common::keys();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let conf = dir.path().join("conf");
-    common::write(
-        &conf.join("config.toml"),
-        &std::fs::read_to_string(root.join("examples/config.toml")).unwrap(),
-    );
+    common::write(&conf.join("config.toml"), &std::fs::read_to_string(root.join("examples/config.toml")).unwrap());
     common::write(&conf.join("tls/fullchain.pem"), &keys.tls_cert_pem);
     common::write(&conf.join("tls/privkey.pem"), &keys.tls_key_pem);
-    common::write(
-        &conf.join("keys/callback_private.pem"),
-        &keys.handler.private_pem,
-    );
-    common::write(
-        &conf.join("keys/cosigner_public.pem"),
-        &keys.primary.public_pem,
-    );
+    common::write(&conf.join("keys/callback_private.pem"), &keys.handler.private_pem);
+    common::write(&conf.join("keys/cosigner_public.pem"), &keys.primary.public_pem);
     std::os::unix::fs::symlink(root.join("policies"), dir.path().join("policies")).unwrap();
-    let settings = cosigner_guard::config::Settings::load(&conf.join("config.toml"))
-        .expect("example config loads");
+    let settings = cosigner_guard::config::Settings::load(&conf.join("config.toml")).expect("example config loads");
     assert_eq!(settings.server.path_prefix, "/fireblocks/callback");
     let policy = &settings.policy;
     cosigner_guard::policy::PolicySnapshot::load(&policy.dir, &policy.compile)

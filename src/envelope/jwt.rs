@@ -20,12 +20,9 @@ const LEEWAY_SECS: i64 = 60;
 pub fn verify_request(body: &[u8], keyring: &CosignerKeyring) -> Result<Opened, EnvelopeError> {
     let token = trim_token(body)?;
     let mut parts = token.split('.');
-    let (Some(header), Some(claims), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(claims), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(EnvelopeError::MalformedJwt(
-            "expected three dot-separated segments",
-        ));
+        return Err(EnvelopeError::MalformedJwt("expected three dot-separated segments"));
     };
     if header.is_empty() || claims.is_empty() || signature.is_empty() {
         return Err(EnvelopeError::MalformedJwt("empty segment"));
@@ -37,32 +34,20 @@ pub fn verify_request(body: &[u8], keyring: &CosignerKeyring) -> Result<Opened, 
         .keys()
         .iter()
         .find(|key| {
-            jsonwebtoken::crypto::verify(
-                signature,
-                signed.as_bytes(),
-                &key.decoding,
-                Algorithm::RS256,
-            )
-            .unwrap_or(false)
+            jsonwebtoken::crypto::verify(signature, signed.as_bytes(), &key.decoding, Algorithm::RS256).unwrap_or(false)
         })
         .ok_or(EnvelopeError::BadSignature)?;
 
-    let payload: Value = serde_json::from_slice(&decode_segment(claims)?)
-        .map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
+    let payload: Value =
+        serde_json::from_slice(&decode_segment(claims)?).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
     check_time_claims(&payload)?;
-    Ok(Opened {
-        payload,
-        cosigner_key: Some(key.name.clone()),
-    })
+    Ok(Opened { payload, cosigner_key: Some(key.name.clone()) })
 }
 
 pub fn sign_answer(answer: &Answer<'_>, key: &HandlerKey) -> Result<Sealed, SealError> {
     let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), answer, &key.encoding)
         .map_err(|e| SealError::Signing(e.to_string()))?;
-    Ok(Sealed {
-        content_type: "application/jwt",
-        body: token.into_bytes(),
-    })
+    Ok(Sealed { content_type: "application/jwt", body: token.into_bytes() })
 }
 
 /// The bare token, tolerating surrounding whitespace and a JSON-string wrapping.
@@ -71,23 +56,15 @@ fn trim_token(body: &[u8]) -> Result<&str, EnvelopeError> {
     if body.is_empty() {
         return Err(EnvelopeError::Empty);
     }
-    let body = body
-        .strip_prefix(b"\"")
-        .and_then(|b| b.strip_suffix(b"\""))
-        .unwrap_or(body);
-    if !body
-        .iter()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
+    let body = body.strip_prefix(b"\"").and_then(|b| b.strip_suffix(b"\"")).unwrap_or(body);
+    if !body.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
         return Err(EnvelopeError::MalformedJwt("characters outside base64url"));
     }
     std::str::from_utf8(body).map_err(|_| EnvelopeError::MalformedJwt("not UTF-8"))
 }
 
 fn decode_segment(segment: &str) -> Result<Vec<u8>, EnvelopeError> {
-    URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| EnvelopeError::MalformedJwt("segment is not base64url"))
+    URL_SAFE_NO_PAD.decode(segment).map_err(|_| EnvelopeError::MalformedJwt("segment is not base64url"))
 }
 
 fn check_header(segment: &str) -> Result<(), EnvelopeError> {
@@ -111,16 +88,10 @@ fn check_header(segment: &str) -> Result<(), EnvelopeError> {
 
 /// `exp` and `nbf` are honoured when present; real Co-signer tokens carry neither.
 fn check_time_claims(payload: &Value) -> Result<(), EnvelopeError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let claim = |name: &'static str| match payload.get(name) {
         None => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(|t| Some(t as i64))
-            .ok_or(EnvelopeError::BadTimeClaim(name)),
+        Some(v) => v.as_f64().map(|t| Some(t as i64)).ok_or(EnvelopeError::BadTimeClaim(name)),
     };
     if let Some(exp) = claim("exp")?
         && now > exp.saturating_add(LEEWAY_SECS)

@@ -115,11 +115,7 @@ pub struct Answer<'a> {
 
 impl<'a> Answer<'a> {
     pub fn new(request_id: &'a str, decision: &'a Decision) -> Self {
-        Self {
-            action: decision.action,
-            request_id,
-            rejection_reason: decision.rejection_reason(),
-        }
+        Self { action: decision.action, request_id, rejection_reason: decision.rejection_reason() }
     }
 }
 
@@ -141,11 +137,7 @@ pub enum SealError {
 }
 
 /// Encodes the answer for the wire.
-pub fn seal(
-    mode: Mode,
-    answer: &Answer<'_>,
-    key: Option<&HandlerKey>,
-) -> Result<Sealed, SealError> {
+pub fn seal(mode: Mode, answer: &Answer<'_>, key: Option<&HandlerKey>) -> Result<Sealed, SealError> {
     match mode {
         Mode::Jwt => jwt::sign_answer(answer, key.ok_or(SealError::NoSigningKey)?),
         Mode::Json => json::encode_answer(answer),

@@ -28,11 +28,7 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
-    pub fn new(
-        threads: usize,
-        timeout: Duration,
-        fallback: FallbackAction,
-    ) -> std::io::Result<Self> {
+    pub fn new(threads: usize, timeout: Duration, fallback: FallbackAction) -> std::io::Result<Self> {
         let (jobs, queue) = sync_channel::<Job>(QUEUE_DEPTH);
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..threads.max(1) {
@@ -42,11 +38,7 @@ impl Evaluator {
                 .stack_size(super::EVAL_STACK_BYTES)
                 .spawn(move || work(&queue))?;
         }
-        Ok(Self {
-            jobs,
-            timeout,
-            fallback,
-        })
+        Ok(Self { jobs, timeout, fallback })
     }
 
     pub fn fallback(&self, class: FailureClass) -> Decision {
@@ -54,12 +46,7 @@ impl Evaluator {
     }
 
     /// Evaluates `input` for `kind` against `snapshot`, within the time budget.
-    pub async fn decide(
-        &self,
-        snapshot: Arc<PolicySnapshot>,
-        kind: RequestKind,
-        input: regorus::Value,
-    ) -> Decision {
+    pub async fn decide(&self, snapshot: Arc<PolicySnapshot>, kind: RequestKind, input: regorus::Value) -> Decision {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move || {
             let outcome = catch_unwind(AssertUnwindSafe(|| snapshot.evaluate(kind, input)));
@@ -109,9 +96,7 @@ impl Evaluator {
         };
         let parsed = serde_json::to_value(&value)
             .map_err(|e| e.to_string())
-            .and_then(|json| {
-                Decision::from_policy_output(json.clone()).map_err(|e| format!("{e} in {json}"))
-            });
+            .and_then(|json| Decision::from_policy_output(json.clone()).map_err(|e| format!("{e} in {json}")));
         parsed.unwrap_or_else(|e| {
             tracing::error!(error = %e, "policy returned an invalid decision");
             self.fallback(FailureClass::InvalidDecision)

@@ -18,11 +18,7 @@ pub struct RequestContext {
 }
 
 /// Builds `{"kind", "request", "context"}`; the payload is moved in unchanged.
-pub fn input_document(
-    kind: RequestKind,
-    payload: Map<String, Value>,
-    context: &RequestContext,
-) -> Value {
+pub fn input_document(kind: RequestKind, payload: Map<String, Value>, context: &RequestContext) -> Value {
     json!({
         "kind": kind,
         "request": Value::Object(payload),

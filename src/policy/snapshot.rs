@@ -36,10 +36,7 @@ impl Entrypoints {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {path}: {cause}")]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    Io { path: PathBuf, cause: std::io::Error },
     #[error("{path}: {message}")]
     Policy { path: PathBuf, message: String },
     #[error("{path}: {message}")]
@@ -68,18 +65,14 @@ impl PolicySource {
         let mut paths = Vec::new();
         collect_files(dir, dir, &mut paths)?;
         paths.sort();
-        if !paths
-            .iter()
-            .any(|rel| matches!(role(rel), Some(FileRole::Policy)))
-        {
+        if !paths.iter().any(|rel| matches!(role(rel), Some(FileRole::Policy))) {
             return Err(LoadError::Empty(dir.to_path_buf()));
         }
         let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         let mut files = Vec::with_capacity(paths.len());
         for rel in paths {
             let path = dir.join(&rel);
-            let text =
-                std::fs::read_to_string(&path).map_err(|cause| LoadError::Io { path, cause })?;
+            let text = std::fs::read_to_string(&path).map_err(|cause| LoadError::Io { path, cause })?;
             digest.update(rel.to_string_lossy().as_bytes());
             digest.update(&[0]);
             digest.update(text.as_bytes());
@@ -87,11 +80,7 @@ impl PolicySource {
             files.push((rel, text));
         }
         let revision = crate::keys::hex(digest.finish().as_ref());
-        Ok(Self {
-            files,
-            dir: dir.to_path_buf(),
-            revision,
-        })
+        Ok(Self { files, dir: dir.to_path_buf(), revision })
     }
 
     pub fn file_count(&self) -> usize {
@@ -159,9 +148,7 @@ impl PolicySnapshot {
     /// Compiles an already read set, within `options.load_timeout`.
     pub fn compile(source: PolicySource, options: &CompileOptions) -> Result<Self, LoadError> {
         let options_here = options.clone();
-        bounded(options.load_timeout, move || {
-            Self::compile_here(source, &options_here)
-        })
+        bounded(options.load_timeout, move || Self::compile_here(source, &options_here))
     }
 
     fn compile_here(source: PolicySource, options: &CompileOptions) -> Result<Self, LoadError> {
@@ -173,20 +160,12 @@ impl PolicySnapshot {
                 Some(FileRole::Policy) => {
                     engine
                         .add_policy(path.display().to_string(), text)
-                        .map_err(|e| LoadError::Policy {
-                            path,
-                            message: e.to_string(),
-                        })?;
+                        .map_err(|e| LoadError::Policy { path, message: e.to_string() })?;
                 }
                 Some(FileRole::Data) => {
-                    let data = parse_data(&rel, &text).map_err(|message| LoadError::Data {
-                        path: path.clone(),
-                        message,
-                    })?;
-                    engine.add_data(data).map_err(|e| LoadError::Data {
-                        path,
-                        message: e.to_string(),
-                    })?;
+                    let data =
+                        parse_data(&rel, &text).map_err(|message| LoadError::Data { path: path.clone(), message })?;
+                    engine.add_data(data).map_err(|e| LoadError::Data { path, message: e.to_string() })?;
                 }
                 None => {}
             }
@@ -208,11 +187,7 @@ impl PolicySnapshot {
 
     /// Evaluates the entrypoint for `kind` on `input`. Returns the raw value and the policy's prints.
     /// Runs on an evaluation thread; see [`crate::policy::Evaluator`].
-    pub fn evaluate(
-        &self,
-        kind: RequestKind,
-        input: Value,
-    ) -> (anyhow::Result<Value>, Vec<String>) {
+    pub fn evaluate(&self, kind: RequestKind, input: Value) -> (anyhow::Result<Value>, Vec<String>) {
         let mut engine = self.engine.clone();
         engine.set_input(input);
         let result = engine.eval_rule(self.entrypoints.for_kind(kind).to_string());
@@ -237,8 +212,7 @@ pub(super) fn bounded<T: Send + 'static>(
             let _ = tx.send(result);
         })
         .map_err(|e| LoadError::Compile(format!("cannot start the loader thread: {e}")))?;
-    rx.recv_timeout(limit)
-        .unwrap_or(Err(LoadError::TimedOut(limit)))
+    rx.recv_timeout(limit).unwrap_or(Err(LoadError::TimedOut(limit)))
 }
 
 /// Compiles the set once (the first evaluation runs regorus's analysis), then checks that each
@@ -246,9 +220,7 @@ pub(super) fn bounded<T: Send + 'static>(
 /// legitimately fail on the empty input used here.
 fn prepare(engine: &mut Engine, entrypoints: &Entrypoints) -> Result<(), LoadError> {
     engine.set_input(Value::new_object());
-    engine
-        .eval_query("true".into(), false)
-        .map_err(|e| LoadError::Compile(e.to_string()))?;
+    engine.eval_query("true".into(), false).map_err(|e| LoadError::Compile(e.to_string()))?;
     for entrypoint in [&entrypoints.transaction, &entrypoints.config_change] {
         if let Err(e) = engine.eval_rule(entrypoint.clone()) {
             if e.to_string().contains("not a valid rule path") {
@@ -262,20 +234,14 @@ fn prepare(engine: &mut Engine, entrypoints: &Entrypoints) -> Result<(), LoadErr
 }
 
 pub(crate) fn is_time_limit(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| cause.to_string().contains("exceeded time limit"))
+    error.chain().any(|cause| cause.to_string().contains("exceeded time limit"))
 }
 
 /// Parses a data file and nests it at its directory's path: `limits/data.json` → `data.limits`.
 fn parse_data(rel: &Path, text: &str) -> Result<Value, String> {
     let is_json = rel.extension().is_some_and(|ext| ext == "json");
-    let mut value = if is_json {
-        Value::from_json_str(text)
-    } else {
-        Value::from_yaml_str(text)
-    }
-    .map_err(|e| e.to_string())?;
+    let mut value =
+        if is_json { Value::from_json_str(text) } else { Value::from_yaml_str(text) }.map_err(|e| e.to_string())?;
     let dirs: Vec<String> = rel
         .parent()
         .into_iter()
@@ -287,10 +253,7 @@ fn parse_data(rel: &Path, text: &str) -> Result<Value, String> {
     }
     for dir in dirs.iter().rev() {
         let mut parent = Value::new_object();
-        parent
-            .as_object_mut()
-            .map_err(|e| e.to_string())?
-            .insert(Value::from(dir.as_str()), value);
+        parent.as_object_mut().map_err(|e| e.to_string())?.insert(Value::from(dir.as_str()), value);
         value = parent;
     }
     Ok(value)
@@ -298,10 +261,7 @@ fn parse_data(rel: &Path, text: &str) -> Result<Value, String> {
 
 /// Relative paths of every policy or data file under `dir`, skipping hidden entries.
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
-    let io = |cause| LoadError::Io {
-        path: dir.to_path_buf(),
-        cause,
-    };
+    let io = |cause| LoadError::Io { path: dir.to_path_buf(), cause };
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         if entry.file_name().to_string_lossy().starts_with('.') {
@@ -309,10 +269,7 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), 
         }
         let path = entry.path();
         // Follow symlinks, as ConfigMap mounts and deploy tools use them.
-        let meta = std::fs::metadata(&path).map_err(|cause| LoadError::Io {
-            path: path.clone(),
-            cause,
-        })?;
+        let meta = std::fs::metadata(&path).map_err(|cause| LoadError::Io { path: path.clone(), cause })?;
         if meta.is_dir() {
             collect_files(root, &path, out)?;
         } else if role(&path).is_some() {

@@ -121,8 +121,7 @@ impl PolicyStore {
 
     fn build_candidate(&self) -> Result<Option<PolicySnapshot>, String> {
         let dir = self.dir.clone();
-        let source = bounded(self.options.load_timeout, move || PolicySource::read(&dir))
-            .map_err(|e| e.to_string())?;
+        let source = bounded(self.options.load_timeout, move || PolicySource::read(&dir)).map_err(|e| e.to_string())?;
         if source.revision == self.active.load().revision {
             return Ok(None);
         }
@@ -170,8 +169,7 @@ impl PolicyStore {
         PolicyStatus {
             dir: self.dir.display().to_string(),
             revision: active.revision.clone(),
-            loaded_at: DateTime::<Utc>::from(active.loaded_at)
-                .to_rfc3339_opts(SecondsFormat::Millis, true),
+            loaded_at: DateTime::<Utc>::from(active.loaded_at).to_rfc3339_opts(SecondsFormat::Millis, true),
             file_count: active.file_count,
             last_reload: history.last.clone(),
             reloads: history.counts.clone(),

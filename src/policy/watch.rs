@@ -42,20 +42,15 @@ pub fn watch(
 ) -> notify::Result<(Watch, mpsc::Sender<()>)> {
     let (trigger, mut events) = mpsc::channel::<()>(1);
     let sender = trigger.clone();
-    let mut watcher =
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            // Reading files (our own reloads included) must not trigger reloads.
-            Ok(event)
-                if matches!(
-                    event.kind,
-                    EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_))
-                ) => {}
-            Ok(event) if event.paths.iter().any(|p| relevant(p)) => {
-                let _ = sender.try_send(());
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(watch = name, error = %e, "file watch error"),
-        })?;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+        // Reading files (our own reloads included) must not trigger reloads.
+        Ok(event) if matches!(event.kind, EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_))) => {}
+        Ok(event) if event.paths.iter().any(|p| relevant(p)) => {
+            let _ = sender.try_send(());
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(watch = name, error = %e, "file watch error"),
+    })?;
     for watched in &paths {
         watcher.watch(&watched.path, mode(watched))?;
     }
@@ -78,10 +73,7 @@ pub fn watch(
                 }
             }
             let on_change = Arc::clone(&on_change);
-            if tokio::task::spawn_blocking(move || on_change())
-                .await
-                .is_err()
-            {
+            if tokio::task::spawn_blocking(move || on_change()).await.is_err() {
                 tracing::error!(watch = name, "reload task panicked");
             }
         }
@@ -90,20 +82,14 @@ pub fn watch(
 }
 
 fn mode(watched: &WatchedPath) -> RecursiveMode {
-    if watched.recursive {
-        RecursiveMode::Recursive
-    } else {
-        RecursiveMode::NonRecursive
-    }
+    if watched.recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive }
 }
 
 /// Sends a trigger on every `SIGHUP` until the process ends.
 pub fn on_sighup(trigger: mpsc::Sender<()>) {
     #[cfg(unix)]
     tokio::spawn(async move {
-        let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
             tracing::warn!("cannot listen for SIGHUP");
             return;
         };

@@ -28,21 +28,13 @@ impl AdminState {
         tls: Option<Arc<CertificateStore>>,
         ready: Arc<AtomicBool>,
     ) -> Arc<Self> {
-        Arc::new(Self {
-            pipeline: Arc::clone(pipeline),
-            modes: modes.iter().map(|m| m.as_str()).collect(),
-            tls,
-            ready,
-        })
+        Arc::new(Self { pipeline: Arc::clone(pipeline), modes: modes.iter().map(|m| m.as_str()).collect(), tls, ready })
     }
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .with_state(state)
@@ -53,11 +45,7 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         axum::Json(json!({"ready": true})).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ready": false})),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"ready": false}))).into_response()
     }
 }
 

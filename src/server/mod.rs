@@ -35,78 +35,39 @@ pub struct Server {
 impl Server {
     /// Loads the policies, binds the listeners and starts the reload watchers. Needs a Tokio runtime.
     pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
-        let Settings {
-            server,
-            protocol,
-            policy,
-            reload,
-            admin,
-        } = settings;
+        let Settings { server, protocol, policy, reload, admin } = settings;
         let store = PolicyStore::open(&policy.dir, policy.compile.clone())
             .with_context(|| format!("policy.dir {}", policy.dir.display()))?;
         let store = Arc::new(store);
-        let evaluator = Evaluator::new(
-            policy.eval_threads,
-            policy.compile.eval_timeout,
-            policy.on_error,
-        )?;
-        let pipeline = Arc::new(Pipeline::new(
-            protocol.cosigner_keys,
-            protocol.handler_key,
-            store.clone(),
-            evaluator,
-        ));
-        let app = routes::router(
-            pipeline.clone(),
-            &protocol.modes,
-            &server.path_prefix,
-            server.max_body_bytes,
-        );
+        let evaluator = Evaluator::new(policy.eval_threads, policy.compile.eval_timeout, policy.on_error)?;
+        let pipeline = Arc::new(Pipeline::new(protocol.cosigner_keys, protocol.handler_key, store.clone(), evaluator));
+        let app = routes::router(pipeline.clone(), &protocol.modes, &server.path_prefix, server.max_body_bytes);
 
         let listener = bind(server.listen, "server.listen").await?;
         let tls = match &server.tls {
-            Some(certs) => Some(TlsAcceptor::from(
-                certs.server_config().map_err(anyhow::Error::msg)?,
-            )),
+            Some(certs) => Some(TlsAcceptor::from(certs.server_config().map_err(anyhow::Error::msg)?)),
             None => {
-                tracing::warn!(
-                    "serving plain HTTP (insecure_http = true): for development only, never in production"
-                );
+                tracing::warn!("serving plain HTTP (insecure_http = true): for development only, never in production");
                 None
             }
         };
         let ready = Arc::new(AtomicBool::new(false));
         let admin = match admin {
             Some(addr) => {
-                let status = admin::AdminState::new(
-                    &pipeline,
-                    &protocol.modes,
-                    server.tls.clone(),
-                    ready.clone(),
-                );
+                let status = admin::AdminState::new(&pipeline, &protocol.modes, server.tls.clone(), ready.clone());
                 Some((bind(addr, "admin.listen").await?, admin::router(status)))
             }
             None => None,
         };
 
-        let mut watches = Vec::new();
-        let (policy_watch, trigger) = watch_policies(&store, reload.debounce)?;
+        // SIGHUP always reloads; file watching is optional.
+        let (policy_watch, trigger) = watch_policies(&store, reload.debounce, reload.watch)?;
         watch::on_sighup(trigger);
-        if reload.watch {
-            watches.push(policy_watch);
-            if let Some(certs) = &server.tls {
-                watches.push(watch_certificates(certs, reload.debounce)?);
-            }
+        let mut watches = vec![policy_watch];
+        if let (true, Some(certs)) = (reload.watch, &server.tls) {
+            watches.push(watch_certificates(certs, reload.debounce)?);
         }
-        Ok(Self {
-            listener,
-            tls,
-            app,
-            admin,
-            ready,
-            store,
-            _watches: watches,
-        })
+        Ok(Self { listener, tls, app, admin, ready, store, _watches: watches })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -114,9 +75,7 @@ impl Server {
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin
-            .as_ref()
-            .and_then(|(listener, _)| listener.local_addr().ok())
+        self.admin.as_ref().and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     pub fn is_tls(&self) -> bool {
@@ -151,27 +110,23 @@ impl Server {
 }
 
 async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} ({key})"))
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({key})"))
 }
 
-/// Reloads the policy set after changes under its directory, or after the directory itself is
-/// replaced (its parent is watched for that).
+/// Reloads the policy set on a trigger: SIGHUP, and with `files`, changes under its directory or
+/// the directory itself being replaced (its parent is watched for that).
 fn watch_policies(
     store: &Arc<PolicyStore>,
     quiet: std::time::Duration,
+    files: bool,
 ) -> anyhow::Result<(Watch, tokio::sync::mpsc::Sender<()>)> {
     let dir = store.dir().to_path_buf();
-    let mut paths = vec![WatchedPath {
-        path: dir.clone(),
-        recursive: true,
-    }];
-    if let Some(parent) = dir.parent().filter(|p| p.exists()) {
-        paths.push(WatchedPath {
-            path: parent.to_path_buf(),
-            recursive: false,
-        });
+    let mut paths = Vec::new();
+    if files {
+        paths.push(WatchedPath { path: dir.clone(), recursive: true });
+        if let Some(parent) = dir.parent().filter(|p| p.exists()) {
+            paths.push(WatchedPath { path: parent.to_path_buf(), recursive: false });
+        }
     }
     let store = Arc::clone(store);
     let watched = dir.clone();
@@ -188,22 +143,12 @@ fn watch_policies(
 }
 
 /// Reloads the TLS pair after changes in the directories holding it (renames and symlink swaps).
-fn watch_certificates(
-    certs: &Arc<CertificateStore>,
-    quiet: std::time::Duration,
-) -> anyhow::Result<Watch> {
+fn watch_certificates(certs: &Arc<CertificateStore>, quiet: std::time::Duration) -> anyhow::Result<Watch> {
     let mut paths: Vec<WatchedPath> = Vec::new();
     for path in certs.paths() {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
         if !paths.iter().any(|w| w.path == dir) {
-            paths.push(WatchedPath {
-                path: dir,
-                recursive: false,
-            });
+            paths.push(WatchedPath { path: dir, recursive: false });
         }
     }
     let certs = Arc::clone(certs);

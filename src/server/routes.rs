@@ -21,27 +21,15 @@ struct Endpoint {
 }
 
 /// Routes `{prefix}/v2/{endpoint}` for jwt and `{prefix}/{endpoint}` for json, only for enabled modes.
-pub fn router(
-    pipeline: Arc<Pipeline>,
-    modes: &[Mode],
-    prefix: &str,
-    max_body_bytes: usize,
-) -> Router {
-    let state = Arc::new(Endpoint {
-        pipeline,
-        max_body_bytes,
-    });
+pub fn router(pipeline: Arc<Pipeline>, modes: &[Mode], prefix: &str, max_body_bytes: usize) -> Router {
+    let state = Arc::new(Endpoint { pipeline, max_body_bytes });
     let mut router = Router::new();
     for &mode in modes {
         for kind in RequestKind::ALL {
             let path = format!("{prefix}{}/{}", mode.path_prefix(), kind.endpoint());
             router = router.route(
                 &path,
-                post(
-                    move |State(state): State<Arc<Endpoint>>, request: Request| {
-                        answer(state, mode, kind, request)
-                    },
-                ),
+                post(move |State(state): State<Arc<Endpoint>>, request: Request| answer(state, mode, kind, request)),
             );
         }
     }
@@ -71,11 +59,7 @@ async fn answer(state: Arc<Endpoint>, mode: Mode, kind: RequestKind, request: Re
                 latency_us,
                 "decision"
             );
-            (
-                [(header::CONTENT_TYPE, decided.sealed.content_type)],
-                decided.sealed.body,
-            )
-                .into_response()
+            ([(header::CONTENT_TYPE, decided.sealed.content_type)], decided.sealed.body).into_response()
         }
         Err(refusal) => {
             tracing::warn!(kind = kind.as_str(), mode = mode.as_str(), class = refusal.code(), error = %refusal, latency_us, "request refused");
@@ -86,19 +70,14 @@ async fn answer(state: Arc<Endpoint>, mode: Mode, kind: RequestKind, request: Re
 
 /// Reads the raw body whatever the Content-Type, refusing at once what cannot fit the limit.
 async fn read_body(request: Request, limit: usize) -> Result<axum::body::Bytes, Refusal> {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(Refusal::BodyTooLarge(limit));
     }
     match Limited::new(request.into_body(), limit).collect().await {
         Ok(body) => Ok(body.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(Refusal::BodyTooLarge(limit))
-        }
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Refusal::BodyTooLarge(limit)),
         Err(_) => Err(Refusal::BodyUnreadable),
     }
 }
@@ -113,23 +92,11 @@ impl IntoResponse for Refusal {
             Refusal::Seal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         // 5xx bodies say nothing internal; the log has the details.
-        let message = if status.is_server_error() {
-            "internal error".to_string()
-        } else {
-            self.to_string()
-        };
-        (
-            status,
-            axum::Json(json!({"error": self.code(), "message": message})),
-        )
-            .into_response()
+        let message = if status.is_server_error() { "internal error".to_string() } else { self.to_string() };
+        (status, axum::Json(json!({"error": self.code(), "message": message}))).into_response()
     }
 }
 
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({"error": "not_found", "message": "no such endpoint"})),
-    )
-        .into_response()
+    (StatusCode::NOT_FOUND, axum::Json(json!({"error": "not_found", "message": "no such endpoint"}))).into_response()
 }

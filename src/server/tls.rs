@@ -27,8 +27,7 @@ impl CertificateStore {
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let (cert_pem, key_pem) = read_pair(cert_path, key_path)?;
-        let (key, fingerprint) =
-            certified_key(&cert_pem, &key_pem, cert_path, key_path, &provider)?;
+        let (key, fingerprint) = certified_key(&cert_pem, &key_pem, cert_path, key_path, &provider)?;
         Ok(Self {
             cert_path: cert_path.to_path_buf(),
             key_path: key_path.to_path_buf(),
@@ -46,13 +45,7 @@ impl CertificateStore {
         if loaded.0 == cert_pem && loaded.1 == key_pem {
             return Ok(false);
         }
-        let (key, fingerprint) = certified_key(
-            &cert_pem,
-            &key_pem,
-            &self.cert_path,
-            &self.key_path,
-            &self.provider,
-        )?;
+        let (key, fingerprint) = certified_key(&cert_pem, &key_pem, &self.cert_path, &self.key_path, &self.provider)?;
         self.current.store(Arc::new(key));
         self.fingerprint.store(Arc::new(fingerprint));
         *loaded = (cert_pem, key_pem);
@@ -100,19 +93,10 @@ fn certified_key(
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: {e}", cert_path.display()))?;
-    let leaf = chain
-        .first()
-        .ok_or_else(|| format!("{}: no certificate found", cert_path.display()))?;
-    let fingerprint = crate::keys::hex(
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf.as_ref()).as_ref(),
-    );
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| format!("{}: {e}", key_path.display()))?;
-    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| {
-        format!(
-            "{}: does not match the certificate or is unusable: {e}",
-            key_path.display()
-        )
-    })?;
+    let leaf = chain.first().ok_or_else(|| format!("{}: no certificate found", cert_path.display()))?;
+    let fingerprint = crate::keys::hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf.as_ref()).as_ref());
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("{}: {e}", key_path.display()))?;
+    let certified = CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| format!("{}: does not match the certificate or is unusable: {e}", key_path.display()))?;
     Ok((certified, fingerprint))
 }

@@ -30,8 +30,7 @@ pub struct Keys {
 pub fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
-        let tls =
-            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("tls cert");
+        let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("tls cert");
         Keys {
             handler: generate_rsa_2048().expect("handler key"),
             primary: generate_rsa_2048().expect("primary key"),
@@ -61,16 +60,8 @@ impl Spec {
         Self {
             modes: r#"["jwt", "json"]"#,
             policies: vec![
-                (
-                    "tx.rego",
-                    format!("package cosigner.transaction\nimport rego.v1\n{transaction_rego}\n"),
-                ),
-                (
-                    "cc.rego",
-                    format!(
-                        "package cosigner.config_change\nimport rego.v1\n{config_change_rego}\n"
-                    ),
-                ),
+                ("tx.rego", format!("package cosigner.transaction\nimport rego.v1\n{transaction_rego}\n")),
+                ("cc.rego", format!("package cosigner.config_change\nimport rego.v1\n{config_change_rego}\n")),
             ],
             server_toml: String::new(),
             policy_toml: String::new(),
@@ -154,12 +145,7 @@ listen = "127.0.0.1:0"
 {extra}
 "#,
             extra = self.extra_toml,
-            dir = self
-                .policy_dir
-                .as_deref()
-                .unwrap_or(Path::new("policies"))
-                .display()
-                .to_string(),
+            dir = self.policy_dir.as_deref().unwrap_or(Path::new("policies")).display().to_string(),
             server = self.server_toml,
             modes = self.modes,
             policy = self.policy_toml,
@@ -179,35 +165,38 @@ pub struct TestServer {
     pub target: Target,
     pub admin: std::net::SocketAddr,
     pub dir: tempfile::TempDir,
+    port: u16,
 }
 
 /// Starts the real server, exactly as `serve --config` wires it, on an ephemeral port.
 pub async fn spawn(spec: Spec) -> TestServer {
-    let dir = tempfile::tempdir().expect("tempdir");
+    spawn_in(spec, tempfile::tempdir().expect("tempdir")).await
+}
+
+/// As [`spawn`], in a directory the caller may have prepared.
+pub async fn spawn_in(spec: Spec, dir: tempfile::TempDir) -> TestServer {
     let config = spec.write(dir.path());
     let settings = Settings::load(&config).expect("config loads");
     let server = Server::bind(settings).await.expect("server binds");
     let port = server.local_addr().expect("addr").port();
     let admin = server.admin_addr().expect("admin listener");
     tokio::spawn(server.serve(std::future::pending()));
-    let target = Target::new(
-        &format!("https://localhost:{port}"),
-        Some(keys().tls_cert_pem.as_bytes()),
-    )
-    .await
-    .expect("target");
-    TestServer { target, admin, dir }
+    let target =
+        Target::new(&format!("https://localhost:{port}"), Some(keys().tls_cert_pem.as_bytes())).await.expect("target");
+    TestServer { target, admin, dir, port }
 }
 
 impl TestServer {
     /// `GET` on the admin listener (plain HTTP on loopback); returns the status and JSON body.
     pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
-        let target = Target::new(&format!("http://{}", self.admin), None)
-            .await
-            .expect("admin target");
+        let target = Target::new(&format!("http://{}", self.admin), None).await.expect("admin target");
         let mut connection = target.connect().await.expect("admin connect");
         let (status, body) = connection.get(path).await.expect("admin get");
         (status, serde_json::from_slice(&body).expect("admin JSON"))
+    }
+
+    pub fn target_port(&self) -> u16 {
+        self.port
     }
 
     pub fn policy_dir(&self) -> std::path::PathBuf {
@@ -215,23 +204,13 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, body: impl Into<Bytes>) -> (StatusCode, Bytes) {
-        self.target
-            .connect()
-            .await
-            .expect("connect")
-            .post(path, body)
-            .await
-            .expect("post")
+        self.target.connect().await.expect("connect").post(path, body).await.expect("post")
     }
 }
 
 /// Signs claims as the Co-signer does: RS256 with `{"typ":"JWT","alg":"RS256"}`.
 pub fn sign(payload: &Value, private_pem: &str) -> String {
-    sign_with(
-        Header::new(Algorithm::RS256),
-        payload,
-        &EncodingKey::from_rsa_pem(private_pem.as_bytes()).expect("key"),
-    )
+    sign_with(Header::new(Algorithm::RS256), payload, &EncodingKey::from_rsa_pem(private_pem.as_bytes()).expect("key"))
 }
 
 pub fn sign_with(header: Header, payload: &Value, key: &EncodingKey) -> String {
@@ -244,55 +223,26 @@ pub fn b64(bytes: &[u8]) -> String {
 
 /// Verifies a jwt-mode answer with the handler's public key and returns its claims.
 pub fn verify_answer(body: &[u8]) -> Value {
-    let key = DecodingKey::from_rsa_pem(keys().handler.public_pem.as_bytes())
-        .expect("handler public key");
+    let key = DecodingKey::from_rsa_pem(keys().handler.public_pem.as_bytes()).expect("handler public key");
     let mut validation = Validation::new(Algorithm::RS256);
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
     let token = std::str::from_utf8(body).expect("utf-8 answer");
-    jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .expect("answer signature verifies")
-        .claims
+    jsonwebtoken::decode::<Value>(token, &key, &validation).expect("answer signature verifies").claims
 }
 
 pub fn payload(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/payloads")
-        .join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/payloads").join(name);
     serde_json::from_slice(&std::fs::read(path).expect("payload file")).expect("payload json")
 }
 
 /// Posts `payload` the way `mode` does and returns the decoded answer (status must be 200).
-pub async fn decide(
-    server: &TestServer,
-    mode: &str,
-    kind_endpoint: &str,
-    payload: &Value,
-) -> Value {
+pub async fn decide(server: &TestServer, mode: &str, kind_endpoint: &str, payload: &Value) -> Value {
     let (status, body) = match mode {
-        "jwt" => {
-            server
-                .post(
-                    &format!("/v2/{kind_endpoint}"),
-                    sign(payload, &keys().primary.private_pem),
-                )
-                .await
-        }
-        _ => {
-            server
-                .post(
-                    &format!("/{kind_endpoint}"),
-                    serde_json::to_vec(payload).expect("json"),
-                )
-                .await
-        }
+        "jwt" => server.post(&format!("/v2/{kind_endpoint}"), sign(payload, &keys().primary.private_pem)).await,
+        _ => server.post(&format!("/{kind_endpoint}"), serde_json::to_vec(payload).expect("json")).await,
     };
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{mode} {kind_endpoint}: {}",
-        String::from_utf8_lossy(&body)
-    );
+    assert_eq!(status, StatusCode::OK, "{mode} {kind_endpoint}: {}", String::from_utf8_lossy(&body));
     match mode {
         "jwt" => verify_answer(&body),
         _ => serde_json::from_slice(&body).expect("json answer"),
