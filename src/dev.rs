@@ -29,6 +29,9 @@ demo = "keys/cosigner_public.pem"
 
 [policy]
 dir = "../policies"
+
+[admin]
+listen = "127.0.0.1:9090"
 "#;
 
 /// Creates the development files unless a complete set exists; returns the config path.
@@ -67,7 +70,8 @@ pub fn banner(dir: &Path, settings: &Settings) -> anyhow::Result<String> {
          Certificate SHA-256:    {cert_fp}\n\
          Handler public key (give it to the Co-signer), SHA-256 {fp}:\n{pem}\
          Demo Co-signer private key: {dir}/keys/cosigner_private.pem\n\
-         Policies:               {policies}\n\n\
+         Policies:               {policies}  (edits go live on save)\n\
+         Status:                 http://{admin}/status\n\n\
          Send a request as the Co-signer would, from another terminal:\n  \
          cargo run --example cosigner -- examples/payloads/eth_transfer.json\n",
         port = settings.server.listen.port(),
@@ -75,6 +79,7 @@ pub fn banner(dir: &Path, settings: &Settings) -> anyhow::Result<String> {
         fp = handler.fingerprint(),
         pem = handler.public_pem(),
         policies = settings.policy.dir.display(),
+        admin = settings.admin.map_or("(disabled)".to_string(), |a| a.to_string()),
     ))
 }
 
