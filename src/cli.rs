@@ -13,9 +13,10 @@ use crate::{dev, keys};
 #[derive(Debug, Parser)]
 #[command(name = "cosigner-guard", version, about = "Policy-as-code Callback Handler for the Fireblocks API Co-signer")]
 pub struct Cli {
-    /// Log output: `pretty` for a terminal, `json` for production. Level from RUST_LOG (default info).
-    #[arg(long, global = true, value_enum, default_value = "pretty")]
-    pub log_format: LogFormat,
+    /// Log output: `pretty` for a terminal, `json` for production [default: log.format, else pretty].
+    /// Level from RUST_LOG, else log.level, else info.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -47,17 +48,22 @@ pub struct KeygenArgs {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Keygen(args) => keygen(&args.out),
+        Command::Serve(args) => serve(args, cli.log_format),
+        Command::Keygen(args) => {
+            crate::telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), None);
+            keygen(&args.out)
+        }
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     let config = match (&args.config, args.dev) {
         (Some(path), _) => path.clone(),
         (None, _) => dev::prepare(Path::new(dev::DEV_DIR))?,
     };
     let settings = Settings::load(&config)?;
+    let format = log_format.or(settings.log.format).unwrap_or(LogFormat::Pretty);
+    crate::telemetry::init(format, settings.log.level.as_deref());
     let banner = if args.dev { Some(dev::banner(Path::new(dev::DEV_DIR), &settings)?) } else { None };
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -10,10 +10,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::decision::FallbackAction;
+use crate::decision_log::{DecisionLogSettings, Sink};
 use crate::envelope::Mode;
 use crate::keys::{CosignerKey, CosignerKeyring, HandlerKey};
 use crate::policy::{CompileOptions, Entrypoints};
 use crate::server::tls::CertificateStore;
+use crate::telemetry::LogFormat;
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_EVAL_TIMEOUT_MS: u64 = 5_000;
@@ -49,6 +51,31 @@ struct RawConfig {
     reload: RawReload,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    decision_log: RawDecisionLog,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDecisionLog {
+    enabled: Option<bool>,
+    sink: Option<String>,
+    path: Option<PathBuf>,
+    max_bytes: Option<u64>,
+    keep: Option<usize>,
+    #[serde(default)]
+    durable: bool,
+    #[serde(default)]
+    redact: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<LogFormat>,
+    level: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -78,6 +105,11 @@ struct RawServer {
     path_prefix: String,
     #[serde(default = "default_max_body_bytes")]
     max_body_bytes: usize,
+    read_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    max_in_flight: Option<usize>,
+    max_connections: Option<usize>,
+    shutdown_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +136,7 @@ struct RawPolicy {
     config_change_entrypoint: Option<String>,
     #[serde(default)]
     on_error: FallbackAction,
+    on_timeout: Option<FallbackAction>,
     eval_timeout_ms: Option<u64>,
     eval_threads: Option<usize>,
 }
@@ -123,8 +156,17 @@ pub struct Settings {
     pub protocol: ProtocolSettings,
     pub policy: PolicySettings,
     pub reload: ReloadSettings,
-    /// The admin listener (health, status), if enabled.
+    /// The admin listener (health, status, metrics), if enabled.
     pub admin: Option<SocketAddr>,
+    pub decision_log: DecisionLogSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    pub format: Option<LogFormat>,
+    /// An `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub level: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +185,13 @@ pub struct ServerSettings {
     /// Empty, or `/segment[/segment...]` without a trailing slash.
     pub path_prefix: String,
     pub max_body_bytes: usize,
+    /// TLS handshake, request headers, and request body each must arrive within this.
+    pub read_timeout: Duration,
+    /// From receipt to answer; the fallback answers a request that would run past it.
+    pub request_timeout: Duration,
+    pub max_in_flight: usize,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -157,6 +206,7 @@ pub struct PolicySettings {
     pub dir: PathBuf,
     pub compile: CompileOptions,
     pub on_error: FallbackAction,
+    pub on_timeout: FallbackAction,
     pub eval_threads: usize,
 }
 
@@ -191,6 +241,8 @@ impl Settings {
             server: resolve_server(raw.server, &at)?,
             protocol: resolve_protocol(raw.protocol, &at)?,
             policy: resolve_policy(raw.policy, &at, Duration::from_millis(reload_timeout_ms))?,
+            decision_log: resolve_decision_log(raw.decision_log, &at)?,
+            log: LogSettings { format: raw.log.format, level: raw.log.level },
             reload: ReloadSettings {
                 watch: raw.reload.watch.unwrap_or(true),
                 debounce: Duration::from_millis(debounce_ms),
@@ -225,7 +277,26 @@ fn resolve_server(raw: RawServer, at: &impl Fn(&Path) -> PathBuf) -> Result<Serv
     if raw.max_body_bytes == 0 {
         return Err(key_error("server.max_body_bytes", "must be greater than 0"));
     }
-    Ok(ServerSettings { listen, tls, path_prefix: prefix.to_string(), max_body_bytes: raw.max_body_bytes })
+    let millis = |key: &str, value: Option<u64>, default: u64, max: u64| match value.unwrap_or(default) {
+        0 => Err(key_error(key, "must be greater than 0")),
+        ms if ms > max => Err(key_error(key, format!("must be at most {max}"))),
+        ms => Ok(Duration::from_millis(ms)),
+    };
+    let count = |key: &str, value: Option<usize>, default: usize| match value.unwrap_or(default) {
+        0 => Err(key_error(key, "must be greater than 0")),
+        n => Ok(n),
+    };
+    Ok(ServerSettings {
+        listen,
+        tls,
+        path_prefix: prefix.to_string(),
+        max_body_bytes: raw.max_body_bytes,
+        read_timeout: millis("server.read_timeout_ms", raw.read_timeout_ms, 10_000, 60_000)?,
+        request_timeout: millis("server.request_timeout_ms", raw.request_timeout_ms, 20_000, 29_000)?,
+        max_in_flight: count("server.max_in_flight", raw.max_in_flight, 512)?,
+        max_connections: count("server.max_connections", raw.max_connections, 4096)?,
+        shutdown_timeout: millis("server.shutdown_timeout_ms", raw.shutdown_timeout_ms, 25_000, 600_000)?,
+    })
 }
 
 fn resolve_protocol(raw: RawProtocol, at: &impl Fn(&Path) -> PathBuf) -> Result<ProtocolSettings, ConfigError> {
@@ -294,6 +365,36 @@ fn resolve_policy(
             load_timeout,
         },
         on_error: raw.on_error,
+        on_timeout: raw.on_timeout.unwrap_or(raw.on_error),
         eval_threads: threads,
     })
+}
+
+fn resolve_decision_log(
+    raw: RawDecisionLog,
+    at: &impl Fn(&Path) -> PathBuf,
+) -> Result<DecisionLogSettings, ConfigError> {
+    let sink = match (raw.sink.as_deref().unwrap_or("stdout"), raw.path) {
+        _ if !raw.enabled.unwrap_or(true) => Sink::Off,
+        ("stdout", None) => Sink::Stdout,
+        ("file", Some(path)) => Sink::File {
+            path: at(&path),
+            max_bytes: raw.max_bytes.unwrap_or(100 * 1024 * 1024).max(1),
+            keep: raw.keep.unwrap_or(5),
+        },
+        ("file", None) => return Err(key_error("decision_log.path", "required with sink = \"file\"")),
+        ("stdout", Some(_)) => return Err(key_error("decision_log.path", "only with sink = \"file\"")),
+        (other, _) => {
+            return Err(key_error("decision_log.sink", format!("{other:?}: expected \"stdout\" or \"file\"")));
+        }
+    };
+    for pointer in &raw.redact {
+        if !pointer.starts_with('/') {
+            return Err(key_error(
+                "decision_log.redact",
+                format!("{pointer:?} is not a JSON pointer (\"/request/...\")"),
+            ));
+        }
+    }
+    Ok(DecisionLogSettings { sink, durable: raw.durable, redact: raw.redact })
 }

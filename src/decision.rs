@@ -51,12 +51,14 @@ pub enum FailureClass {
     InvalidDecision,
     /// Evaluation raised an error.
     EvalError,
-    /// Evaluation ran past its time budget.
+    /// Evaluation ran past its time budget, or the request past its deadline.
     Timeout,
     /// Evaluation panicked.
     Panic,
     /// Too many evaluations are already queued.
     Overloaded,
+    /// The durable decision log could not record the decision.
+    DecisionLog,
 }
 
 impl FailureClass {
@@ -68,6 +70,7 @@ impl FailureClass {
             FailureClass::Timeout => "timeout",
             FailureClass::Panic => "panic",
             FailureClass::Overloaded => "overloaded",
+            FailureClass::DecisionLog => "decision_log",
         }
     }
 }

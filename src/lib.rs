@@ -8,9 +8,11 @@
 pub mod cli;
 pub mod config;
 pub mod decision;
+pub mod decision_log;
 pub mod dev;
 pub mod envelope;
 pub mod keys;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod request;

@@ -5,7 +5,6 @@ use cosigner_guard::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cosigner_guard::telemetry::init(cli.log_format);
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

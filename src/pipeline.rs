@@ -1,13 +1,17 @@
 //! The decision path for one request, as small steps in order:
-//! body → envelope → Co-signer request → input document → evaluation → decision → sealed answer.
+//! body → [`Pipeline::open`] (envelope, Co-signer request) → [`Pipeline::evaluate`] (input document,
+//! policy, decision) → [`Pipeline::seal`] (the answer for the wire).
 //!
-//! No side effects here beyond evaluation; logging and transport live at the edges (the server).
+//! No side effects here beyond evaluation: the server composes the steps with logging and metrics.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
 
-use crate::decision::Decision;
+use crate::decision::{Decision, FailureClass};
 use crate::envelope::{self, Answer, EnvelopeError, Mode, SealError, Sealed};
 use crate::keys::{CosignerKeyring, HandlerKey};
 use crate::policy::{Evaluator, PolicyStore, RequestContext, input_document};
@@ -20,6 +24,10 @@ pub enum Refusal {
     BodyTooLarge(usize),
     #[error("body could not be read")]
     BodyUnreadable,
+    #[error("body was not received in time")]
+    BodyTimeout,
+    #[error("too many requests in flight")]
+    Overloaded,
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
     #[error(transparent)]
@@ -29,11 +37,13 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// Short machine-readable class, for the error body and the logs.
+    /// Short machine-readable class, for the error body, the log and the metrics.
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::BodyTooLarge(_) => "body_too_large",
             Refusal::BodyUnreadable => "body_unreadable",
+            Refusal::BodyTimeout => "body_timeout",
+            Refusal::Overloaded => "overloaded",
             Refusal::Envelope(e) => e.code(),
             Refusal::Request(RequestError::NotAnObject) => "payload_not_object",
             Refusal::Request(RequestError::MissingRequestId) => "missing_request_id",
@@ -42,15 +52,14 @@ impl Refusal {
     }
 }
 
-/// A request that reached a decision, with everything the edges need to answer and record it.
+/// The outcome of evaluation, with what the decision log records of it.
 #[derive(Debug)]
-pub struct Decided {
-    pub request_id: String,
-    pub tx_id: Option<String>,
-    pub cosigner_key: Option<Arc<str>>,
-    pub policy_revision: String,
+pub struct Evaluated {
     pub decision: Decision,
-    pub sealed: Sealed,
+    pub policy_revision: String,
+    /// The input document the policy saw.
+    pub input: Value,
+    pub eval_seconds: f64,
 }
 
 pub struct Pipeline {
@@ -82,31 +91,44 @@ impl Pipeline {
         self.handler_key.as_ref()
     }
 
-    /// Runs one request body through the whole path.
-    pub async fn decide(
+    /// Verifies or decodes the envelope and extracts the Co-signer request.
+    pub fn open(
         &self,
         mode: Mode,
         kind: RequestKind,
         body: &[u8],
         received_at: DateTime<Utc>,
-    ) -> Result<Decided, Refusal> {
+    ) -> Result<(CosignerRequest, RequestContext), Refusal> {
         let opened = envelope::open(mode, body, &self.keyring)?;
         let request = CosignerRequest::from_payload(kind, opened.payload)?;
-        let context = RequestContext { received_at, mode, cosigner_key: opened.cosigner_key };
-        let request_id = request.request_id.clone();
-        let tx_id = request.tx_id().map(str::to_owned);
-        let (decision, policy_revision) = self.evaluate(request, &context).await;
-        let sealed = envelope::seal(mode, &Answer::new(&request_id, &decision), self.handler_key.as_ref())?;
-        Ok(Decided { request_id, tx_id, cosigner_key: context.cosigner_key, policy_revision, decision, sealed })
+        Ok((request, RequestContext { received_at, mode, cosigner_key: opened.cosigner_key }))
     }
 
-    /// Decides an already decoded request against the active snapshot; returns the snapshot's revision.
-    pub async fn evaluate(&self, request: CosignerRequest, context: &RequestContext) -> (Decision, String) {
-        // One snapshot for the whole evaluation, whatever reloads happen meanwhile.
+    /// Decides a request against the active snapshot, which it holds until the decision is made.
+    /// Never fails: every failure becomes the fallback. Gives up at `deadline`.
+    pub async fn evaluate(&self, request: CosignerRequest, context: &RequestContext, deadline: Instant) -> Evaluated {
         let snapshot = self.policy.active();
-        let revision = snapshot.revision.clone();
-        let input = input_document(request.kind, request.payload, context);
-        let decision = self.evaluator.decide(snapshot, request.kind, regorus::Value::from(input)).await;
-        (decision, revision)
+        let policy_revision = snapshot.revision.clone();
+        let kind = request.kind;
+        let input = input_document(kind, request.payload, context);
+        let started = Instant::now();
+        let decision = match regorus::Value::deserialize(&input) {
+            Ok(policy_input) => self.evaluator.decide(snapshot, kind, policy_input, deadline).await,
+            Err(e) => {
+                tracing::error!(error = %e, "input document could not be converted for the policy engine");
+                self.evaluator.fallback(FailureClass::EvalError)
+            }
+        };
+        Evaluated { decision, policy_revision, input, eval_seconds: started.elapsed().as_secs_f64() }
+    }
+
+    /// The decision for a failure outside evaluation.
+    pub fn fallback(&self, class: FailureClass) -> Decision {
+        self.evaluator.fallback(class)
+    }
+
+    /// Encodes the answer for the wire: signed in jwt mode.
+    pub fn seal(&self, mode: Mode, request_id: &str, decision: &Decision) -> Result<Sealed, Refusal> {
+        Ok(envelope::seal(mode, &Answer::new(request_id, decision), self.handler_key.as_ref())?)
     }
 }

@@ -61,6 +61,11 @@ impl CosignerRequest {
     pub fn tx_id(&self) -> Option<&str> {
         self.payload.get("txId").and_then(Value::as_str)
     }
+
+    /// `signerId`: the API user of the Co-signer that sent the request, when present.
+    pub fn signer_id(&self) -> Option<&str> {
+        self.payload.get("signerId").and_then(Value::as_str)
+    }
 }
 
 #[cfg(test)]

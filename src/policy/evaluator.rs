@@ -4,7 +4,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -24,11 +24,18 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct Evaluator {
     jobs: SyncSender<Job>,
     timeout: Duration,
-    fallback: FallbackAction,
+    on_error: FallbackAction,
+    on_timeout: FallbackAction,
 }
 
 impl Evaluator {
-    pub fn new(threads: usize, timeout: Duration, fallback: FallbackAction) -> std::io::Result<Self> {
+    /// `on_timeout` answers evaluations cut by a time budget; `on_error` every other failure.
+    pub fn new(
+        threads: usize,
+        timeout: Duration,
+        on_error: FallbackAction,
+        on_timeout: FallbackAction,
+    ) -> std::io::Result<Self> {
         let (jobs, queue) = sync_channel::<Job>(QUEUE_DEPTH);
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..threads.max(1) {
@@ -38,15 +45,22 @@ impl Evaluator {
                 .stack_size(super::EVAL_STACK_BYTES)
                 .spawn(move || work(&queue))?;
         }
-        Ok(Self { jobs, timeout, fallback })
+        Ok(Self { jobs, timeout, on_error, on_timeout })
     }
 
     pub fn fallback(&self, class: FailureClass) -> Decision {
-        Decision::fallback(self.fallback, class)
+        let action = if class == FailureClass::Timeout { self.on_timeout } else { self.on_error };
+        Decision::fallback(action, class)
     }
 
-    /// Evaluates `input` for `kind` against `snapshot`, within the time budget.
-    pub async fn decide(&self, snapshot: Arc<PolicySnapshot>, kind: RequestKind, input: regorus::Value) -> Decision {
+    /// Evaluates `input` for `kind` against `snapshot`, within the time budget and before `deadline`.
+    pub async fn decide(
+        &self,
+        snapshot: Arc<PolicySnapshot>,
+        kind: RequestKind,
+        input: regorus::Value,
+        deadline: Instant,
+    ) -> Decision {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move || {
             let outcome = catch_unwind(AssertUnwindSafe(|| snapshot.evaluate(kind, input)));
@@ -57,12 +71,10 @@ impl Evaluator {
             Err(TrySendError::Full(_)) => return self.fallback(FailureClass::Overloaded),
             Err(TrySendError::Disconnected(_)) => return self.fallback(FailureClass::Panic),
         }
-        let outcome = match tokio::time::timeout(self.timeout + TIMER_GRACE, answer).await {
+        let budget = (self.timeout + TIMER_GRACE).min(deadline.saturating_duration_since(Instant::now()));
+        let outcome = match tokio::time::timeout(budget, answer).await {
             Err(_) => {
-                tracing::error!(
-                    timeout_ms = self.timeout.as_millis() as u64,
-                    "policy evaluation did not finish in time"
-                );
+                tracing::error!(budget_ms = budget.as_millis() as u64, "policy evaluation did not finish in time");
                 return self.fallback(FailureClass::Timeout);
             }
             Ok(Err(_)) => return self.fallback(FailureClass::Panic),

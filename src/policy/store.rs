@@ -14,6 +14,8 @@ use super::{CompileOptions, LoadError, PolicySnapshot, PolicySource};
 
 /// A check a candidate snapshot must pass before it goes live (e.g. the policy set's own tests).
 pub type ActivationGate = Box<dyn Fn(&PolicySnapshot) -> Result<(), String> + Send + Sync>;
+/// Told of every reload attempt's outcome and the revision active after it (metrics).
+pub type ReloadObserver = Box<dyn Fn(&ReloadOutcome, &str) + Send + Sync>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
@@ -69,6 +71,17 @@ pub struct PolicyStore {
     /// One reload at a time; requests never wait on it.
     reloading: Mutex<()>,
     gate: Option<ActivationGate>,
+    observer: Option<ReloadObserver>,
+}
+
+impl ReloadOutcome {
+    pub fn result(&self) -> &'static str {
+        match self {
+            ReloadOutcome::Activated { .. } => "activated",
+            ReloadOutcome::Unchanged => "unchanged",
+            ReloadOutcome::Failed { .. } => "failed",
+        }
+    }
 }
 
 impl PolicyStore {
@@ -83,11 +96,17 @@ impl PolicyStore {
             history: Mutex::default(),
             reloading: Mutex::new(()),
             gate: None,
+            observer: None,
         })
     }
 
     pub fn with_gate(mut self, gate: ActivationGate) -> Self {
         self.gate = Some(gate);
+        self
+    }
+
+    pub fn with_observer(mut self, observer: ReloadObserver) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -116,6 +135,9 @@ impl PolicyStore {
         };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.record(trigger, &outcome, duration_ms);
+        if let Some(observer) = &self.observer {
+            observer(&outcome, &self.active.load().revision);
+        }
         outcome
     }
 

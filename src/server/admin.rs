@@ -1,58 +1,121 @@
-//! The admin listener: liveness, readiness and status, away from the Co-signer-facing port.
+//! The admin listener: liveness, readiness, status and metrics, away from the Co-signer-facing
+//! port. It starts before the policies load, so readiness can say "not yet".
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
+use super::listener::{self, Connections};
 use super::tls::CertificateStore;
+use crate::decision_log::DecisionLog;
 use crate::envelope::Mode;
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
 pub struct AdminState {
-    pipeline: Arc<Pipeline>,
     modes: Vec<&'static str>,
     tls: Option<Arc<CertificateStore>>,
-    ready: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    /// Set once the policies are loaded and the decision log is open.
+    loaded: OnceLock<(Arc<Pipeline>, Arc<DecisionLog>)>,
+    listening: AtomicBool,
 }
 
 impl AdminState {
-    pub fn new(
-        pipeline: &Arc<Pipeline>,
-        modes: &[Mode],
-        tls: Option<Arc<CertificateStore>>,
-        ready: Arc<AtomicBool>,
-    ) -> Arc<Self> {
-        Arc::new(Self { pipeline: Arc::clone(pipeline), modes: modes.iter().map(|m| m.as_str()).collect(), tls, ready })
+    pub fn new(modes: &[Mode], tls: Option<Arc<CertificateStore>>, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            modes: modes.iter().map(|m| m.as_str()).collect(),
+            tls,
+            metrics,
+            loaded: OnceLock::new(),
+            listening: AtomicBool::new(false),
+        })
+    }
+
+    pub fn loaded(&self, pipeline: Arc<Pipeline>, log: Arc<DecisionLog>) {
+        let _ = self.loaded.set((pipeline, log));
+    }
+
+    pub fn set_listening(&self, listening: bool) {
+        self.listening.store(listening, Ordering::Release);
+    }
+
+    /// Why the handler is not ready, if it is not.
+    fn not_ready(&self) -> Option<&'static str> {
+        let Some((_, log)) = self.loaded.get() else { return Some("policies not loaded yet") };
+        if !self.listening.load(Ordering::Acquire) {
+            Some("not accepting requests")
+        } else if !log.is_healthy() {
+            Some("decision log sink is failing")
+        } else {
+            None
+        }
     }
 }
 
-pub fn router(state: Arc<AdminState>) -> Router {
+/// The running admin listener.
+pub struct Admin {
+    addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Admin {
+    pub fn start(listener: TcpListener, state: Arc<AdminState>) -> Self {
+        let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        tracing::info!(%addr, "admin listening");
+        let (stop, mut stopped) = tokio::sync::watch::channel(());
+        let connections = Connections::default();
+        let task = tokio::spawn(listener::serve(listener, None, router(state), connections, async move {
+            let _ = stopped.changed().await;
+        }));
+        Self { addr, stop, task }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
-    // A snapshot is always loaded once the server exists; readiness is the listener being up.
-    if state.ready.load(Ordering::Acquire) {
-        axum::Json(json!({"ready": true})).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"ready": false}))).into_response()
+    match state.not_ready() {
+        None => axum::Json(json!({"ready": true})).into_response(),
+        Some(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"ready": false, "reason": reason}))).into_response()
+        }
     }
 }
 
 /// Never key material: names and fingerprints only.
 async fn status(State(state): State<Arc<AdminState>>) -> Response {
-    let keys: Vec<_> = state
-        .pipeline
+    let Some((pipeline, log)) = state.loaded.get() else {
+        return axum::Json(json!({"version": env!("CARGO_PKG_VERSION"), "modes": state.modes, "policy": null}))
+            .into_response();
+    };
+    let keys: Vec<_> = pipeline
         .keyring()
         .keys()
         .iter()
@@ -60,11 +123,17 @@ async fn status(State(state): State<Arc<AdminState>>) -> Response {
         .collect();
     axum::Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "ready": state.not_ready().is_none(),
         "modes": state.modes,
-        "policy": state.pipeline.policy().status(),
+        "policy": pipeline.policy().status(),
+        "decision_log": {"healthy": log.is_healthy(), "durable": log.is_durable()},
         "cosigner_keys": keys,
-        "handler_key_fingerprint": state.pipeline.handler_key().map(|k| k.fingerprint()),
+        "handler_key_fingerprint": pipeline.handler_key().map(|k| k.fingerprint()),
         "tls_certificate_fingerprint": state.tls.as_ref().map(|t| t.fingerprint()),
     }))
     .into_response()
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
 }

@@ -9,16 +9,21 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Settings;
+use crate::decision_log::DecisionLog;
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::policy::watch::{self, Watch, WatchedPath};
 use crate::policy::{Evaluator, PolicyStore};
+use admin::{Admin, AdminState};
+use listener::Connections;
 use tls::CertificateStore;
 
 /// A bound, ready-to-serve handler.
@@ -26,22 +31,54 @@ pub struct Server {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: axum::Router,
-    admin: Option<(TcpListener, axum::Router)>,
-    ready: Arc<AtomicBool>,
+    connections: Connections,
+    admin: Option<Admin>,
+    state: Arc<AdminState>,
+    log: Arc<DecisionLog>,
     store: Arc<PolicyStore>,
     _watches: Vec<Watch>,
 }
 
 impl Server {
-    /// Loads the policies, binds the listeners and starts the reload watchers. Needs a Tokio runtime.
+    /// Starts the admin listener (not ready yet), loads the policies, opens the decision log, binds
+    /// the Co-signer listener and starts the reload watchers. Needs a Tokio runtime.
     pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
-        let Settings { server, protocol, policy, reload, admin } = settings;
-        let store = PolicyStore::open(&policy.dir, policy.compile.clone())
+        let Settings { server, protocol, policy, reload, admin, decision_log, log: _ } = settings;
+        let metrics = Arc::new(Metrics::new());
+        let state = AdminState::new(&protocol.modes, server.tls.clone(), metrics.clone());
+        let admin = match admin {
+            Some(addr) => Some(Admin::start(bind(addr, "admin.listen").await?, state.clone())),
+            None => None,
+        };
+
+        let (dir, options) = (policy.dir.clone(), policy.compile.clone());
+        let store = tokio::task::spawn_blocking(move || PolicyStore::open(&dir, options))
+            .await?
             .with_context(|| format!("policy.dir {}", policy.dir.display()))?;
-        let store = Arc::new(store);
-        let evaluator = Evaluator::new(policy.eval_threads, policy.compile.eval_timeout, policy.on_error)?;
+        metrics.set_revision(&store.active().revision);
+        let observed = metrics.clone();
+        let store = Arc::new(store.with_observer(Box::new(move |outcome, revision| {
+            observed.reloaded(outcome.result());
+            observed.set_revision(revision);
+        })));
+
+        let log = DecisionLog::open(&decision_log, metrics.clone()).context("decision_log: cannot open the sink")?;
+        let log = Arc::new(log);
+        let evaluator =
+            Evaluator::new(policy.eval_threads, policy.compile.eval_timeout, policy.on_error, policy.on_timeout)?;
         let pipeline = Arc::new(Pipeline::new(protocol.cosigner_keys, protocol.handler_key, store.clone(), evaluator));
-        let app = routes::router(pipeline.clone(), &protocol.modes, &server.path_prefix, server.max_body_bytes);
+        let callback = routes::Callback {
+            pipeline: pipeline.clone(),
+            log: log.clone(),
+            metrics,
+            limits: routes::Limits {
+                max_body_bytes: server.max_body_bytes,
+                read_timeout: server.read_timeout,
+                request_timeout: server.request_timeout,
+            },
+            in_flight: Semaphore::new(server.max_in_flight),
+        };
+        let app = routes::router(Arc::new(callback), &protocol.modes, &server.path_prefix);
 
         let listener = bind(server.listen, "server.listen").await?;
         let tls = match &server.tls {
@@ -51,14 +88,6 @@ impl Server {
                 None
             }
         };
-        let ready = Arc::new(AtomicBool::new(false));
-        let admin = match admin {
-            Some(addr) => {
-                let status = admin::AdminState::new(&pipeline, &protocol.modes, server.tls.clone(), ready.clone());
-                Some((bind(addr, "admin.listen").await?, admin::router(status)))
-            }
-            None => None,
-        };
 
         // SIGHUP always reloads; file watching is optional.
         let (policy_watch, trigger) = watch_policies(&store, reload.debounce, reload.watch)?;
@@ -67,7 +96,13 @@ impl Server {
         if let (true, Some(certs)) = (reload.watch, &server.tls) {
             watches.push(watch_certificates(certs, reload.debounce)?);
         }
-        Ok(Self { listener, tls, app, admin, ready, store, _watches: watches })
+        state.loaded(pipeline, log.clone());
+        let connections = Connections {
+            max: server.max_connections,
+            read_timeout: server.read_timeout,
+            shutdown_timeout: server.shutdown_timeout,
+        };
+        Ok(Self { listener, tls, app, connections, admin, state, log, store, _watches: watches })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -75,7 +110,7 @@ impl Server {
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().and_then(|(listener, _)| listener.local_addr().ok())
+        self.admin.as_ref().map(Admin::addr)
     }
 
     pub fn is_tls(&self) -> bool {
@@ -86,25 +121,19 @@ impl Server {
         &self.store
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves until `shutdown` completes; then stops accepting, lets in-flight requests finish
+    /// (within `server.shutdown_timeout_ms`), flushes the decision log and stops the admin listener.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
-        let (stop, stopped) = tokio::sync::watch::channel(());
-        let admin = self.admin.map(|(listener, app)| {
-            let mut stopped = stopped.clone();
-            tokio::spawn(listener::serve(listener, None, app, async move {
-                let _ = stopped.changed().await;
-            }))
-        });
-        self.ready.store(true, Ordering::Release);
-        let ready = self.ready.clone();
-        listener::serve(self.listener, self.tls, self.app, async move {
+        self.state.set_listening(true);
+        let state = self.state.clone();
+        listener::serve(self.listener, self.tls, self.app, self.connections, async move {
             shutdown.await;
-            ready.store(false, Ordering::Release);
-            let _ = stop.send(());
+            state.set_listening(false);
         })
         .await;
-        if let Some(admin) = admin {
-            let _ = admin.await;
+        self.log.close(Duration::from_secs(5)).await;
+        if let Some(admin) = self.admin {
+            admin.stop().await;
         }
     }
 }
@@ -117,7 +146,7 @@ async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
 /// the directory itself being replaced (its parent is watched for that).
 fn watch_policies(
     store: &Arc<PolicyStore>,
-    quiet: std::time::Duration,
+    quiet: Duration,
     files: bool,
 ) -> anyhow::Result<(Watch, tokio::sync::mpsc::Sender<()>)> {
     let dir = store.dir().to_path_buf();
@@ -143,7 +172,7 @@ fn watch_policies(
 }
 
 /// Reloads the TLS pair after changes in the directories holding it (renames and symlink swaps).
-fn watch_certificates(certs: &Arc<CertificateStore>, quiet: std::time::Duration) -> anyhow::Result<Watch> {
+fn watch_certificates(certs: &Arc<CertificateStore>, quiet: Duration) -> anyhow::Result<Watch> {
     let mut paths: Vec<WatchedPath> = Vec::new();
     for path in certs.paths() {
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
@@ -158,13 +187,9 @@ fn watch_certificates(certs: &Arc<CertificateStore>, quiet: std::time::Duration)
         quiet,
         |_: &Path| true,
         move || match certs.reload() {
-            Ok(true) => {
-                tracing::info!(fingerprint = %certs.fingerprint(), "TLS certificate reloaded")
-            }
+            Ok(true) => tracing::info!(fingerprint = %certs.fingerprint(), "TLS certificate reloaded"),
             Ok(false) => {}
-            Err(error) => {
-                tracing::error!(%error, "TLS certificate reload failed; keeping the current one")
-            }
+            Err(error) => tracing::error!(%error, "TLS certificate reload failed; keeping the current one"),
         },
     )
     .context("cannot watch the TLS files")?;

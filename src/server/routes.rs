@@ -1,70 +1,218 @@
-//! The Co-signer endpoints of each enabled mode, and the one place where outcomes become HTTP.
+//! The Co-signer endpoints of each enabled mode: the pipeline's steps composed with the decision
+//! log and the metrics, and the one place where outcomes become HTTP.
 
+use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use chrono::{DateTime, SecondsFormat, Utc};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
 
+use crate::decision::FailureClass;
+use crate::decision_log::{DecisionLog, LogError};
 use crate::envelope::Mode;
+use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Refusal};
 use crate::request::RequestKind;
 
-struct Endpoint {
-    pipeline: Arc<Pipeline>,
-    max_body_bytes: usize,
+/// Bounds on one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    /// For the body to arrive.
+    pub read_timeout: Duration,
+    /// For the whole decision, from receipt to answer (the Co-signer gives up at 30 s).
+    pub request_timeout: Duration,
+}
+
+pub struct Callback {
+    pub pipeline: Arc<Pipeline>,
+    pub log: Arc<DecisionLog>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    /// Requests past this many at once are shed with 503 instead of queueing without bound.
+    pub in_flight: Semaphore,
 }
 
 /// Routes `{prefix}/v2/{endpoint}` for jwt and `{prefix}/{endpoint}` for json, only for enabled modes.
-pub fn router(pipeline: Arc<Pipeline>, modes: &[Mode], prefix: &str, max_body_bytes: usize) -> Router {
-    let state = Arc::new(Endpoint { pipeline, max_body_bytes });
+pub fn router(callback: Arc<Callback>, modes: &[Mode], prefix: &str) -> Router {
     let mut router = Router::new();
     for &mode in modes {
         for kind in RequestKind::ALL {
             let path = format!("{prefix}{}/{}", mode.path_prefix(), kind.endpoint());
             router = router.route(
                 &path,
-                post(move |State(state): State<Arc<Endpoint>>, request: Request| answer(state, mode, kind, request)),
+                post(move |State(callback): State<Arc<Callback>>, request: Request| async move {
+                    let decision_id = uuid::Uuid::now_v7().to_string();
+                    let span = tracing::info_span!("request", %decision_id, kind = kind.as_str(), mode = mode.as_str());
+                    callback.answer(decision_id, mode, kind, request).instrument(span).await
+                }),
             );
         }
     }
-    router.fallback(not_found).with_state(state)
+    router.fallback(not_found).with_state(callback)
 }
 
-async fn answer(state: Arc<Endpoint>, mode: Mode, kind: RequestKind, request: Request) -> Response {
-    let started = Instant::now();
-    let received_at = chrono::Utc::now();
-    let outcome = match read_body(request, state.max_body_bytes).await {
-        Ok(body) => state.pipeline.decide(mode, kind, &body, received_at).await,
-        Err(refusal) => Err(refusal),
-    };
-    let latency_us = started.elapsed().as_micros() as u64;
-    match outcome {
-        Ok(decided) => {
-            tracing::info!(
-                kind = kind.as_str(),
-                mode = mode.as_str(),
-                request_id = %decided.request_id,
-                tx_id = decided.tx_id.as_deref(),
-                cosigner_key = decided.cosigner_key.as_deref(),
-                action = decided.decision.action.as_str(),
-                reason = decided.decision.reason.as_deref(),
-                source = %decided.decision.source,
-                policy_revision = %decided.policy_revision,
-                latency_us,
-                "decision"
-            );
-            ([(header::CONTENT_TYPE, decided.sealed.content_type)], decided.sealed.body).into_response()
+/// What the decision log records of a decided request.
+#[derive(Serialize)]
+struct DecisionRecord<'a> {
+    decision_id: &'a str,
+    timestamp: String,
+    kind: &'static str,
+    mode: &'static str,
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
+    #[serde(rename = "txId", skip_serializing_if = "Option::is_none")]
+    tx_id: Option<&'a str>,
+    #[serde(rename = "signerId", skip_serializing_if = "Option::is_none")]
+    signer_id: Option<&'a str>,
+    cosigner_key: Option<&'a str>,
+    action: &'static str,
+    reason: Option<&'a str>,
+    source: String,
+    policy_revision: &'a str,
+    latency_us: u64,
+    input: Cow<'a, Value>,
+}
+
+/// What the decision log records of a refused request.
+#[derive(Serialize)]
+struct RefusalRecord<'a> {
+    decision_id: &'a str,
+    timestamp: String,
+    kind: &'static str,
+    mode: &'static str,
+    refused: &'static str,
+    error: String,
+    status: u16,
+    latency_us: u64,
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl Callback {
+    async fn answer(&self, decision_id: String, mode: Mode, kind: RequestKind, request: Request) -> Response {
+        let started = Instant::now();
+        let received_at = Utc::now();
+        let _in_flight = self.metrics.in_flight();
+        match self.decide(&decision_id, mode, kind, request, received_at, started).await {
+            Ok(response) => response,
+            Err(refusal) => {
+                let latency_us = started.elapsed().as_micros() as u64;
+                let class = refusal.code();
+                tracing::warn!(class, error = %refusal, latency_us, "request refused");
+                self.metrics.refused(class, started.elapsed().as_secs_f64());
+                let record = RefusalRecord {
+                    decision_id: &decision_id,
+                    timestamp: timestamp(received_at),
+                    kind: kind.as_str(),
+                    mode: mode.as_str(),
+                    refused: class,
+                    error: refusal.to_string(),
+                    status: status_of(&refusal).as_u16(),
+                    latency_us,
+                };
+                if let Err(error) = self.log.append(&record).await {
+                    self.log_failed(&error);
+                }
+                refusal.into_response()
+            }
         }
-        Err(refusal) => {
-            tracing::warn!(kind = kind.as_str(), mode = mode.as_str(), class = refusal.code(), error = %refusal, latency_us, "request refused");
-            refusal.into_response()
+    }
+
+    async fn decide(
+        &self,
+        decision_id: &str,
+        mode: Mode,
+        kind: RequestKind,
+        request: Request,
+        received_at: DateTime<Utc>,
+        started: Instant,
+    ) -> Result<Response, Refusal> {
+        let deadline = started + self.limits.request_timeout;
+        let _permit = self.in_flight.try_acquire().map_err(|_| Refusal::Overloaded)?;
+        let body = tokio::time::timeout(self.limits.read_timeout, read_body(request, self.limits.max_body_bytes))
+            .await
+            .map_err(|_| Refusal::BodyTimeout)??;
+
+        let (request, context) = self.pipeline.open(mode, kind, &body, received_at)?;
+        let request_id = request.request_id.clone();
+        let tx_id = request.tx_id().map(str::to_owned);
+        let signer_id = request.signer_id().map(str::to_owned);
+        let evaluated = self.pipeline.evaluate(request, &context, deadline).await;
+        self.metrics.evaluated(evaluated.eval_seconds);
+        let mut decision = evaluated.decision;
+        let mut sealed = self.pipeline.seal(mode, &request_id, &decision)?;
+        let latency_us = started.elapsed().as_micros() as u64;
+
+        let input = if self.log.needs_redaction() {
+            let mut input = evaluated.input.clone();
+            self.log.redact(&mut input);
+            Cow::Owned(input)
+        } else {
+            Cow::Borrowed(&evaluated.input)
+        };
+        let record = DecisionRecord {
+            decision_id,
+            timestamp: timestamp(received_at),
+            kind: kind.as_str(),
+            mode: mode.as_str(),
+            request_id: &request_id,
+            tx_id: tx_id.as_deref(),
+            signer_id: signer_id.as_deref(),
+            cosigner_key: context.cosigner_key.as_deref(),
+            action: decision.action.as_str(),
+            reason: decision.reason.as_deref(),
+            source: decision.source.to_string(),
+            policy_revision: &evaluated.policy_revision,
+            latency_us,
+            input,
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let logged = tokio::time::timeout(remaining, self.log.append(&record))
+            .await
+            .unwrap_or_else(|_| Err(LogError::Write("timed out before the request deadline".into())));
+        if let Err(error) = logged {
+            self.log_failed(&error);
+            if self.log.is_durable() {
+                // Never answer off the record: a decision that is not on disk becomes the fallback.
+                decision = self.pipeline.fallback(FailureClass::DecisionLog);
+                sealed = self.pipeline.seal(mode, &request_id, &decision)?;
+            }
         }
+
+        self.metrics.decided(kind, &decision, started.elapsed().as_secs_f64());
+        tracing::info!(
+            request_id,
+            tx_id,
+            cosigner_key = context.cosigner_key.as_deref(),
+            action = decision.action.as_str(),
+            reason = decision.reason.as_deref(),
+            source = %decision.source,
+            policy_revision = %evaluated.policy_revision,
+            latency_us,
+            "decision"
+        );
+        Ok(([(header::CONTENT_TYPE, sealed.content_type)], sealed.body).into_response())
+    }
+
+    fn log_failed(&self, error: &LogError) {
+        // Write failures are counted by the writer itself, once per failed batch.
+        if !matches!(error, LogError::Write(_)) {
+            self.metrics.log_error();
+        }
+        tracing::error!(%error, "decision not recorded");
     }
 }
 
@@ -82,17 +230,25 @@ async fn read_body(request: Request, limit: usize) -> Result<axum::body::Bytes, 
     }
 }
 
+/// The one place a refusal gets its HTTP status.
+fn status_of(refusal: &Refusal) -> StatusCode {
+    match refusal {
+        Refusal::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+        Refusal::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::BodyUnreadable | Refusal::Request(_) => StatusCode::BAD_REQUEST,
+        Refusal::Envelope(e) if e.is_authentication_failure() => StatusCode::UNAUTHORIZED,
+        Refusal::Envelope(_) => StatusCode::BAD_REQUEST,
+        Refusal::Seal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let status = match &self {
-            Refusal::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::BodyUnreadable | Refusal::Request(_) => StatusCode::BAD_REQUEST,
-            Refusal::Envelope(e) if e.is_authentication_failure() => StatusCode::UNAUTHORIZED,
-            Refusal::Envelope(_) => StatusCode::BAD_REQUEST,
-            Refusal::Seal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        // 5xx bodies say nothing internal; the log has the details.
-        let message = if status.is_server_error() { "internal error".to_string() } else { self.to_string() };
+        let status = status_of(&self);
+        // A 500 body says nothing internal; the log has the details.
+        let message =
+            if status == StatusCode::INTERNAL_SERVER_ERROR { "internal error".to_string() } else { self.to_string() };
         (status, axum::Json(json!({"error": self.code(), "message": message}))).into_response()
     }
 }

@@ -52,6 +52,8 @@ pub struct Spec {
     pub policy_dir: Option<std::path::PathBuf>,
     /// Whole extra sections, appended to the config.
     pub extra_toml: String,
+    /// The `[decision_log]` section's body (default: a file in the test directory).
+    pub decision_log_toml: String,
 }
 
 impl Spec {
@@ -67,6 +69,7 @@ impl Spec {
             policy_toml: String::new(),
             policy_dir: None,
             extra_toml: String::new(),
+            decision_log_toml: "sink = \"file\"\npath = \"decisions.jsonl\"".to_string(),
         }
     }
 
@@ -91,6 +94,11 @@ impl Spec {
     pub fn server(mut self, toml: &str) -> Self {
         self.server_toml.push_str(toml);
         self.server_toml.push('\n');
+        self
+    }
+
+    pub fn decision_log(mut self, toml: &str) -> Self {
+        self.decision_log_toml = toml.to_string();
         self
     }
 
@@ -142,9 +150,13 @@ dir = {dir:?}
 [admin]
 listen = "127.0.0.1:0"
 
+[decision_log]
+{decision_log}
+
 {extra}
 "#,
             extra = self.extra_toml,
+            decision_log = self.decision_log_toml,
             dir = self.policy_dir.as_deref().unwrap_or(Path::new("policies")).display().to_string(),
             server = self.server_toml,
             modes = self.modes,
@@ -197,6 +209,12 @@ impl TestServer {
 
     pub fn target_port(&self) -> u16 {
         self.port
+    }
+
+    /// The decision-log records written so far (the default file sink).
+    pub fn decision_records(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("decisions.jsonl")).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).expect("a JSON record per line")).collect()
     }
 
     pub fn policy_dir(&self) -> std::path::PathBuf {

@@ -1,0 +1,307 @@
+//! The decision log: one JSON line for every request that reached a decision or was refused, to
+//! stdout or to a size-rotated file. In durable mode a record is on disk (fsync) before its answer
+//! leaves; the writer batches records so one fsync covers every request waiting at that moment.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+
+/// Records waiting for the writer beyond this are dropped (non-durable) or wait (durable).
+const QUEUE_DEPTH: usize = 16 * 1024;
+const BATCH: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sink {
+    /// No decision log (`decision_log.enabled = false`).
+    Off,
+    Stdout,
+    File {
+        path: PathBuf,
+        max_bytes: u64,
+        keep: usize,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct DecisionLogSettings {
+    pub sink: Sink,
+    pub durable: bool,
+    /// JSON pointers into the input document whose values are replaced; `*` matches any key or index.
+    pub redact: Vec<String>,
+}
+
+impl Default for DecisionLogSettings {
+    fn default() -> Self {
+        Self { sink: Sink::Stdout, durable: false, redact: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogError {
+    #[error("decision log write failed: {0}")]
+    Write(String),
+    #[error("decision log queue is full")]
+    QueueFull,
+    #[error("decision log is closed")]
+    Closed,
+}
+
+enum Message {
+    Record { line: Vec<u8>, ack: Option<oneshot::Sender<Result<(), String>>> },
+    Close(oneshot::Sender<()>),
+}
+
+pub struct DecisionLog {
+    /// `None` when the sink is off.
+    queue: Option<mpsc::Sender<Message>>,
+    durable: bool,
+    redact: Vec<Vec<String>>,
+    healthy: Arc<AtomicBool>,
+}
+
+impl DecisionLog {
+    /// Opens the sink and starts the writer thread.
+    pub fn open(settings: &DecisionLogSettings, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+        let healthy = Arc::new(AtomicBool::new(true));
+        let redact = settings.redact.iter().map(|p| parse_pointer(p)).collect();
+        if settings.sink == Sink::Off {
+            return Ok(Self { queue: None, durable: false, redact, healthy });
+        }
+        let writer = Writer::open(&settings.sink, settings.durable)?;
+        let (queue, records) = mpsc::channel(QUEUE_DEPTH);
+        let flag = Arc::clone(&healthy);
+        std::thread::Builder::new().name("decision-log".into()).spawn(move || writer.run(records, &flag, &metrics))?;
+        Ok(Self { queue: Some(queue), durable: settings.durable, redact, healthy })
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
+    /// Whether the last write reached the sink.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Replaces the configured fields of an input document.
+    pub fn redact(&self, input: &mut Value) {
+        for pointer in &self.redact {
+            redact_at(input, pointer);
+        }
+    }
+
+    pub fn needs_redaction(&self) -> bool {
+        !self.redact.is_empty()
+    }
+
+    /// Appends a record. In durable mode, returns once it is on disk.
+    pub async fn append(&self, record: &impl Serialize) -> Result<(), LogError> {
+        let Some(queue) = &self.queue else { return Ok(()) };
+        let mut line = serde_json::to_vec(record).map_err(|e| LogError::Write(e.to_string()))?;
+        line.push(b'\n');
+        if !self.durable {
+            return queue.try_send(Message::Record { line, ack: None }).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => LogError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => LogError::Closed,
+            });
+        }
+        let (ack, written) = oneshot::channel();
+        queue.send(Message::Record { line, ack: Some(ack) }).await.map_err(|_| LogError::Closed)?;
+        written.await.map_err(|_| LogError::Closed)?.map_err(LogError::Write)
+    }
+
+    /// Writes out everything queued, flushes and stops the writer.
+    pub async fn close(&self, deadline: Duration) {
+        let Some(queue) = &self.queue else { return };
+        let (ack, done) = oneshot::channel();
+        if queue.send(Message::Close(ack)).await.is_ok() && tokio::time::timeout(deadline, done).await.is_err() {
+            tracing::error!("the decision log did not flush before the shutdown deadline");
+        }
+    }
+}
+
+struct Writer {
+    sink: Sink,
+    durable: bool,
+    out: Option<Output>,
+}
+
+enum Output {
+    Stdout(std::io::Stdout),
+    File { file: BufWriter<File>, written: u64 },
+}
+
+impl Writer {
+    fn open(sink: &Sink, durable: bool) -> std::io::Result<Self> {
+        let mut writer = Self { sink: sink.clone(), durable, out: None };
+        writer.out = Some(writer.open_output()?);
+        Ok(writer)
+    }
+
+    fn open_output(&self) -> std::io::Result<Output> {
+        match &self.sink {
+            Sink::Off | Sink::Stdout => Ok(Output::Stdout(std::io::stdout())),
+            Sink::File { path, .. } => {
+                let file = OpenOptions::new().create(true).append(true).open(path)?;
+                let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+                Ok(Output::File { file: BufWriter::with_capacity(256 * 1024, file), written })
+            }
+        }
+    }
+
+    fn run(mut self, mut records: mpsc::Receiver<Message>, healthy: &AtomicBool, metrics: &Metrics) {
+        while let Some(first) = records.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match records.try_recv() {
+                    Ok(message) => batch.push(message),
+                    Err(_) => break,
+                }
+            }
+            let mut acks = Vec::with_capacity(batch.len());
+            let mut close = None;
+            let mut lines = Vec::with_capacity(batch.len());
+            for message in batch {
+                match message {
+                    Message::Record { line, ack } => {
+                        lines.push(line);
+                        acks.extend(ack);
+                    }
+                    Message::Close(ack) => close = Some(ack),
+                }
+            }
+            let result = self.write_batch(&lines).map_err(|e| e.to_string());
+            if let Err(error) = &result {
+                metrics.log_error();
+                tracing::error!(%error, records = lines.len(), "decision log write failed");
+            }
+            healthy.store(result.is_ok(), Ordering::Release);
+            for ack in acks {
+                let _ = ack.send(result.clone());
+            }
+            if let Some(ack) = close {
+                let _ = ack.send(());
+                return;
+            }
+        }
+    }
+
+    /// Writes, flushes and (durable) syncs one batch; a failed output is reopened next time.
+    fn write_batch(&mut self, lines: &[Vec<u8>]) -> std::io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let out = match self.out.take() {
+            Some(out) => out,
+            None => self.open_output()?,
+        };
+        let mut out = out;
+        let result = (|| match &mut out {
+            Output::Stdout(stdout) => {
+                let mut lock = stdout.lock();
+                for line in lines {
+                    lock.write_all(line)?;
+                }
+                lock.flush()
+            }
+            Output::File { file, written } => {
+                for line in lines {
+                    file.write_all(line)?;
+                    *written += line.len() as u64;
+                }
+                file.flush()?;
+                if self.durable {
+                    file.get_ref().sync_data()?;
+                }
+                Ok(())
+            }
+        })();
+        match result {
+            Ok(()) => {
+                self.out = Some(out);
+                self.rotate_if_full()
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn rotate_if_full(&mut self) -> std::io::Result<()> {
+        let Sink::File { path, max_bytes, keep } = &self.sink else { return Ok(()) };
+        let Some(Output::File { written, .. }) = &self.out else { return Ok(()) };
+        if *written < *max_bytes {
+            return Ok(());
+        }
+        self.out = None;
+        rotate(path, *keep)?;
+        self.out = Some(self.open_output()?);
+        Ok(())
+    }
+}
+
+/// `log` → `log.1` → `log.2` … keeping `keep` rotated files.
+fn rotate(path: &Path, keep: usize) -> std::io::Result<()> {
+    let numbered = |n: usize| PathBuf::from(format!("{}.{n}", path.display()));
+    if keep == 0 {
+        return std::fs::remove_file(path);
+    }
+    let _ = std::fs::remove_file(numbered(keep));
+    for n in (1..keep).rev() {
+        if numbered(n).exists() {
+            std::fs::rename(numbered(n), numbered(n + 1))?;
+        }
+    }
+    std::fs::rename(path, numbered(1))
+}
+
+fn parse_pointer(pointer: &str) -> Vec<String> {
+    pointer.split('/').skip(1).map(|token| token.replace("~1", "/").replace("~0", "~")).collect()
+}
+
+fn redact_at(value: &mut Value, path: &[String]) {
+    let Some((head, rest)) = path.split_first() else {
+        *value = Value::String("[REDACTED]".into());
+        return;
+    };
+    match value {
+        Value::Object(map) if head == "*" => map.values_mut().for_each(|v| redact_at(v, rest)),
+        Value::Object(map) => {
+            if let Some(v) = map.get_mut(head) {
+                redact_at(v, rest);
+            }
+        }
+        Value::Array(items) if head == "*" => items.iter_mut().for_each(|v| redact_at(v, rest)),
+        Value::Array(items) => {
+            if let Some(v) = head.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                redact_at(v, rest);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn redaction_replaces_pointed_values_including_wildcards() {
+        let mut input = json!({"request": {"destAddress": "0xabc", "destinations": [{"dstAddress": "a"}, {"dstAddress": "b"}], "a/b": 1}});
+        for p in ["/request/destAddress", "/request/destinations/*/dstAddress", "/request/a~1b", "/request/missing/x"] {
+            redact_at(&mut input, &parse_pointer(p));
+        }
+        assert_eq!(
+            input,
+            json!({"request": {"destAddress": "[REDACTED]", "destinations": [{"dstAddress": "[REDACTED]"}, {"dstAddress": "[REDACTED]"}], "a/b": "[REDACTED]"}})
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! Prometheus metrics: decisions, refusals, latencies, reloads, the active revision, in-flight
+//! requests, decision-log errors. Rendered in the text format at the admin listener's `/metrics`.
+
+use std::sync::Mutex;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::decision::Decision;
+use crate::request::RequestKind;
+
+type Labels3 = [(&'static str, String); 3];
+type Labels1 = [(&'static str, String); 1];
+
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<Labels3, Counter>,
+    refused: Family<Labels1, Counter>,
+    request_seconds: Histogram,
+    evaluation_seconds: Histogram,
+    reloads: Family<Labels1, Counter>,
+    revision: Family<Labels1, Gauge>,
+    revision_now: Mutex<String>,
+    in_flight: Gauge,
+    log_errors: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("cosigner_guard");
+        let decisions = Family::<Labels3, Counter>::default();
+        registry.register("decisions", "Decisions answered, by request kind, action and source", decisions.clone());
+        let refused = Family::<Labels1, Counter>::default();
+        registry.register("refused_requests", "Requests refused without a decision, by class", refused.clone());
+        // 100 µs to ~6.5 s.
+        let request_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 17));
+        registry.register(
+            "request_duration_seconds",
+            "Time from request received to answer ready",
+            request_seconds.clone(),
+        );
+        let evaluation_seconds = Histogram::new(exponential_buckets(0.00001, 2.0, 20));
+        registry.register("evaluation_duration_seconds", "Policy evaluation time", evaluation_seconds.clone());
+        let reloads = Family::<Labels1, Counter>::default();
+        registry.register("policy_reloads", "Policy reload attempts, by result", reloads.clone());
+        let revision = Family::<Labels1, Gauge>::default();
+        registry.register("policy_revision_info", "The active policy revision (value 1)", revision.clone());
+        let in_flight = Gauge::default();
+        registry.register("in_flight_requests", "Requests being decided now", in_flight.clone());
+        let log_errors = Counter::default();
+        registry.register("decision_log_errors", "Decision-log write failures", log_errors.clone());
+        Self {
+            registry,
+            decisions,
+            refused,
+            request_seconds,
+            evaluation_seconds,
+            reloads,
+            revision,
+            revision_now: Mutex::new(String::new()),
+            in_flight,
+            log_errors,
+        }
+    }
+
+    pub fn decided(&self, kind: RequestKind, decision: &Decision, seconds: f64) {
+        let labels = [
+            ("kind", kind.as_str().to_string()),
+            ("action", decision.action.as_str().to_string()),
+            ("source", decision.source.to_string()),
+        ];
+        self.decisions.get_or_create(&labels).inc();
+        self.request_seconds.observe(seconds);
+    }
+
+    pub fn refused(&self, class: &'static str, seconds: f64) {
+        self.refused.get_or_create(&[("class", class.to_string())]).inc();
+        self.request_seconds.observe(seconds);
+    }
+
+    pub fn evaluated(&self, seconds: f64) {
+        self.evaluation_seconds.observe(seconds);
+    }
+
+    pub fn reloaded(&self, result: &'static str) {
+        self.reloads.get_or_create(&[("result", result.to_string())]).inc();
+    }
+
+    /// Marks `revision` as the active one (an info metric: one series, value 1).
+    pub fn set_revision(&self, revision: &str) {
+        let mut now = self.revision_now.lock().unwrap_or_else(|p| p.into_inner());
+        if *now != revision {
+            self.revision.remove(&[("revision", now.clone())]);
+            self.revision.get_or_create(&[("revision", revision.to_string())]).set(1);
+            *now = revision.to_string();
+        }
+    }
+
+    /// Counts a request as in flight until the guard drops.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+
+    pub fn log_error(&self) {
+        self.log_errors.inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+pub struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
