@@ -209,3 +209,20 @@ async fn sighup_reloads_the_policies_even_with_watching_off() {
     child.signal("-TERM");
     assert_eq!(child.wait(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_durable_record_is_on_disk_when_the_answer_arrives_even_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        approve_all().decision_log("sink = \"file\"\npath = \"durable.jsonl\"\ndurable = true").write(dir.path());
+    let (mut child, port) = start(&config);
+    let mut tx = payload("eth_transfer.json");
+    tx["requestId"] = serde_json::json!("durable-check-1");
+    assert_eq!(post_signed(port, &tx).await["action"], "APPROVE");
+    child.signal("-KILL");
+    assert_eq!(child.wait(), None, "killed by a signal, no chance to flush");
+    let log = std::fs::read_to_string(dir.path().join("durable.jsonl")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(log.lines().last().expect("a record")).unwrap();
+    assert_eq!(record["requestId"], "durable-check-1");
+    assert_eq!(record["action"], "APPROVE");
+}
