@@ -82,6 +82,8 @@ struct RawLog {
 #[serde(deny_unknown_fields)]
 struct RawReload {
     watch: Option<bool>,
+    #[serde(default)]
+    require_tests: bool,
     debounce_ms: Option<u64>,
     timeout_ms: Option<u64>,
 }
@@ -175,6 +177,8 @@ pub struct ReloadSettings {
     pub watch: bool,
     /// Quiet period that ends a burst of file events.
     pub debounce: Duration,
+    /// Activate a policy set (at start-up too) only if its Rego unit tests pass.
+    pub require_tests: bool,
 }
 
 #[derive(Debug)]
@@ -210,14 +214,23 @@ pub struct PolicySettings {
     pub eval_threads: usize,
 }
 
+fn read_raw(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.to_path_buf(), cause })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+}
+
 impl Settings {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.to_path_buf(), cause })?;
-        let raw: RawConfig = toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        Self::resolve(read_raw(path)?, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Only the policy settings, for the policy tools (`test`, `check`, `eval`): they need neither
+    /// keys nor certificates.
+    pub fn load_policy(path: &Path) -> Result<PolicySettings, ConfigError> {
+        let raw = read_raw(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::resolve(raw, base)
+        let reload_timeout_ms = raw.reload.timeout_ms.unwrap_or(DEFAULT_RELOAD_TIMEOUT_MS);
+        resolve_policy(raw.policy, &|p: &Path| base.join(p), Duration::from_millis(reload_timeout_ms.max(1)))
     }
 
     fn resolve(raw: RawConfig, base: &Path) -> Result<Self, ConfigError> {
@@ -246,6 +259,7 @@ impl Settings {
             reload: ReloadSettings {
                 watch: raw.reload.watch.unwrap_or(true),
                 debounce: Duration::from_millis(debounce_ms),
+                require_tests: raw.reload.require_tests,
             },
             admin,
         })
@@ -363,6 +377,7 @@ fn resolve_policy(
             },
             eval_timeout: Duration::from_millis(timeout_ms),
             load_timeout,
+            coverage: false,
         },
         on_error: raw.on_error,
         on_timeout: raw.on_timeout.unwrap_or(raw.on_error),

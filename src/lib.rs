@@ -19,3 +19,4 @@ pub mod request;
 pub mod server;
 pub mod simulator;
 pub mod telemetry;
+pub mod testing;

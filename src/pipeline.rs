@@ -59,7 +59,22 @@ pub struct Evaluated {
     pub policy_revision: String,
     /// The input document the policy saw.
     pub input: Value,
+    /// What the policy printed.
+    pub prints: Vec<String>,
     pub eval_seconds: f64,
+}
+
+/// Verifies or decodes the envelope against `keyring` and extracts the Co-signer request.
+pub fn open(
+    mode: Mode,
+    kind: RequestKind,
+    body: &[u8],
+    received_at: DateTime<Utc>,
+    keyring: &CosignerKeyring,
+) -> Result<(CosignerRequest, RequestContext), Refusal> {
+    let opened = envelope::open(mode, body, keyring)?;
+    let request = CosignerRequest::from_payload(kind, opened.payload)?;
+    Ok((request, RequestContext { received_at, mode, cosigner_key: opened.cosigner_key }))
 }
 
 pub struct Pipeline {
@@ -99,9 +114,7 @@ impl Pipeline {
         body: &[u8],
         received_at: DateTime<Utc>,
     ) -> Result<(CosignerRequest, RequestContext), Refusal> {
-        let opened = envelope::open(mode, body, &self.keyring)?;
-        let request = CosignerRequest::from_payload(kind, opened.payload)?;
-        Ok((request, RequestContext { received_at, mode, cosigner_key: opened.cosigner_key }))
+        open(mode, kind, body, received_at, &self.keyring)
     }
 
     /// Decides a request against the active snapshot, which it holds until the decision is made.
@@ -112,14 +125,14 @@ impl Pipeline {
         let kind = request.kind;
         let input = input_document(kind, request.payload, context);
         let started = Instant::now();
-        let decision = match regorus::Value::deserialize(&input) {
+        let (decision, prints) = match regorus::Value::deserialize(&input) {
             Ok(policy_input) => self.evaluator.decide(snapshot, kind, policy_input, deadline).await,
             Err(e) => {
                 tracing::error!(error = %e, "input document could not be converted for the policy engine");
-                self.evaluator.fallback(FailureClass::EvalError)
+                (self.evaluator.fallback(FailureClass::EvalError), Vec::new())
             }
         };
-        Evaluated { decision, policy_revision, input, eval_seconds: started.elapsed().as_secs_f64() }
+        Evaluated { decision, policy_revision, input, prints, eval_seconds: started.elapsed().as_secs_f64() }
     }
 
     /// The decision for a failure outside evaluation.

@@ -54,13 +54,14 @@ impl Evaluator {
     }
 
     /// Evaluates `input` for `kind` against `snapshot`, within the time budget and before `deadline`.
+    /// Returns the decision and what the policy printed (also logged, target `policy_print`).
     pub async fn decide(
         &self,
         snapshot: Arc<PolicySnapshot>,
         kind: RequestKind,
         input: regorus::Value,
         deadline: Instant,
-    ) -> Decision {
+    ) -> (Decision, Vec<String>) {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move || {
             let outcome = catch_unwind(AssertUnwindSafe(|| snapshot.evaluate(kind, input)));
@@ -68,26 +69,26 @@ impl Evaluator {
         });
         match self.jobs.try_send(job) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return self.fallback(FailureClass::Overloaded),
-            Err(TrySendError::Disconnected(_)) => return self.fallback(FailureClass::Panic),
+            Err(TrySendError::Full(_)) => return (self.fallback(FailureClass::Overloaded), Vec::new()),
+            Err(TrySendError::Disconnected(_)) => return (self.fallback(FailureClass::Panic), Vec::new()),
         }
         let budget = (self.timeout + TIMER_GRACE).min(deadline.saturating_duration_since(Instant::now()));
         let outcome = match tokio::time::timeout(budget, answer).await {
             Err(_) => {
                 tracing::error!(budget_ms = budget.as_millis() as u64, "policy evaluation did not finish in time");
-                return self.fallback(FailureClass::Timeout);
+                return (self.fallback(FailureClass::Timeout), Vec::new());
             }
-            Ok(Err(_)) => return self.fallback(FailureClass::Panic),
+            Ok(Err(_)) => return (self.fallback(FailureClass::Panic), Vec::new()),
             Ok(Ok(outcome)) => outcome,
         };
         let Ok((result, prints)) = outcome else {
             tracing::error!("policy evaluation panicked");
-            return self.fallback(FailureClass::Panic);
+            return (self.fallback(FailureClass::Panic), Vec::new());
         };
-        for line in prints {
+        for line in &prints {
             tracing::info!(target: "policy_print", "{line}");
         }
-        self.interpret(result)
+        (self.interpret(result), prints)
     }
 
     fn interpret(&self, result: anyhow::Result<regorus::Value>) -> Decision {

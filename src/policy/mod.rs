@@ -1,5 +1,6 @@
 //! Policies: the set loaded from disk as an immutable snapshot, the input document, and evaluation.
 
+pub mod analysis;
 mod evaluator;
 mod input;
 mod snapshot;
@@ -14,4 +15,14 @@ pub use store::{PolicyStore, ReloadOutcome};
 /// regorus recursion overflows a 2 MiB stack at a few hundred levels and aborts the process; the
 /// memory is reserved, not committed, so a large stack costs only what deep policies use. Loading
 /// (which evaluates the entrypoints once) and every evaluation run on threads of this size.
-const EVAL_STACK_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const EVAL_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// Runs `work` on a thread with the evaluation stack size and waits for it.
+pub fn on_eval_stack<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+    std::thread::Builder::new()
+        .name("policy-eval".into())
+        .stack_size(EVAL_STACK_BYTES)
+        .spawn(work)?
+        .join()
+        .map_err(|_| std::io::Error::other("the evaluation thread panicked"))
+}

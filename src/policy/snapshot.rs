@@ -3,9 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use std::sync::Mutex;
+
+use regorus::coverage::{File, Report};
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 
+use super::analysis::{self, RuleInfo};
 use crate::request::RequestKind;
 
 /// The rule each request kind is decided by.
@@ -49,6 +53,10 @@ pub enum LoadError {
     Compile(String),
     #[error("loading took longer than {0:?}")]
     TimedOut(Duration),
+    #[error("{0}")]
+    Recursion(String),
+    #[error("activation check failed: {0}")]
+    Gate(String),
 }
 
 /// The files of a policy set as read from disk, with the set's revision. Reading is cheap; a reload
@@ -86,12 +94,29 @@ impl PolicySource {
     pub fn file_count(&self) -> usize {
         self.files.len()
     }
+
+    /// The `.rego` files of the set: full path and text.
+    pub fn policies(&self) -> impl Iterator<Item = (PathBuf, &str)> {
+        self.files
+            .iter()
+            .filter(|(rel, _)| matches!(role(rel), Some(FileRole::Policy)))
+            .map(|(rel, text)| (self.dir.join(rel), text.as_str()))
+    }
 }
 
-/// One loaded, compiled policy set. Cloning its engine is cheap; the snapshot itself never changes.
+/// With `coverage`: what evaluations covered, and every policy file's path and text.
+struct Coverage {
+    gathered: Mutex<Report>,
+    files: Vec<(String, String)>,
+}
+
+/// One loaded, compiled policy set. Cloning its engine is cheap; the snapshot itself never changes
+/// (but for the coverage it gathers when compiled for the test runner).
 pub struct PolicySnapshot {
     engine: Engine,
     entrypoints: Entrypoints,
+    rules: Vec<RuleInfo>,
+    coverage: Option<Coverage>,
     pub revision: String,
     pub file_count: usize,
     pub loaded_at: SystemTime,
@@ -132,6 +157,8 @@ pub struct CompileOptions {
     /// Budget of reading plus compiling the whole set (regorus parsing of deeply nested literals is
     /// exponential; a pathological file must not stall start-up or reloads).
     pub load_timeout: Duration,
+    /// Gather line coverage over every evaluation (the test runner's `--coverage`).
+    pub coverage: bool,
 }
 
 impl PolicySnapshot {
@@ -154,6 +181,11 @@ impl PolicySnapshot {
     fn compile_here(source: PolicySource, options: &CompileOptions) -> Result<Self, LoadError> {
         let mut engine = Engine::new();
         let file_count = source.files.len();
+        let texts: Vec<(String, String)> = if options.coverage {
+            source.policies().map(|(path, text)| (path.display().to_string(), text.to_string())).collect()
+        } else {
+            Vec::new()
+        };
         for (rel, text) in source.files {
             let path = source.dir.join(&rel);
             match role(&rel) {
@@ -170,15 +202,32 @@ impl PolicySnapshot {
                 None => {}
             }
         }
+        let rules = analysis::rules(&mut engine);
+        let recursive = analysis::recursive_functions(&rules);
+        if !recursive.is_empty() {
+            let found: Vec<String> = recursive
+                .iter()
+                .map(|(rule, cycle)| format!("{}: function {} calls itself ({cycle})", rule.location(), rule.name))
+                .collect();
+            return Err(LoadError::Recursion(format!(
+                "recursive functions would overflow the evaluator's stack: {}",
+                found.join("; ")
+            )));
+        }
         engine.set_execution_timer_config(ExecutionTimerConfig {
             limit: options.eval_timeout,
             check_interval: std::num::NonZeroU32::MIN.saturating_add(15),
         });
         engine.set_gather_prints(true);
         prepare(&mut engine, &options.entrypoints)?;
+        if options.coverage {
+            engine.set_enable_coverage(true);
+        }
         Ok(Self {
             engine,
             entrypoints: options.entrypoints.clone(),
+            rules,
+            coverage: options.coverage.then(|| Coverage { gathered: Mutex::new(Report::default()), files: texts }),
             revision: source.revision,
             file_count,
             loaded_at: SystemTime::now(),
@@ -188,12 +237,69 @@ impl PolicySnapshot {
     /// Evaluates the entrypoint for `kind` on `input`. Returns the raw value and the policy's prints.
     /// Runs on an evaluation thread; see [`crate::policy::Evaluator`].
     pub fn evaluate(&self, kind: RequestKind, input: Value) -> (anyhow::Result<Value>, Vec<String>) {
+        self.eval_rule(self.entrypoints.for_kind(kind), Some(input))
+    }
+
+    /// Evaluates any rule (a unit test, a rule shown by `eval --explain`), with or without input.
+    /// Must run on a large-stack thread, as [`PolicySnapshot::evaluate`].
+    pub fn eval_rule(&self, path: &str, input: Option<Value>) -> (anyhow::Result<Value>, Vec<String>) {
         let mut engine = self.engine.clone();
-        engine.set_input(input);
-        let result = engine.eval_rule(self.entrypoints.for_kind(kind).to_string());
+        engine.set_input(input.unwrap_or(Value::Undefined));
+        let result = engine.eval_rule(path.to_string());
         let prints = engine.take_prints().unwrap_or_default();
+        if let Some(coverage) = &self.coverage
+            && let Ok(report) = engine.get_coverage_report()
+        {
+            merge_coverage(&mut coverage.gathered.lock().unwrap_or_else(|p| p.into_inner()), report);
+        }
         (result, prints)
     }
+
+    pub fn entrypoints(&self) -> &Entrypoints {
+        &self.entrypoints
+    }
+
+    /// Every rule definition of the set.
+    pub fn rules(&self) -> &[RuleInfo] {
+        &self.rules
+    }
+
+    /// Line coverage gathered so far (when compiled with `coverage`). A file no evaluation
+    /// reached counts every line of code (not blank, comment, package or import) as not covered.
+    pub fn coverage(&self) -> Option<Report> {
+        let coverage = self.coverage.as_ref()?;
+        let gathered = coverage.gathered.lock().unwrap_or_else(|p| p.into_inner());
+        let files = coverage
+            .files
+            .iter()
+            .map(|(path, code)| match gathered.files.iter().find(|f| &f.path == path) {
+                Some(f) => File {
+                    path: path.clone(),
+                    code: code.clone(),
+                    covered: f.covered.clone(),
+                    not_covered: f.not_covered.clone(),
+                },
+                None => File {
+                    path: path.clone(),
+                    code: code.clone(),
+                    covered: Default::default(),
+                    not_covered: code_lines(code),
+                },
+            })
+            .collect();
+        Some(Report { files })
+    }
+}
+
+fn code_lines(code: &str) -> std::collections::BTreeSet<u32> {
+    code.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let line = line.trim();
+            !(line.is_empty() || line.starts_with('#') || line.starts_with("package ") || line.starts_with("import "))
+        })
+        .map(|(i, _)| i as u32 + 1)
+        .collect()
 }
 
 /// Runs `work` on a large-stack thread (as evaluation does) and gives up waiting after `limit`.
@@ -231,6 +337,21 @@ fn prepare(engine: &mut Engine, entrypoints: &Entrypoints) -> Result<(), LoadErr
     }
     let _ = engine.take_prints();
     Ok(())
+}
+
+/// Adds one evaluation's coverage: a line is covered if any evaluation covered it.
+fn merge_coverage(total: &mut Report, report: Report) {
+    for file in report.files {
+        match total.files.iter_mut().find(|f| f.path == file.path) {
+            Some(known) => {
+                known.covered.extend(file.covered);
+                known.not_covered.extend(file.not_covered);
+                let covered = known.covered.clone();
+                known.not_covered.retain(|line| !covered.contains(line));
+            }
+            None => total.files.push(file),
+        }
+    }
 }
 
 pub(crate) fn is_time_limit(error: &anyhow::Error) -> bool {

@@ -100,9 +100,11 @@ impl PolicyStore {
         })
     }
 
-    pub fn with_gate(mut self, gate: ActivationGate) -> Self {
+    /// Adds a check every candidate must pass before activation; the loaded set must pass it now.
+    pub fn with_gate(mut self, gate: ActivationGate) -> Result<Self, LoadError> {
+        gate(&self.active.load()).map_err(LoadError::Gate)?;
         self.gate = Some(gate);
-        self
+        Ok(self)
     }
 
     pub fn with_observer(mut self, observer: ReloadObserver) -> Self {

@@ -51,10 +51,13 @@ impl Server {
             None => None,
         };
 
-        let (dir, options) = (policy.dir.clone(), policy.compile.clone());
-        let store = tokio::task::spawn_blocking(move || PolicyStore::open(&dir, options))
-            .await?
-            .with_context(|| format!("policy.dir {}", policy.dir.display()))?;
+        let (dir, options, gated) = (policy.dir.clone(), policy.compile.clone(), reload.require_tests);
+        let store = tokio::task::spawn_blocking(move || {
+            let store = PolicyStore::open(&dir, options)?;
+            if gated { store.with_gate(Box::new(crate::testing::require_passing_tests)) } else { Ok(store) }
+        })
+        .await?
+        .with_context(|| format!("policy.dir {}", policy.dir.display()))?;
         metrics.set_revision(&store.active().revision);
         let observed = metrics.clone();
         let store = Arc::new(store.with_observer(Box::new(move |outcome, revision| {

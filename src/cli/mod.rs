@@ -1,6 +1,9 @@
 //! Command-line interface: flags → typed settings, and the commands themselves.
 
+mod policy_tools;
+
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -27,6 +30,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write an RSA-2048 handler key pair (PEM) and print the public key for the Co-signer.
     Keygen(KeygenArgs),
+    /// Run the policy set's Rego unit tests and fixture cases (`*_test.yaml`).
+    Test(policy_tools::TestArgs),
+    /// Parse and compile a policy set exactly as `serve` would, reporting every error.
+    Check(policy_tools::PolicySets),
+    /// Decide one request as the server would, and show the input document and why.
+    Eval(policy_tools::EvalArgs),
 }
 
 #[derive(Debug, Args)]
@@ -46,12 +55,26 @@ pub struct KeygenArgs {
     pub out: PathBuf,
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let format = cli.log_format.unwrap_or(LogFormat::Pretty);
     match cli.command {
-        Command::Serve(args) => serve(args, cli.log_format),
+        Command::Serve(args) => serve(args, cli.log_format).map(|()| ExitCode::SUCCESS),
         Command::Keygen(args) => {
-            crate::telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), None);
-            keygen(&args.out)
+            crate::telemetry::init(format, None);
+            keygen(&args.out).map(|()| ExitCode::SUCCESS)
+        }
+        // The policy tools print results; only warnings and errors go to the log.
+        Command::Test(args) => {
+            crate::telemetry::init(format, Some("warn"));
+            policy_tools::test(args)
+        }
+        Command::Check(args) => {
+            crate::telemetry::init(format, Some("warn"));
+            policy_tools::check(args)
+        }
+        Command::Eval(args) => {
+            crate::telemetry::init(format, Some("warn"));
+            policy_tools::eval(args)
         }
     }
 }

@@ -1,0 +1,67 @@
+package cosigner.transaction_test
+
+import data.cosigner.transaction
+import rego.v1
+
+# A transfer every rule allows; each test changes one thing.
+eth := {
+	"operation": "TRANSFER",
+	"sourceType": "VAULT", "sourceId": "0",
+	"destType": "VAULT", "destAddressType": "WHITELISTED",
+	"asset": "ETH", "amountStr": "0.5",
+	"destinations": [{"dstAddress": "0xabc", "action": "ALLOW"}],
+	"requestId": "r-1",
+}
+
+decide(changes) := d if {
+	d := transaction.decision with input as {"kind": "transaction", "request": object.union(eth, changes)}
+}
+
+rejected_for(changes, text) if {
+	d := decide(changes)
+	d.action == "REJECT"
+	contains(d.reason, text)
+}
+
+test_an_allowed_transfer_is_approved if decide({}) == {"action": "APPROVE"}
+
+test_operation_must_be_allowed if rejected_for({"operation": "RAW"}, "operation RAW is not allowed")
+
+test_asset_must_be_on_the_allow_list if rejected_for({"asset": "DOGE"}, "asset DOGE is not on the allow-list")
+
+test_source_must_be_a_vault if rejected_for({"sourceType": "EXCHANGE"}, "source type EXCHANGE is not allowed")
+
+test_source_vault_must_be_listed if rejected_for({"sourceId": "9"}, "source vault 9")
+
+test_amount_must_be_a_decimal_string if rejected_for({"amountStr": "lots"}, "amountStr is missing")
+
+test_amount_at_the_limit_is_approved if decide({"amountStr": "10"}).action == "APPROVE"
+
+test_amount_over_the_limit_is_rejected if rejected_for({"amountStr": "10.000000000000000001"}, "exceeds the per-transaction limit of 10")
+
+test_one_time_address_under_the_cap_is_approved if {
+	decide({"destType": "ONE_TIME_ADDRESS", "destAddressType": "ONE_TIME", "amountStr": "1"}).action == "APPROVE"
+}
+
+test_one_time_address_over_the_cap_is_rejected if {
+	rejected_for({"destAddressType": "ONE_TIME", "amountStr": "1.5"}, "one-time cap of 1")
+}
+
+test_one_time_addresses_can_be_disabled if {
+	d := transaction.decision with input as {"request": object.union(eth, {"destAddressType": "ONE_TIME"})}
+		with data.treasury.one_time_address.allowed as false
+	contains(d.reason, "transfers to one-time addresses are disabled")
+}
+
+test_one_time_asset_without_a_cap_is_capped_at_zero if {
+	rejected_for({"asset": "ETH_TEST5", "destAddressType": "ONE_TIME", "amountStr": "0.1"}, "one-time cap of 0")
+}
+
+test_every_destination_must_be_allowed_by_the_workspace_policy if {
+	rejected_for({"destinations": [{"dstAddress": "0xabc", "action": "BLOCK"}]}, "was not allowed by the workspace policy")
+}
+
+test_all_violations_are_listed_in_order if {
+	d := decide({"operation": "RAW", "asset": "DOGE"})
+	d.reason == "asset DOGE is not on the allow-list; operation RAW is not allowed"
+}

@@ -1,0 +1,259 @@
+//! The policy author's commands: `test`, `check` and `eval`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use crate::config::{DEFAULT_EVAL_TIMEOUT_MS, DEFAULT_RELOAD_TIMEOUT_MS, Settings};
+use crate::decision::FallbackAction;
+use crate::envelope::Mode;
+use crate::keys::{CosignerKey, CosignerKeyring};
+use crate::pipeline::{self, Pipeline};
+use crate::policy::analysis::RuleKind;
+use crate::policy::{CompileOptions, Entrypoints, Evaluator, PolicySnapshot, PolicySource, PolicyStore, on_eval_stack};
+use crate::request::RequestKind;
+use crate::testing::report::{self, Counts, CoverageSummary, Format};
+use crate::testing::{self, RunOptions};
+
+/// Which policy sets a command works on.
+#[derive(Debug, Args)]
+pub struct PolicySets {
+    /// Policy directories [default: policy.dir of --config, else ./policies].
+    pub paths: Vec<PathBuf>,
+    /// Take the policy directory and entrypoints from this configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl PolicySets {
+    fn resolve(&self) -> anyhow::Result<(Vec<PathBuf>, CompileOptions)> {
+        let mut options = CompileOptions {
+            entrypoints: Entrypoints::default(),
+            eval_timeout: Duration::from_millis(DEFAULT_EVAL_TIMEOUT_MS),
+            load_timeout: Duration::from_millis(DEFAULT_RELOAD_TIMEOUT_MS),
+            coverage: false,
+        };
+        let mut dirs = self.paths.clone();
+        if let Some(config) = &self.config {
+            let policy = Settings::load_policy(config)?;
+            options = policy.compile;
+            if dirs.is_empty() {
+                dirs.push(policy.dir);
+            }
+        }
+        if dirs.is_empty() {
+            dirs.push(PathBuf::from("policies"));
+        }
+        Ok((dirs, options))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub sets: PolicySets,
+    #[arg(long, value_enum, default_value = "pretty")]
+    pub format: Format,
+    /// Run only the tests whose name matches this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub run: Option<String>,
+    /// Fail when no test ran.
+    #[arg(long)]
+    pub fail_on_empty: bool,
+    /// Report per-file line coverage, with the lines not covered.
+    #[arg(long)]
+    pub coverage: bool,
+    /// Fail below this coverage percentage (implies --coverage).
+    #[arg(long, value_name = "PCT")]
+    pub threshold: Option<f64>,
+}
+
+/// Exit codes: 0 all passed, 2 a test failed (or coverage/emptiness checks), 1 could not load.
+pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let (dirs, options) = args.sets.resolve()?;
+    let filter = args.run.as_deref().map(regex::Regex::new).transpose().context("--run")?;
+    let run = RunOptions { filter, coverage: args.coverage || args.threshold.is_some() };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut results = Vec::new();
+    let mut coverage: Option<regorus::coverage::Report> = None;
+    for dir in &dirs {
+        match runtime.block_on(testing::run(dir, &options, &run)) {
+            Ok(report) => {
+                results.extend(report.results);
+                if let Some(more) = report.coverage {
+                    coverage.get_or_insert_with(Default::default).files.extend(more.files);
+                }
+            }
+            Err(e) => {
+                eprintln!("error: cannot load the tests: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    let report = testing::RunReport { results, coverage };
+    let summary = report.coverage.as_ref().map(CoverageSummary::of);
+    print!("{}", report::render(args.format, &report, summary.as_ref()));
+    let counts = Counts::of(&report.results);
+    let mut failed = counts.failed + counts.errors > 0;
+    if args.fail_on_empty && counts.passed + counts.failed + counts.errors == 0 {
+        eprintln!("error: no test ran (--fail-on-empty)");
+        failed = true;
+    }
+    if let (Some(threshold), Some(summary)) = (args.threshold, &summary)
+        && summary.percent < threshold
+    {
+        eprintln!("error: coverage {:.1}% is below the threshold of {threshold}%", summary.percent);
+        failed = true;
+    }
+    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// Parses every file (reporting every parse error), then compiles the set exactly as `serve` does.
+pub fn check(sets: PolicySets) -> anyhow::Result<ExitCode> {
+    let (dirs, options) = sets.resolve()?;
+    let mut ok = true;
+    for dir in dirs {
+        let source = match PolicySource::read(&dir) {
+            Ok(source) => source,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ok = false;
+                continue;
+            }
+        };
+        let mut parse_errors = 0;
+        for (path, text) in source.policies() {
+            if let Err(e) = regorus::Engine::new().add_policy(path.display().to_string(), text.to_string()) {
+                eprintln!("error: {e}");
+                parse_errors += 1;
+            }
+        }
+        if parse_errors > 0 {
+            ok = false;
+            continue;
+        }
+        match PolicySnapshot::load(&dir, &options) {
+            Ok(snapshot) => println!(
+                "ok: {} ({} files, revision {}; {} and {} defined)",
+                dir.display(),
+                snapshot.file_count,
+                snapshot.revision,
+                options.entrypoints.transaction,
+                options.entrypoints.config_change
+            ),
+            Err(e) => {
+                eprintln!("error: {}: {e}", dir.display());
+                ok = false;
+            }
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    Transaction,
+    ConfigChange,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[arg(long, value_enum)]
+    pub kind: KindArg,
+    /// The request: a payload (JSON), or a signed JWT with --cosigner-key.
+    #[arg(long, value_name = "FILE")]
+    pub request: PathBuf,
+    /// The request's received_at (RFC 3339) [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+    /// Also show what the policy printed and the value of every rule of the entrypoint's package.
+    #[arg(long)]
+    pub explain: bool,
+    /// The request file is a JWT: verify it with this Co-signer public key (PEM).
+    #[arg(long, value_name = "PEM")]
+    pub cosigner_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub sets: PolicySets,
+}
+
+/// Decides one request exactly as the server would and shows why.
+pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let (dirs, options) = args.sets.resolve()?;
+    let dir = dirs.first().context("no policy directory")?.clone();
+    let kind = match args.kind {
+        KindArg::Transaction => RequestKind::Transaction,
+        KindArg::ConfigChange => RequestKind::ConfigChange,
+    };
+    let received_at = match &args.now {
+        Some(now) => chrono::DateTime::parse_from_rfc3339(now).context("--now")?.with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    let body = std::fs::read(&args.request).with_context(|| format!("reading {}", args.request.display()))?;
+    let (mode, keyring) = match &args.cosigner_key {
+        Some(path) => (Mode::Jwt, CosignerKeyring::new(vec![CosignerKey::from_pem_file("cli", path)?])),
+        None => (Mode::Json, CosignerKeyring::default()),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let store = Arc::new(PolicyStore::open(&dir, options.clone()).with_context(|| dir.display().to_string())?);
+        let evaluator = Evaluator::new(1, options.eval_timeout, FallbackAction::Reject, FallbackAction::Reject)?;
+        let pipeline = Pipeline::new(CosignerKeyring::default(), None, store.clone(), evaluator);
+        let (request, context) = pipeline::open(mode, kind, &body, received_at, &keyring)?;
+        let deadline = Instant::now() + options.eval_timeout + Duration::from_secs(1);
+        let evaluated = pipeline.evaluate(request, &context, deadline).await;
+        println!("input:\n{}", serde_json::to_string_pretty(&evaluated.input)?);
+        let decision = &evaluated.decision;
+        let shown =
+            json!({"action": decision.action, "reason": decision.reason, "source": decision.source.to_string()});
+        println!("decision:\n{}", serde_json::to_string_pretty(&shown)?);
+        if args.explain {
+            println!("explain:");
+            for line in &evaluated.prints {
+                println!("  print: {line}");
+            }
+            for (path, value) in explain(&store.active(), kind, &evaluated.input)? {
+                println!("  {path} = {value}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The value of every non-function rule in the entrypoint's package, for this input.
+fn explain(
+    snapshot: &Arc<PolicySnapshot>,
+    kind: RequestKind,
+    input: &serde_json::Value,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let entrypoint = snapshot.entrypoints().for_kind(kind).to_string();
+    let package = entrypoint.rsplit_once('.').map_or(entrypoint.clone(), |(p, _)| p.to_string());
+    let mut paths: Vec<String> = snapshot
+        .rules()
+        .iter()
+        .filter(|r| r.package == package && r.kind != RuleKind::Function && !r.name.starts_with("test_"))
+        .map(|r| r.path())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    let snapshot = Arc::clone(snapshot);
+    let input = regorus::Value::from(input.clone());
+    Ok(on_eval_stack(move || {
+        paths
+            .into_iter()
+            .map(|path| {
+                let (result, _) = snapshot.eval_rule(&path, Some(input.clone()));
+                let shown = match result {
+                    Ok(regorus::Value::Undefined) => "undefined".to_string(),
+                    Ok(value) => serde_json::to_string(&value).unwrap_or_default(),
+                    Err(e) => format!("error: {e}"),
+                };
+                (path, shown)
+            })
+            .collect()
+    })?)
+}

@@ -1,0 +1,142 @@
+//! Fixture files (`*_test.yaml`): Co-signer requests with the decision a policy set must give them.
+//! The schema is strict: an unknown key is an error, never a silently ignored typo.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::decision::Action;
+use crate::envelope::Mode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FixtureKind {
+    #[default]
+    Transaction,
+    ConfigChange,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureFile {
+    #[serde(default)]
+    pub kind: FixtureKind,
+    pub cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub name: String,
+    /// Overrides the file's kind.
+    pub kind: Option<FixtureKind>,
+    /// A payload file (relative to the YAML file) or an inline mapping.
+    pub request: Option<RequestSpec>,
+    /// A signed request instead: the compact JWT in a file, verified with a public key file.
+    pub jwt: Option<JwtSpec>,
+    /// Merged over the payload (JSON merge patch: objects merge, `null` removes).
+    pub patch: Option<Value>,
+    /// The request's `received_at` (RFC 3339), for time rules.
+    pub now: Option<String>,
+    /// The `context` for a `request:` case (a `jwt:` case gets it from the envelope).
+    pub context: Option<ContextSpec>,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RequestSpec {
+    File(String),
+    Inline(Map<String, Value>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSpec {
+    /// File holding the compact JWT, relative to the YAML file.
+    pub token: String,
+    /// The Co-signer public key (PEM) that must verify it, relative to the YAML file.
+    pub key: String,
+    /// The name the key has in `input.context.cosigner_key` (default `fixture`).
+    pub key_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextSpec {
+    pub mode: Option<Mode>,
+    pub cosigner_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub action: Action,
+    /// A substring the decision's reason must contain.
+    pub reason: Option<String>,
+}
+
+/// A fixture file read and parsed, with where it came from.
+#[derive(Debug)]
+pub struct Fixtures {
+    pub path: PathBuf,
+    pub file: FixtureFile,
+}
+
+impl Fixtures {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = yaml_serde::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self { path: path.to_path_buf(), file })
+    }
+
+    /// A path written in the file, relative to the file.
+    pub fn resolve(&self, relative: &str) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).join(relative)
+    }
+}
+
+/// Every `*_test.yaml` file under `dir` (hidden entries skipped), sorted.
+pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if name.ends_with("_test.yaml") || name.ends_with("_test.yml") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// RFC 7386 JSON merge patch.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(target) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                target.remove(key);
+            } else {
+                merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
+}

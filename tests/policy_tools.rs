@@ -1,0 +1,272 @@
+//! The policy author's commands, black-box: the built binary, its output and its exit codes.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{Spec, decide, spawn, write};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cosigner-guard");
+
+fn run(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
+    let Output { status, stdout, stderr } = Command::new(BIN).args(args).current_dir(dir).output().unwrap();
+    (status.code(), String::from_utf8(stdout).unwrap(), String::from_utf8(stderr).unwrap())
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A small policy set: transactions over 100 (by `amount`) are rejected, with a print.
+fn policy_set(dir: &Path) {
+    write(
+        &dir.join("policies/tx.rego"),
+        r#"package cosigner.transaction
+import rego.v1
+default decision := {"action": "APPROVE"}
+decision := {"action": "REJECT", "reason": "over 100"} if {
+    print("amount is", input.request.amount)
+    input.request.amount > 100
+}
+"#,
+    );
+    write(&dir.join("policies/cc.rego"), "package cosigner.config_change\ndecision := {\"action\": \"IGNORE\"}\n");
+}
+
+#[test]
+fn the_starter_policies_pass_their_own_suite_with_full_coverage() {
+    let (code, out, err) = run(&["test", "policies", "--fail-on-empty", "--coverage", "--threshold", "90"], repo());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.lines().filter(|l| l.starts_with("PASS")).count() >= 20, "{out}");
+    assert!(out.lines().last().unwrap().ends_with("0 failed, 0 skipped"), "{out}");
+    assert!(out.contains("coverage: "), "{out}");
+}
+
+#[test]
+fn rego_unit_tests_follow_opa_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    policy_set(dir.path());
+    write(
+        &dir.path().join("policies/tx_test.rego"),
+        r#"package cosigner.transaction_test
+import rego.v1
+import data.cosigner.transaction
+test_true if transaction.decision.action == "APPROVE" with input as {"request": {"amount": 1}}
+test_input_and_data_mocking if {
+    transaction.decision.reason == "over 100" with input as {"request": {"amount": 101}}
+}
+test_false := false
+test_undefined if input.nothing
+test_error if { x := 1; y := 0; x / y == 1 }
+todo_test_later if false
+"#,
+    );
+    let (code, out, _) = run(&["test", "--format", "json"], dir.path());
+    assert_eq!(code, Some(2), "a failing test fails the run: {out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let outcome = |name: &str| {
+        report["results"].as_array().unwrap().iter().find(|r| r["name"].as_str().unwrap().ends_with(name)).unwrap()
+            ["outcome"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let cases = [
+        ("test_true", "pass"),
+        ("test_input_and_data_mocking", "pass"),
+        ("test_false", "fail"),
+        ("test_undefined", "fail"),
+        ("todo_test_later", "skip"),
+    ];
+    for (name, want) in cases {
+        assert_eq!(outcome(name), want, "{name}");
+    }
+    assert!(matches!(outcome("test_error").as_str(), "error" | "fail"), "a runtime error never passes");
+}
+
+#[test]
+fn a_failing_fixture_explains_expected_versus_got_with_the_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    policy_set(dir.path());
+    write(&dir.path().join("policies/fixtures/big.json"), r#"{"requestId": "r1", "amount": 500}"#);
+    write(
+        &dir.path().join("policies/tx_test.yaml"),
+        r#"cases:
+  - name: a big transfer is approved (wrong on purpose)
+    request: fixtures/big.json
+    expect: {action: APPROVE}
+  - name: a small transfer is approved
+    request: fixtures/big.json
+    patch: {amount: 5}
+    expect: {action: APPROVE}
+  - name: a big transfer is rejected
+    request: {requestId: r2, amount: 101}
+    expect: {action: REJECT, reason: "over 100"}
+"#,
+    );
+    let (code, out, _) = run(&["test"], dir.path());
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("FAIL  a big transfer is approved (wrong on purpose)"), "{out}");
+    assert!(out.contains("expected APPROVE, got REJECT (policy) with reason \"over 100\""), "{out}");
+    assert!(out.contains("print: ") && out.contains("amount is 500"), "the policy's prints are shown: {out}");
+    assert!(out.contains("PASS  a small transfer is approved") && out.contains("PASS  a big transfer is rejected"));
+    assert!(out.trim_end().ends_with("2 passed, 1 failed, 0 skipped"), "{out}");
+
+    let (_, junit, _) = run(&["test", "--format", "junit"], dir.path());
+    assert!(
+        junit.starts_with("<?xml") && junit.contains("<testsuite name=\"fixture\" tests=\"3\" failures=\"1\""),
+        "{junit}"
+    );
+    assert!(junit.contains("<failure message=\"expected APPROVE, got REJECT"), "{junit}");
+
+    let (code, out, _) = run(&["test", "--run", "small"], dir.path());
+    assert_eq!(code, Some(0), "--run selects: {out}");
+    assert!(out.trim_end().ends_with("1 passed, 0 failed, 0 skipped"), "{out}");
+    let (code, _, err) = run(&["test", "--run", "nothing-matches", "--fail-on-empty"], dir.path());
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = run(&["test", "--run", "small", "--threshold", "101"], dir.path());
+    assert_eq!(code, Some(2), "coverage below the threshold fails: {err}");
+}
+
+#[test]
+fn tests_that_cannot_be_loaded_exit_1_naming_file_and_position() {
+    let cases = [
+        (
+            "an unknown key",
+            "cases:\n  - name: x\n    request: {requestId: a}\n    expct: {action: APPROVE}\n",
+            "line 4",
+        ),
+        ("a bad action", "cases:\n  - name: x\n    request: {requestId: a}\n    expect: {action: ALLOW}\n", "line 4"),
+        (
+            "a missing payload file",
+            "cases:\n  - name: x\n    request: nope.json\n    expect: {action: APPROVE}\n",
+            "nope.json",
+        ),
+        ("not YAML", "cases: [\n", "tx_test.yaml"),
+    ];
+    for (name, yaml, named) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        policy_set(dir.path());
+        write(&dir.path().join("policies/tx_test.yaml"), yaml);
+        let (code, out, err) = run(&["test"], dir.path());
+        assert_eq!(code, Some(1), "{name}: {out}{err}");
+        assert!(err.contains("tx_test.yaml") && err.contains(named), "{name}: {err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    policy_set(dir.path());
+    write(&dir.path().join("policies/broken.rego"), "package broken\nx := {\n");
+    let (code, _, err) = run(&["test"], dir.path());
+    assert_eq!(code, Some(1));
+    assert!(err.contains("broken.rego:"), "{err}");
+}
+
+#[test]
+fn check_reports_every_parse_error_and_refuses_recursive_functions() {
+    let (code, out, _) = run(&["check", "policies"], repo());
+    assert_eq!((code, out.starts_with("ok: policies")), (Some(0), true), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    policy_set(dir.path());
+    write(&dir.path().join("policies/a.rego"), "package a\nx := [\n");
+    write(&dir.path().join("policies/b.rego"), "package b\ny := {\n");
+    let (code, _, err) = run(&["check"], dir.path());
+    assert_eq!(code, Some(1));
+    assert!(err.contains("a.rego:") && err.contains("b.rego:"), "both files reported: {err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    policy_set(dir.path());
+    write(&dir.path().join("policies/r.rego"), "package r\nimport rego.v1\nf(x) := y if { y := f(x) }\n");
+    let (code, _, err) = run(&["check"], dir.path());
+    assert_eq!(code, Some(1));
+    assert!(err.contains("r.rego:3") && err.contains("calls itself"), "{err}");
+}
+
+#[test]
+fn eval_shows_the_input_document_the_decision_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    policy_set(dir.path());
+    write(&dir.path().join("big.json"), r#"{"requestId": "r1", "amount": 500}"#);
+    let (code, out, err) = run(
+        &["eval", "--kind", "transaction", "--request", "big.json", "--now", "2026-01-05T10:00:00Z", "--explain"],
+        dir.path(),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("\"received_at\": \"2026-01-05T10:00:00.000Z\""), "{out}");
+    assert!(out.contains("\"action\": \"REJECT\"") && out.contains("\"reason\": \"over 100\""), "{out}");
+    assert!(out.contains("print: ") && out.contains("amount is 500"), "{out}");
+    assert!(
+        out.contains("data.cosigner.transaction.decision = {\"action\":\"REJECT\",\"reason\":\"over 100\"}"),
+        "{out}"
+    );
+}
+
+#[test]
+fn eval_verifies_a_signed_request_with_the_given_key() {
+    let dir = tempfile::tempdir().unwrap();
+    policy_set(dir.path());
+    let keys = common::keys();
+    write(
+        &dir.path().join("req.jwt"),
+        &common::sign(&serde_json::json!({"requestId": "r", "amount": 1}), &keys.primary.private_pem),
+    );
+    write(&dir.path().join("primary.pem"), &keys.primary.public_pem);
+    write(&dir.path().join("other.pem"), &keys.stranger.public_pem);
+    let (code, out, err) =
+        run(&["eval", "--kind", "transaction", "--request", "req.jwt", "--cosigner-key", "primary.pem"], dir.path());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("\"mode\": \"jwt\"") && out.contains("\"action\": \"APPROVE\""), "{out}");
+    let (code, _, err) =
+        run(&["eval", "--kind", "transaction", "--request", "req.jwt", "--cosigner-key", "other.pem"], dir.path());
+    assert_eq!(code, Some(1), "a token the key does not verify is refused: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn starter_fixture_expectations_are_what_the_running_server_answers() {
+    let server = spawn(Spec::starter()).await;
+    for (file, endpoint) in
+        [("transaction_test.yaml", "tx_sign_request"), ("config_change_test.yaml", "config_change_sign_request")]
+    {
+        let path = repo().join("policies/cosigner").join(file);
+        let fixtures: Value = yaml_serde::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for case in fixtures["cases"].as_array().unwrap() {
+            let mut payload = match &case["request"] {
+                Value::String(file) => {
+                    serde_json::from_slice(&std::fs::read(path.parent().unwrap().join(file)).unwrap()).unwrap()
+                }
+                inline => inline.clone(),
+            };
+            if case["patch"].is_object() {
+                cosigner_guard::testing::fixtures::merge_patch(&mut payload, &case["patch"]);
+            }
+            let answer = decide(&server, "jwt", endpoint, &payload).await;
+            assert_eq!(answer["action"], case["expect"]["action"], "{}", case["name"]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn require_tests_keeps_a_set_with_failing_tests_from_going_live() {
+    let server = spawn(
+        Spec::both(r#"decision := {"action": "REJECT", "reason": "v1"}"#).extra("[reload]\nrequire_tests = true"),
+    )
+    .await;
+    write(
+        &server.policy_dir().join("tx.rego"),
+        "package cosigner.transaction\ndecision := {\"action\": \"REJECT\", \"reason\": \"v2\"}\ntest_fails := false\n",
+    );
+    let start = std::time::Instant::now();
+    loop {
+        let status = server.admin_get("/status").await.1;
+        if status["policy"]["last_reload"]["result"] == "failed" {
+            assert!(status["policy"]["last_reload"]["error"].as_str().unwrap().contains("test_fails"), "{status}");
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "{status}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let answer = decide(&server, "json", "tx_sign_request", &common::payload("eth_transfer.json")).await;
+    assert_eq!(answer["rejectionReason"], "v1", "the set with a failing test never went live");
+}
