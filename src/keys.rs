@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use aws_lc_rs::signature::{KeyPair, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaKeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer};
 
@@ -24,9 +23,10 @@ pub enum KeyError {
     Invalid(String),
 }
 
-/// The handler's RSA-2048 private key, which signs every answer in `jwt` mode.
+/// The handler's RSA-2048 private key, which signs every answer in `jwt` mode. Parsed once: parsing
+/// (with its key check) costs more than a signature.
 pub struct HandlerKey {
-    pub(crate) encoding: EncodingKey,
+    pair: RsaKeyPair,
     public_spki_der: Vec<u8>,
     fingerprint: String,
 }
@@ -63,9 +63,17 @@ impl HandlerKey {
             .map_err(|_| KeyError::Invalid("cannot encode its public key".into()))?
             .as_ref()
             .to_vec();
-        let encoding = EncodingKey::from_rsa_pem(pem)
-            .map_err(|e| KeyError::Invalid(format!("not a usable RSA private key ({e})")))?;
-        Ok(Self { encoding, fingerprint: fingerprint(&public_spki_der), public_spki_der })
+        Ok(Self { pair, fingerprint: fingerprint(&public_spki_der), public_spki_der })
+    }
+
+    /// An RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature of `message`.
+    pub fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let mut signature = vec![0; self.pair.public_modulus_len()];
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        self.pair
+            .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, message, &mut signature)
+            .map_err(|_| KeyError::Invalid("RS256 signing failed".into()))?;
+        Ok(signature)
     }
 
     /// The public key in PEM, to give to the Co-signer.
@@ -78,11 +86,11 @@ impl HandlerKey {
     }
 }
 
-/// One configured Co-signer public key, known by the operator's name for it.
+/// One configured Co-signer public key, known by the operator's name for it. Parsed once.
 pub struct CosignerKey {
     pub name: Arc<str>,
     pub fingerprint: String,
-    pub(crate) decoding: DecodingKey,
+    key: ParsedPublicKey,
 }
 
 impl fmt::Debug for CosignerKey {
@@ -104,9 +112,14 @@ impl CosignerKey {
             .map_err(|e| KeyError::Invalid(format!("not a PEM public key (\"BEGIN PUBLIC KEY\") ({e})")))?;
         aws_lc_rs::rsa::PublicKey::from_der(spki.as_ref())
             .map_err(|e| KeyError::Invalid(format!("not an RSA public key ({e})")))?;
-        let decoding = DecodingKey::from_rsa_pem(pem)
+        let key = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, spki.as_ref())
             .map_err(|e| KeyError::Invalid(format!("not a usable RSA public key ({e})")))?;
-        Ok(Self { name: name.into(), fingerprint: fingerprint(spki.as_ref()), decoding })
+        Ok(Self { name: name.into(), fingerprint: fingerprint(spki.as_ref()), key })
+    }
+
+    /// Whether `signature` is this key's RS256 signature of `message`.
+    pub fn verifies_rs256(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.key.verify_sig(message, signature).is_ok()
     }
 }
 

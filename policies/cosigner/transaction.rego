@@ -1,9 +1,9 @@
 # Starter transaction policy: approve only what every rule allows, and say why otherwise.
 #
-# Limits and lists come from data.treasury (policies/treasury/data.json).
+# Limits and lists come from data.treasury (policies/treasury/data.json). Amounts are compared
+# exactly with the decimal.* builtins; a limit that is not a decimal counts as exceeded.
 package cosigner.transaction
 
-import data.lib.decimal
 import data.treasury
 import rego.v1
 
@@ -41,7 +41,7 @@ violations contains "amountStr is missing or not a decimal string" if not decima
 violations contains msg if {
 	limit := treasury.assets[tx.asset].max_amount
 	decimal.valid(tx.amountStr)
-	not decimal.le(tx.amountStr, limit)
+	not decimal.cmp(tx.amountStr, limit) <= 0
 	msg := sprintf("amount %v %v exceeds the per-transaction limit of %v", [tx.amountStr, tx.asset, limit])
 }
 
@@ -60,7 +60,7 @@ violations contains msg if {
 	treasury.one_time_address.allowed
 	limit := object.get(treasury.one_time_address.max_amount, tx.asset, "0")
 	decimal.valid(tx.amountStr)
-	not decimal.le(tx.amountStr, limit)
+	not decimal.cmp(tx.amountStr, limit) <= 0
 	msg := sprintf("amount %v %v to a one-time address exceeds the one-time cap of %v", [tx.amountStr, tx.asset, limit])
 }
 

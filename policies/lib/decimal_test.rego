@@ -1,6 +1,6 @@
+# The decimal.* builtins, as policies use them.
 package lib.decimal_test
 
-import data.lib.decimal
 import rego.v1
 
 test_valid_decimals if {
@@ -12,21 +12,21 @@ test_valid_decimals if {
 	not decimal.valid(5)
 }
 
-test_le_compares_exactly if {
-	decimal.le("10", "10.000000000000000000")
-	decimal.le("9.999999999999999999", "10")
-	not decimal.le("10.000000000000000001", "10")
-	decimal.le("0.05", "0.05000000")
-	not decimal.le("0.05000001", "0.05")
+test_cmp_is_exact if {
+	decimal.cmp("10", "10.000000000000000000") == 0
+	decimal.cmp("9.999999999999999999", "10") == -1
+	decimal.cmp("10.000000000000000001", "10") == 1
+	decimal.cmp("007.5", "8") == -1
+	decimal.cmp("100", "99.99") == 1
 }
 
-test_le_ignores_leading_zeros_and_compares_lengths if {
-	decimal.le("007.5", "8")
-	not decimal.le("100", "99.99")
-	decimal.le("99.99", "100")
+test_cmp_is_undefined_for_non_decimals if {
+	not decimal.cmp("abc", "1")
+	not decimal.cmp("1", "")
 }
 
-test_le_is_undefined_for_non_decimals if {
-	not decimal.le("abc", "1")
-	not decimal.le("1", "")
+test_sum_is_exact if {
+	decimal.sum(["0.1", "0.2", "0.000000000000000001"]) == "0.300000000000000001"
+	decimal.sum([]) == "0"
+	not decimal.sum(["1", "x"])
 }

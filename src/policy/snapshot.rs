@@ -180,6 +180,7 @@ impl PolicySnapshot {
 
     fn compile_here(source: PolicySource, options: &CompileOptions) -> Result<Self, LoadError> {
         let mut engine = Engine::new();
+        super::builtins::register(&mut engine).map_err(|e| LoadError::Compile(e.to_string()))?;
         let file_count = source.files.len();
         let texts: Vec<(String, String)> = if options.coverage {
             source.policies().map(|(path, text)| (path.display().to_string(), text.to_string())).collect()

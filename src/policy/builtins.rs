@@ -1,0 +1,130 @@
+//! Builtins cosigner-guard adds to Rego: exact arithmetic on the decimal strings Fireblocks sends
+//! (`amountStr` has up to 18 fractional digits; floats lose precision exactly where limits bite).
+//!
+//! - `decimal.valid(s)`: `s` is a plain non-negative decimal string (`"0.01"`, `"10"`).
+//! - `decimal.cmp(a, b)`: `-1`, `0` or `1`; undefined unless both are valid.
+//! - `decimal.sum(list)`: the exact sum as a decimal string; undefined unless all are valid and
+//!   have at most 18 fractional digits.
+
+use std::cmp::Ordering;
+
+use regorus::{Engine, Value};
+
+pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
+    engine.add_extension(
+        "decimal.valid".into(),
+        1,
+        Box::new(|args: Vec<Value>| Ok(Value::from(parse(&args[0]).is_some()))),
+    )?;
+    engine.add_extension(
+        "decimal.cmp".into(),
+        2,
+        Box::new(|args: Vec<Value>| {
+            Ok(match (parse(&args[0]), parse(&args[1])) {
+                (Some(a), Some(b)) => Value::from(a.cmp(&b) as i64),
+                _ => Value::Undefined,
+            })
+        }),
+    )?;
+    engine.add_extension(
+        "decimal.sum".into(),
+        1,
+        Box::new(|args: Vec<Value>| Ok(sum(&args[0]).map_or(Value::Undefined, Value::from))),
+    )?;
+    Ok(())
+}
+
+/// A non-negative decimal: integer digits without leading zeros, fraction without trailing zeros.
+#[derive(Debug, PartialEq, Eq)]
+struct Decimal<'a> {
+    int: &'a str,
+    frac: &'a str,
+}
+
+impl Ord for Decimal<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.int
+            .len()
+            .cmp(&other.int.len())
+            .then_with(|| self.int.cmp(other.int))
+            .then_with(|| self.frac.cmp(other.frac))
+    }
+}
+
+impl PartialOrd for Decimal<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+fn parse(value: &Value) -> Option<Decimal<'_>> {
+    let Value::String(s) = value else { return None };
+    let s: &str = s.as_ref();
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !digits(int) || !digits(frac) || (s.contains('.') && frac.is_empty()) {
+        return None;
+    }
+    Some(Decimal { int: int.trim_start_matches('0'), frac: frac.trim_end_matches('0') })
+}
+
+const SCALE: usize = 18;
+
+fn sum(list: &Value) -> Option<String> {
+    let Value::Array(items) = list else { return None };
+    let mut total: u128 = 0;
+    for item in items.iter() {
+        let d = parse(item)?;
+        if d.frac.len() > SCALE || d.int.len() > 20 {
+            return None;
+        }
+        let int: u128 = if d.int.is_empty() { 0 } else { d.int.parse().ok()? };
+        let frac: u128 = format!("{:0<SCALE$}", d.frac).parse().ok()?;
+        total = total.checked_add(int.checked_mul(10u128.pow(SCALE as u32))?.checked_add(frac)?)?;
+    }
+    let scale = 10u128.pow(SCALE as u32);
+    let (int, frac) = (total / scale, total % scale);
+    let frac = format!("{frac:0>SCALE$}");
+    let frac = frac.trim_end_matches('0');
+    Some(if frac.is_empty() { int.to_string() } else { format!("{int}.{frac}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Value {
+        Value::from(v)
+    }
+
+    #[test]
+    fn comparison_is_exact_at_18_decimals() {
+        let cases = [
+            ("10", "10.000000000000000000", Ordering::Equal),
+            ("10.000000000000000001", "10", Ordering::Greater),
+            ("9.999999999999999999", "10", Ordering::Less),
+            ("007.5", "8", Ordering::Less),
+            ("100", "99.99", Ordering::Greater),
+            ("0", "0.0", Ordering::Equal),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(parse(&s(a)).unwrap().cmp(&parse(&s(b)).unwrap()), want, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn only_plain_non_negative_decimals_parse() {
+        for bad in ["", "1.", ".5", "-1", "1e5", "1,5", " 1", "0x10"] {
+            assert!(parse(&s(bad)).is_none(), "{bad:?}");
+        }
+        assert!(parse(&Value::from(5)).is_none(), "a number is not a decimal string");
+    }
+
+    #[test]
+    fn sums_are_exact() {
+        let list = Value::from(vec![s("0.1"), s("0.2"), s("0.000000000000000001"), s("10")]);
+        assert_eq!(sum(&list).as_deref(), Some("10.300000000000000001"));
+        assert_eq!(sum(&Value::from(vec![s("1"), s("x")])), None);
+        assert_eq!(sum(&Value::from(Vec::<Value>::new())).as_deref(), Some("0"));
+    }
+}
