@@ -1,0 +1,302 @@
+//! Load generator: starts the release server binary with the starter policies and the decision
+//! log on, drives it over HTTPS with keep-alive connections and a pool of pre-signed distinct
+//! requests, and reports throughput, latency percentiles, errors, the server's CPU time per
+//! decision (from /proc) against the RS256 sign + verify floor measured here, and its memory.
+//!
+//!     cargo build --release && cargo run --release --example loadgen -- --mode jwt
+//!
+//! `--rate R` runs open-loop at R requests/s (latency counted from each request's scheduled time);
+//! without it, closed-loop at maximum. `--half` measures the maximum, then runs open-loop at half.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use cosigner_guard::keys::generate_rsa_2048;
+use cosigner_guard::simulator::{Target, sign_request};
+use jsonwebtoken::EncodingKey;
+use serde_json::Value;
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// `jwt` or `json`.
+    #[arg(long, default_value = "jwt")]
+    mode: String,
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Seconds of measurement (after a 1 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Open-loop target rate (requests/s); closed-loop at maximum without it.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Measure the maximum closed-loop, then run open-loop at half of it.
+    #[arg(long)]
+    half: bool,
+    /// Distinct pre-signed requests in the pool.
+    #[arg(long, default_value_t = 1000)]
+    pool: usize,
+    /// The server binary.
+    #[arg(long, default_value = "target/release/cosigner-guard")]
+    binary: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !args.binary.exists() {
+        bail!("{} not found: run `cargo build --release` first", args.binary.display());
+    }
+    let work = tempfile::tempdir()?;
+    let (cosigner_private, cert) = write_setup(work.path(), root)?;
+    let mut server = Server::start(&args.binary, &work.path().join("config.toml"))?;
+    let target = Target::new(&format!("https://localhost:{}", server.port), Some(cert.as_bytes())).await?;
+    let (path, bodies) = pool(&args, root, &cosigner_private)?;
+    let bodies = Arc::new(bodies);
+
+    let floor = crypto_floor_us();
+    println!("crypto floor (aws-lc-rs RSA-2048 sign + verify, this run): {floor:.1} µs");
+    run(&target, &path, &bodies, &args, None, Duration::from_secs(1)).await?; // warm-up
+
+    let rate = if args.half {
+        let max = measure(&server, &target, &path, &bodies, &args, None, floor, "closed loop, maximum").await?;
+        Some(max / 2.0)
+    } else {
+        args.rate
+    };
+    let label = match rate {
+        Some(r) => format!("open loop at {r:.0} req/s"),
+        None => "closed loop, maximum".to_string(),
+    };
+    measure(&server, &target, &path, &bodies, &args, rate, floor, &label).await?;
+    server.stop();
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    server: &Server,
+    target: &Target,
+    path: &str,
+    bodies: &Arc<Vec<Vec<u8>>>,
+    args: &Args,
+    rate: Option<f64>,
+    floor: f64,
+    label: &str,
+) -> anyhow::Result<f64> {
+    let cpu_before = server.cpu_seconds()?;
+    let started = Instant::now();
+    let outcome = run(target, path, bodies, args, rate, Duration::from_secs(args.duration)).await?;
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = server.cpu_seconds()? - cpu_before;
+    let mut latencies = outcome.latencies;
+    latencies.sort_unstable();
+    let n = latencies.len();
+    let at = |q: f64| latencies.get(((n as f64 * q) as usize).min(n.saturating_sub(1))).copied().unwrap_or_default();
+    let throughput = n as f64 / wall;
+    let cpu_us = cpu * 1e6 / n.max(1) as f64;
+    let (rss, hwm) = server.memory_kb()?;
+    println!("== {} mode, {label}, {} connections, {:.0} s", args.mode, args.connections, wall);
+    println!("  decisions: {n}, errors: {}, throughput: {throughput:.0} req/s", outcome.errors);
+    println!(
+        "  latency: p50 {:?}, p90 {:?}, p99 {:?}, p99.9 {:?}, max {:?}",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(0.999),
+        latencies.last().copied().unwrap_or_default()
+    );
+    println!("  server CPU: {cpu_us:.1} µs per decision ({:.2} × the crypto floor)", cpu_us / floor);
+    println!("  server memory: RSS {:.1} MB (peak {:.1} MB)", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+    Ok(throughput)
+}
+
+struct Outcome {
+    latencies: Vec<Duration>,
+    errors: u64,
+}
+
+/// Drives the server for `duration`: closed-loop, or open-loop at `rate` spread over the connections.
+async fn run(
+    target: &Target,
+    path: &str,
+    bodies: &Arc<Vec<Vec<u8>>>,
+    args: &Args,
+    rate: Option<f64>,
+    duration: Duration,
+) -> anyhow::Result<Outcome> {
+    let errors = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..args.connections {
+        let mut connection = target.connect().await?;
+        let (bodies, errors, next, path) = (bodies.clone(), errors.clone(), next.clone(), path.to_string());
+        let interval = rate.map(|r| Duration::from_secs_f64(args.connections as f64 / r));
+        let connections = args.connections;
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            // Spread the connections' first sends over one interval.
+            let mut scheduled = start + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / connections as f64));
+            while start.elapsed() < duration {
+                if interval.is_some() {
+                    tokio::time::sleep_until(scheduled.into()).await;
+                }
+                let sent = if interval.is_some() { scheduled } else { Instant::now() };
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize % bodies.len();
+                match connection.post(&path, bodies[i].clone()).await {
+                    Ok((status, _)) if status.is_success() => latencies.push(sent.elapsed()),
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if let Some(interval) = interval {
+                    scheduled += interval;
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await?);
+    }
+    Ok(Outcome { latencies, errors: errors.load(Ordering::Relaxed) })
+}
+
+/// Pre-built request bodies: distinct requestIds and amounts, signed once in jwt mode.
+fn pool(args: &Args, root: &Path, cosigner_private: &str) -> anyhow::Result<(String, Vec<Vec<u8>>)> {
+    let base: Value = serde_json::from_slice(&std::fs::read(root.join("examples/payloads/eth_transfer.json"))?)?;
+    let key = EncodingKey::from_rsa_pem(cosigner_private.as_bytes())?;
+    let mut bodies = Vec::with_capacity(args.pool);
+    for i in 0..args.pool {
+        let mut payload = base.clone();
+        let id = format!("9c794cee-7e27-46c9-9e9a-{i:012}");
+        payload["txId"] = Value::from(id.clone());
+        payload["requestId"] = Value::from(id);
+        payload["amountStr"] = Value::from(format!("0.{:018}", i + 1));
+        bodies.push(match args.mode.as_str() {
+            "jwt" => sign_request(&payload, &key)?.into_bytes(),
+            "json" => serde_json::to_vec(&payload)?,
+            other => bail!("--mode {other}: expected jwt or json"),
+        });
+    }
+    let path = if args.mode == "jwt" { "/v2/tx_sign_request" } else { "/tx_sign_request" };
+    Ok((path.to_string(), bodies))
+}
+
+/// Microseconds for one RSA-2048 PKCS#1 SHA-256 sign plus one verify, with aws-lc-rs.
+fn crypto_floor_us() -> f64 {
+    use aws_lc_rs::signature::{KeyPair, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RsaKeyPair, UnparsedPublicKey};
+    let Ok(pair) = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048) else { return f64::NAN };
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let public = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, pair.public_key().as_ref().to_vec());
+    let mut signature = vec![0; pair.public_modulus_len()];
+    let rounds = 500;
+    let started = Instant::now();
+    for i in 0..rounds {
+        let message = format!("header.payload.{i}");
+        if pair.sign(&RSA_PKCS1_SHA256, &rng, message.as_bytes(), &mut signature).is_err()
+            || public.verify(message.as_bytes(), &signature).is_err()
+        {
+            return f64::NAN;
+        }
+    }
+    started.elapsed().as_secs_f64() * 1e6 / rounds as f64
+}
+
+/// Keys, certificate and a config serving the starter policies with the decision log to a file.
+fn write_setup(dir: &Path, root: &Path) -> anyhow::Result<(String, String)> {
+    let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    let handler = generate_rsa_2048()?;
+    let cosigner = generate_rsa_2048()?;
+    std::fs::write(dir.join("cert.pem"), tls.cert.pem())?;
+    std::fs::write(dir.join("key.pem"), tls.signing_key.serialize_pem())?;
+    std::fs::write(dir.join("handler.pem"), &handler.private_pem)?;
+    std::fs::write(dir.join("cosigner.pem"), &cosigner.public_pem)?;
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
+         [protocol]\nmodes = [\"jwt\", \"json\"]\nsigning_key = \"handler.pem\"\n\
+         [protocol.cosigner_keys]\nbench = \"cosigner.pem\"\n\
+         [policy]\ndir = {:?}\n[admin]\nenabled = false\n\
+         [decision_log]\nsink = \"file\"\npath = \"decisions.jsonl\"\n[log]\nformat = \"json\"\nlevel = \"warn\"\n",
+        root.join("policies").display().to_string()
+    );
+    std::fs::write(dir.join("config.toml"), config)?;
+    Ok((cosigner.private_pem, tls.cert.pem()))
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(binary: &Path, config: &Path) -> anyhow::Result<Self> {
+        // Info level for the start-up line that carries the port; warnings only afterwards is the
+        // config's level, so override it just for the listening line via RUST_LOG.
+        let mut child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn,cosigner_guard::cli=info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+        let port = loop {
+            let line = lines.next().context("the server exited")??;
+            if let Ok(event) = serde_json::from_str::<Value>(&line)
+                && event["message"] == "listening"
+            {
+                let addr = event["addr"].as_str().context("addr")?.to_string();
+                break addr.rsplit(':').next().context("port")?.parse()?;
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Self { child, port })
+    }
+
+    /// User + system CPU time of the whole server process, from /proc.
+    fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        let fields: Vec<&str> = stat.rsplit_once(')').context("stat")?.1.split_whitespace().collect();
+        let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+        Ok(ticks / clock_ticks_per_second())
+    }
+
+    /// Resident and peak resident memory, in KiB.
+    fn memory_kb(&self) -> anyhow::Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((field("VmRSS:"), field("VmHWM:")))
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// `getconf CLK_TCK`, 100 on Linux unless it says otherwise.
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
