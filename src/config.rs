@@ -122,11 +122,12 @@ struct RawProtocol {
     signing_key: Option<PathBuf>,
     #[serde(default)]
     cosigner_keys: BTreeMap<String, PathBuf>,
+    remembered_request_ids: Option<usize>,
 }
 
 impl Default for RawProtocol {
     fn default() -> Self {
-        Self { modes: default_modes(), signing_key: None, cosigner_keys: BTreeMap::new() }
+        Self { modes: default_modes(), signing_key: None, cosigner_keys: BTreeMap::new(), remembered_request_ids: None }
     }
 }
 
@@ -162,6 +163,8 @@ pub struct Settings {
     pub admin: Option<SocketAddr>,
     pub decision_log: DecisionLogSettings,
     pub log: LogSettings,
+    /// Problems that do not stop start-up (e.g. a private key readable by others), logged then.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -203,6 +206,8 @@ pub struct ProtocolSettings {
     pub modes: Vec<Mode>,
     pub handler_key: Option<HandlerKey>,
     pub cosigner_keys: CosignerKeyring,
+    /// How many recent `requestId`s are remembered to catch one reused with another payload.
+    pub remembered_request_ids: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -235,6 +240,7 @@ impl Settings {
 
     fn resolve(raw: RawConfig, base: &Path) -> Result<Self, ConfigError> {
         let at = |p: &Path| base.join(p);
+        let mut warnings = Vec::new();
         let reload_timeout_ms = raw.reload.timeout_ms.unwrap_or(DEFAULT_RELOAD_TIMEOUT_MS);
         if reload_timeout_ms == 0 {
             return Err(key_error("reload.timeout_ms", "must be greater than 0"));
@@ -251,11 +257,12 @@ impl Settings {
             }
         };
         Ok(Self {
-            server: resolve_server(raw.server, &at)?,
-            protocol: resolve_protocol(raw.protocol, &at)?,
+            server: resolve_server(raw.server, &at, &mut warnings)?,
+            protocol: resolve_protocol(raw.protocol, &at, &mut warnings)?,
             policy: resolve_policy(raw.policy, &at, Duration::from_millis(reload_timeout_ms))?,
             decision_log: resolve_decision_log(raw.decision_log, &at)?,
             log: LogSettings { format: raw.log.format, level: raw.log.level },
+            warnings,
             reload: ReloadSettings {
                 watch: raw.reload.watch.unwrap_or(true),
                 debounce: Duration::from_millis(debounce_ms),
@@ -266,17 +273,24 @@ impl Settings {
     }
 }
 
-fn resolve_server(raw: RawServer, at: &impl Fn(&Path) -> PathBuf) -> Result<ServerSettings, ConfigError> {
+fn resolve_server(
+    raw: RawServer,
+    at: &impl Fn(&Path) -> PathBuf,
+    warnings: &mut Vec<String>,
+) -> Result<ServerSettings, ConfigError> {
     let listen = raw.listen.parse().map_err(|e| key_error("server.listen", format!("{:?}: {e}", raw.listen)))?;
     let tls = match (raw.insecure_http, raw.tls_cert, raw.tls_key) {
         (true, None, None) => None,
         (true, _, _) => {
             return Err(key_error("server.insecure_http", "set either insecure_http or tls_cert/tls_key, not both"));
         }
-        (false, Some(cert), Some(key)) => Some(Arc::new(
-            CertificateStore::load(&at(&cert), &at(&key))
-                .map_err(|e| key_error("server.tls_cert / server.tls_key", e))?,
-        )),
+        (false, Some(cert), Some(key)) => {
+            warn_if_exposed("server.tls_key", &at(&key), warnings);
+            Some(Arc::new(
+                CertificateStore::load(&at(&cert), &at(&key))
+                    .map_err(|e| key_error("server.tls_cert / server.tls_key", e))?,
+            ))
+        }
         (false, _, _) => {
             return Err(key_error(
                 "server.tls_cert",
@@ -313,7 +327,11 @@ fn resolve_server(raw: RawServer, at: &impl Fn(&Path) -> PathBuf) -> Result<Serv
     })
 }
 
-fn resolve_protocol(raw: RawProtocol, at: &impl Fn(&Path) -> PathBuf) -> Result<ProtocolSettings, ConfigError> {
+fn resolve_protocol(
+    raw: RawProtocol,
+    at: &impl Fn(&Path) -> PathBuf,
+    warnings: &mut Vec<String>,
+) -> Result<ProtocolSettings, ConfigError> {
     let mut modes = raw.modes;
     modes.dedup();
     if modes.is_empty() {
@@ -322,8 +340,8 @@ fn resolve_protocol(raw: RawProtocol, at: &impl Fn(&Path) -> PathBuf) -> Result<
     let jwt = modes.contains(&Mode::Jwt);
     let handler_key = match raw.signing_key {
         Some(path) => {
-            let path = at(&path);
-            Some(HandlerKey::from_pem_file(&path).map_err(|e| key_error("protocol.signing_key", e))?)
+            let pem = read_key_material("protocol.signing_key", &path, at, true, warnings)?;
+            Some(HandlerKey::from_pem(&pem).map_err(|e| key_error("protocol.signing_key", e))?)
         }
         None if jwt => {
             return Err(key_error("protocol.signing_key", "required when the jwt mode is enabled"));
@@ -332,14 +350,20 @@ fn resolve_protocol(raw: RawProtocol, at: &impl Fn(&Path) -> PathBuf) -> Result<
     };
     let mut keys = Vec::new();
     for (name, path) in &raw.cosigner_keys {
-        let key = CosignerKey::from_pem_file(name, &at(path))
-            .map_err(|e| key_error(format!("protocol.cosigner_keys.{name}"), e))?;
+        let setting = format!("protocol.cosigner_keys.{name}");
+        let pem = read_key_material(&setting, path, at, false, warnings)?;
+        let key = CosignerKey::from_pem(name, &pem).map_err(|e| key_error(&setting, e))?;
         keys.push(key);
     }
     if jwt && keys.is_empty() {
         return Err(key_error("protocol.cosigner_keys", "at least one Co-signer public key is required in jwt mode"));
     }
-    Ok(ProtocolSettings { modes, handler_key, cosigner_keys: CosignerKeyring::new(keys) })
+    Ok(ProtocolSettings {
+        modes,
+        handler_key,
+        cosigner_keys: CosignerKeyring::new(keys),
+        remembered_request_ids: raw.remembered_request_ids.unwrap_or(100_000),
+    })
 }
 
 fn resolve_policy(
@@ -412,4 +436,42 @@ fn resolve_decision_log(
         }
     }
     Ok(DecisionLogSettings { sink, durable: raw.durable, redact: raw.redact })
+}
+
+/// Key material named by a config value: a file path (relative to the config file), or
+/// `env:NAME` for PEM text in an environment variable. A private key file readable by group or
+/// others gets a warning.
+fn read_key_material(
+    setting: &str,
+    value: &Path,
+    at: &impl Fn(&Path) -> PathBuf,
+    private: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<u8>, ConfigError> {
+    if let Some(var) = value.to_str().and_then(|v| v.strip_prefix("env:")) {
+        return std::env::var(var)
+            .map(String::into_bytes)
+            .map_err(|_| key_error(setting, format!("environment variable {var} is not set")));
+    }
+    let path = at(value);
+    if private {
+        warn_if_exposed(setting, &path, warnings);
+    }
+    std::fs::read(&path).map_err(|e| key_error(setting, format!("cannot read {}: {e}", path.display())))
+}
+
+fn warn_if_exposed(setting: &str, path: &Path, warnings: &mut Vec<String>) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            warnings.push(format!(
+                "{setting}: private key file {} is readable by group or others (mode {:o}); chmod 600 it",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            ));
+        }
+    }
 }

@@ -59,6 +59,8 @@ pub enum FailureClass {
     Overloaded,
     /// The durable decision log could not record the decision.
     DecisionLog,
+    /// The `requestId` was seen before with a different payload.
+    RequestIdReuse,
 }
 
 impl FailureClass {
@@ -71,6 +73,7 @@ impl FailureClass {
             FailureClass::Panic => "panic",
             FailureClass::Overloaded => "overloaded",
             FailureClass::DecisionLog => "decision_log",
+            FailureClass::RequestIdReuse => "request_id_reuse",
         }
     }
 }
@@ -113,6 +116,15 @@ impl Decision {
             action: action.into(),
             reason: Some(format!("cosigner-guard fallback: {}", class.as_str())),
             source: Source::Fallback(class),
+        }
+    }
+
+    /// The answer to a `requestId` reused with another payload: REJECT, whatever the fallback.
+    pub fn request_id_reuse() -> Self {
+        Self {
+            action: Action::Reject,
+            reason: Some("cosigner-guard: this requestId was already seen with a different payload".into()),
+            source: Source::Fallback(FailureClass::RequestIdReuse),
         }
     }
 

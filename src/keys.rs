@@ -175,3 +175,26 @@ pub fn generate_rsa_2048() -> Result<GeneratedKeyPair, KeyError> {
 fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
     std::fs::read(path).map_err(|cause| KeyError::Read { path: path.display().to_string(), cause })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_key_material() {
+        let pair = generate_rsa_2048().unwrap();
+        let key = HandlerKey::from_pem(pair.private_pem.as_bytes()).unwrap();
+        let shown = format!("{key:?}");
+        assert!(shown.contains(&pair.fingerprint), "{shown}");
+        let body: String = pair.private_pem.lines().nth(1).unwrap().chars().take(16).collect();
+        assert!(!shown.contains(&body) && !shown.contains("PRIVATE"), "{shown}");
+    }
+
+    #[test]
+    fn the_handler_key_must_be_rsa_2048() {
+        let pair = RsaKeyPair::generate(KeySize::Rsa3072).unwrap();
+        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pair.as_der().unwrap().as_ref().to_vec()));
+        let error = HandlerKey::from_pem(pem.as_bytes()).unwrap_err().to_string();
+        assert!(error.contains("RSA-2048") && error.contains("3072"), "{error}");
+    }
+}

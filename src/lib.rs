@@ -15,6 +15,7 @@ pub mod keys;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod replay;
 pub mod request;
 pub mod server;
 pub mod simulator;

@@ -146,12 +146,20 @@ impl Running {
 
 /// Starts the binary on `config` and returns it with its HTTPS port, read from the start-up log.
 fn start(config: &std::path::Path) -> (Running, u16) {
+    let (running, port, _) = start_with_log(config, &[]);
+    (running, port)
+}
+
+/// As [`start`], with extra environment, also returning the log lines up to the listening one.
+fn start_with_log(config: &std::path::Path, env: &[(&str, &str)]) -> (Running, u16, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(["--log-format", "json", "serve", "--config"])
         .arg(config)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut seen = Vec::new();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
     let addr = loop {
@@ -162,10 +170,11 @@ fn start(config: &std::path::Path) -> (Running, u16) {
         {
             break event["addr"].as_str().unwrap().to_string();
         }
+        seen.push(line);
     };
     // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (Running(child), addr.rsplit(':').next().unwrap().parse().unwrap())
+    (Running(child), addr.rsplit(':').next().unwrap().parse().unwrap(), seen)
 }
 
 async fn post_signed(port: u16, payload: &serde_json::Value) -> serde_json::Value {
@@ -225,4 +234,33 @@ async fn a_durable_record_is_on_disk_when_the_answer_arrives_even_after_kill_9()
     let record: serde_json::Value = serde_json::from_str(log.lines().last().expect("a record")).unwrap();
     assert_eq!(record["requestId"], "durable-check-1");
     assert_eq!(record["action"], "APPROVE");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_material_can_come_from_the_environment_and_exposed_key_files_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = approve_all().write(dir.path());
+    let key_file = dir.path().join("keys/handler.pem");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (mut child, port, log) = start_with_log(&config, &[]);
+    assert!(
+        log.iter().any(|l| l.contains("protocol.signing_key") && l.contains("readable by group or others")),
+        "{log:?}"
+    );
+    assert!(!log.iter().any(|l| l.contains("PRIVATE KEY")), "no key material in the log");
+    assert_eq!(post_signed(port, &payload("eth_transfer.json")).await["action"], "APPROVE");
+    child.signal("-TERM");
+    child.wait();
+
+    // The same key from an environment variable instead of a file.
+    let text = std::fs::read_to_string(&config).unwrap().replace("\"keys/handler.pem\"", "\"env:TEST_HANDLER_KEY\"");
+    std::fs::write(&config, text).unwrap();
+    let pem = std::fs::read_to_string(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let (mut child, port, log) = start_with_log(&config, &[("TEST_HANDLER_KEY", &pem)]);
+    assert!(!log.iter().any(|l| l.contains("protocol.signing_key")), "no file, no warning: {log:?}");
+    assert_eq!(post_signed(port, &payload("eth_transfer.json")).await["action"], "APPROVE");
+    child.signal("-TERM");
+    child.wait();
 }

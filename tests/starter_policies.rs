@@ -9,8 +9,10 @@ use serde_json::{Value, json};
 const TX: &str = "tx_sign_request";
 const CC: &str = "config_change_sign_request";
 
+/// A variant of a payload: another request, so it has its own requestId.
 fn with(mut base: Value, changes: Value) -> Value {
     base.as_object_mut().unwrap().extend(changes.as_object().unwrap().clone());
+    base["requestId"] = Value::from(format!("variant-{}", changes));
     base
 }
 

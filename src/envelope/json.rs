@@ -6,7 +6,7 @@ pub fn decode_request(body: &[u8]) -> Result<Opened, EnvelopeError> {
     if body.trim_ascii().is_empty() {
         return Err(EnvelopeError::Empty);
     }
-    let payload = serde_json::from_slice(body).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
+    let payload = super::strict_json::parse(body).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
     Ok(Opened { payload, cosigner_key: None })
 }
 

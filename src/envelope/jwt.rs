@@ -37,8 +37,8 @@ pub fn verify_request(body: &[u8], keyring: &CosignerKeyring) -> Result<Opened, 
         .find(|key| key.verifies_rs256(signed.as_bytes(), &signature))
         .ok_or(EnvelopeError::BadSignature)?;
 
-    let payload: Value =
-        serde_json::from_slice(&decode_segment(claims)?).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
+    let payload =
+        super::strict_json::parse(&decode_segment(claims)?).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
     check_time_claims(&payload)?;
     Ok(Opened { payload, cosigner_key: Some(key.name.clone()) })
 }
@@ -75,8 +75,8 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, EnvelopeError> {
 }
 
 fn check_header(segment: &str) -> Result<(), EnvelopeError> {
-    let header: Value = serde_json::from_slice(&decode_segment(segment)?)
-        .map_err(|_| EnvelopeError::MalformedJwt("header is not JSON"))?;
+    let header = super::strict_json::parse(&decode_segment(segment)?)
+        .map_err(|_| EnvelopeError::MalformedJwt("header is not JSON without duplicate keys"))?;
     let Value::Object(header) = header else {
         return Err(EnvelopeError::MalformedJwt("header is not a JSON object"));
     };

@@ -3,6 +3,7 @@
 
 pub mod json;
 pub mod jwt;
+mod strict_json;
 
 use std::sync::Arc;
 

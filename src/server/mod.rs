@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::policy::watch::{self, Watch, WatchedPath};
 use crate::policy::{Evaluator, PolicyStore};
+use crate::replay::RequestIdMemory;
 use admin::{Admin, AdminState};
 use listener::Connections;
 use tls::CertificateStore;
@@ -43,7 +44,10 @@ impl Server {
     /// Starts the admin listener (not ready yet), loads the policies, opens the decision log, binds
     /// the Co-signer listener and starts the reload watchers. Needs a Tokio runtime.
     pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
-        let Settings { server, protocol, policy, reload, admin, decision_log, log: _ } = settings;
+        let Settings { server, protocol, policy, reload, admin, decision_log, log: _, warnings } = settings;
+        for warning in warnings {
+            tracing::warn!("{warning}");
+        }
         let metrics = Arc::new(Metrics::new());
         let state = AdminState::new(&protocol.modes, server.tls.clone(), metrics.clone());
         let admin = match admin {
@@ -80,6 +84,7 @@ impl Server {
                 request_timeout: server.request_timeout,
             },
             in_flight: Semaphore::new(server.max_in_flight),
+            request_ids: RequestIdMemory::new(protocol.remembered_request_ids),
         };
         let app = routes::router(Arc::new(callback), &protocol.modes, &server.path_prefix);
 

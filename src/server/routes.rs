@@ -17,11 +17,12 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::decision::FailureClass;
+use crate::decision::{Decision, FailureClass};
 use crate::decision_log::{DecisionLog, LogError};
 use crate::envelope::Mode;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Refusal};
+use crate::replay::{RequestIdMemory, Seen};
 use crate::request::RequestKind;
 
 /// Bounds on one request.
@@ -41,6 +42,7 @@ pub struct Callback {
     pub limits: Limits,
     /// Requests past this many at once are shed with 503 instead of queueing without bound.
     pub in_flight: Semaphore,
+    pub request_ids: RequestIdMemory,
 }
 
 /// Routes `{prefix}/v2/{endpoint}` for jwt and `{prefix}/{endpoint}` for json, only for enabled modes.
@@ -150,9 +152,17 @@ impl Callback {
         let request_id = request.request_id.clone();
         let tx_id = request.tx_id().map(str::to_owned);
         let signer_id = request.signer_id().map(str::to_owned);
+        let seen = self.request_ids.remember(&request_id, &request.payload);
         let evaluated = self.pipeline.evaluate(request, &context, deadline).await;
         self.metrics.evaluated(evaluated.eval_seconds);
         let mut decision = evaluated.decision;
+        if seen == Seen::Different {
+            tracing::error!(
+                request_id,
+                "requestId reused with a different payload: replayed or forged request refused"
+            );
+            decision = Decision::request_id_reuse();
+        }
         let mut sealed = self.pipeline.seal(mode, &request_id, &decision)?;
         let latency_us = started.elapsed().as_micros() as u64;
 
