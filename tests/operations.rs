@@ -307,3 +307,29 @@ async fn the_request_deadline_answers_the_timeout_fallback_in_time() {
     assert_eq!(answer["rejectionReason"], "cosigner-guard fallback: timeout");
     assert!(started.elapsed() < Duration::from_secs(2), "answered near the deadline, not after the policy");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_decision_log_file_rotates_at_its_size_and_keeps_the_configured_number() {
+    let server = spawn(
+        Spec::both(r#"decision := {"action": "APPROVE"}"#)
+            .decision_log("sink = \"file\"\npath = \"decisions.jsonl\"\nmax_bytes = 4096\nkeep = 2"),
+    )
+    .await;
+    for i in 0..12 {
+        let mut tx = payload("eth_transfer.json");
+        tx["requestId"] = json!(format!("rotation-{i}"));
+        decide(&server, "json", TX, &tx).await;
+    }
+    let log = |suffix: &str| server.dir.path().join(format!("decisions.jsonl{suffix}"));
+    let start = Instant::now();
+    while !log(".2").exists() {
+        assert!(start.elapsed() < Duration::from_secs(5), "rotated twice");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!log(".3").exists(), "only `keep` rotated files are kept");
+    for suffix in [".1", ".2"] {
+        let text = std::fs::read_to_string(log(suffix)).unwrap();
+        assert!(text.len() >= 4096, "a rotated file reached max_bytes");
+        assert!(text.lines().all(|l| serde_json::from_str::<Value>(l).is_ok()), "whole records only");
+    }
+}

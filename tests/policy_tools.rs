@@ -272,3 +272,30 @@ async fn require_tests_keeps_a_set_with_failing_tests_from_going_live() {
     let answer = decide(&server, "json", "tx_sign_request", &common::payload("eth_transfer.json")).await;
     assert_eq!(answer["rejectionReason"], "v1", "the set with a failing test never went live");
 }
+
+#[test]
+fn a_fixture_can_hold_a_signed_request_verified_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    policy_set(dir.path());
+    let keys = common::keys();
+    let token = common::sign(&serde_json::json!({"requestId": "s1", "amount": 500}), &keys.primary.private_pem);
+    write(&dir.path().join("policies/fixtures/big.jwt"), &token);
+    write(&dir.path().join("policies/fixtures/primary.pem"), &keys.primary.public_pem);
+    write(&dir.path().join("policies/fixtures/other.pem"), &keys.stranger.public_pem);
+    write(
+        &dir.path().join("policies/tx_test.yaml"),
+        r#"cases:
+  - name: a signed big transfer is rejected
+    jwt: {token: fixtures/big.jwt, key: fixtures/primary.pem, key_name: primary}
+    expect: {action: REJECT, reason: "over 100"}
+  - name: a token the key does not verify gets no decision
+    jwt: {token: fixtures/big.jwt, key: fixtures/other.pem}
+    expect: {action: REJECT}
+"#,
+    );
+    let (code, out, _) = run(&["test"], dir.path());
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("PASS  a signed big transfer is rejected"), "{out}");
+    assert!(out.contains("FAIL  a token the key does not verify gets no decision"), "{out}");
+    assert!(out.contains("the request was refused, no decision: signature does not verify"), "{out}");
+}
