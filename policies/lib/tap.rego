@@ -1,0 +1,83 @@
+# TAP-style rules: an ordered rule list (in data), first match wins, like Fireblocks' Transaction
+# Authorization Policy. Each rule is an object; every key is optional and "*" matches anything:
+#
+#   name               a label, used in the default reason
+#   operation          "TRANSFER", or a list of alternatives
+#   asset              "USDC", or a list
+#   source             {"type": "VAULT", "id": "0"}
+#   destination        {"type": "UNMANAGED", "id": "*", "sub_type": "EXTERNAL"}
+#   dest_address_type  "WHITELISTED" or "ONE_TIME"
+#   min_amount, max_amount   native amount bounds, inclusive, exact decimal strings ("1000000")
+#   min_usd, max_usd         bounds on the summed destinations[].amountUSD, inclusive
+#   action             "APPROVE", "REJECT", "RETRY" (hold for review) or "IGNORE"
+#   reason             the reason to give (default: "matched rule <name>")
+package lib.tap
+
+import rego.v1
+
+# decision(tx, rules): the decision of the first rule that matches tx; REJECT when none does.
+decision(tx, rules) := d if {
+	first := min([i | some i, rule in rules; matches(rule, tx)])
+	rule := rules[first]
+	d := {"action": rule.action, "reason": object.get(rule, "reason", sprintf("matched rule %v", [object.get(rule, "name", first)]))}
+}
+
+decision(tx, rules) := {"action": "REJECT", "reason": "no policy rule matches this transaction"} if {
+	count([i | some i, rule in rules; matches(rule, tx)]) == 0
+}
+
+matches(rule, tx) if {
+	pattern(object.get(rule, "operation", "*"), object.get(tx, "operation", "TRANSFER"))
+	pattern(object.get(rule, "asset", "*"), object.get(tx, "asset", ""))
+	endpoint(object.get(rule, "source", {}), object.get(tx, "sourceType", ""), object.get(tx, "sourceId", ""), "")
+	endpoint(object.get(rule, "destination", {}), object.get(tx, "destType", ""), object.get(tx, "destId", ""), dest_sub_type(tx))
+	pattern(object.get(rule, "dest_address_type", "*"), object.get(tx, "destAddressType", ""))
+	within_amount(rule, tx)
+	within_usd(rule, tx)
+}
+
+pattern("*", _) := true
+
+pattern(p, value) if p == value
+
+pattern(p, value) if {
+	is_array(p)
+	value in p
+}
+
+endpoint(spec, type, id, sub_type) if {
+	pattern(object.get(spec, "type", "*"), type)
+	pattern(object.get(spec, "id", "*"), id)
+	pattern(object.get(spec, "sub_type", "*"), sub_type)
+}
+
+dest_sub_type(tx) := tx.destinations[0].dstSubType if count(object.get(tx, "destinations", [])) > 0
+
+else := ""
+
+# Bounds are exact; a bound that is set but cannot be compared does not match.
+within_amount(rule, tx) if {
+	not_below(object.get(rule, "min_amount", null), tx.amountStr)
+	not_above(object.get(rule, "max_amount", null), tx.amountStr)
+}
+
+not_below(null, _) := true
+
+not_below(bound, amount) if decimal.cmp(amount, bound) >= 0
+
+not_above(null, _) := true
+
+not_above(bound, amount) if decimal.cmp(amount, bound) <= 0
+
+# The transaction's value in USD: the sum over its destinations, as Fireblocks reports it.
+usd(tx) := sum([object.get(d, "amountUSD", 0) | some d in object.get(tx, "destinations", [])])
+
+within_usd(rule, tx) if {
+	object.get(rule, "min_usd", 0) <= usd(tx)
+	max_usd := object.get(rule, "max_usd", null)
+	any_or_at_most(max_usd, usd(tx))
+}
+
+any_or_at_most(null, _) := true
+
+any_or_at_most(bound, value) if value <= bound
