@@ -299,3 +299,24 @@ fn a_fixture_can_hold_a_signed_request_verified_with_its_key() {
     assert!(out.contains("FAIL  a token the key does not verify gets no decision"), "{out}");
     assert!(out.contains("the request was refused, no decision: signature does not verify"), "{out}");
 }
+
+#[test]
+fn the_treasury_example_passes_its_fixtures_at_every_boundary() {
+    let (code, out, err) = run(&["test", "examples/treasury/policies", "--fail-on-empty"], repo());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("PASS  USDC one micro-unit above 1,000,000 is held for review"), "{out}");
+}
+
+#[test]
+fn every_guide_snippet_is_in_the_file_it_names() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let mut checked = 0;
+    for (i, part) in readme.split("<!-- from: ").enumerate().skip(1) {
+        let (path, rest) = part.split_once(" -->").unwrap();
+        let block = rest.split_once("```yaml\n").unwrap().1.split_once("```").unwrap().0;
+        let file = std::fs::read_to_string(repo().join(path)).unwrap();
+        assert!(file.contains(block), "snippet {i} is not in {path}:\n{block}");
+        checked += 1;
+    }
+    assert!(checked >= 5, "the guide's snippets were found ({checked})");
+}

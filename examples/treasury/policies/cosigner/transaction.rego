@@ -1,0 +1,46 @@
+# A data-driven transaction policy built from the library: what a treasury team changes lives in
+# data.treasury (treasury/data.yaml); this file stays the same.
+#
+# Order: inconsistent or denied requests are rejected; outside business hours (or on a blackout
+# date) everything is held for review (RETRY); otherwise the first matching TAP-style rule decides.
+package cosigner.transaction
+
+import data.lib.consistency
+import data.lib.destinations
+import data.lib.tap
+import data.lib.time_rules
+import rego.v1
+
+tx := input.request
+
+settings := data.treasury
+
+problems contains p if some p in consistency.problems(tx)
+
+problems contains sprintf("destination %v is on the deny-list", [tx.destAddress]) if {
+	destinations.denied(tx.asset, tx.destAddress, object.get(settings, "address_lists", {}))
+}
+
+decision := {"action": "REJECT", "reason": concat("; ", sort([p | some p in problems]))} if count(problems) > 0
+
+decision := {"action": "RETRY", "reason": "outside business hours: held for review"} if {
+	count(problems) == 0
+	not open_now
+}
+
+decision := tap.decision(tx, settings.rules) if {
+	count(problems) == 0
+	open_now
+}
+
+hours := object.get(settings, "business_hours", null)
+
+open_now if {
+	hours == null
+}
+
+open_now if {
+	hours != null
+	time_rules.within_business_hours(time_rules.received_ns, hours)
+	not time_rules.in_blackout(time_rules.received_ns, hours.time_zone, object.get(settings, "blackout_dates", []))
+}
