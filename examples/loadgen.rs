@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use cosigner_guard::keys::generate_rsa_2048;
+use cosigner_guard::keys::{SigningAlgorithm, generate, generate_rsa_2048};
 use cosigner_guard::simulator::{Target, sign_request};
 use jsonwebtoken::EncodingKey;
 use serde_json::Value;
@@ -43,6 +43,9 @@ struct Args {
     /// The server binary.
     #[arg(long, default_value = "target/release/cosigner-guard")]
     binary: PathBuf,
+    /// Sign answers ES256 (P-256) instead of RS256.
+    #[arg(long)]
+    es256: bool,
 }
 
 #[tokio::main]
@@ -53,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
         bail!("{} not found: run `cargo build --release` first", args.binary.display());
     }
     let work = tempfile::tempdir()?;
-    let (cosigner_private, cert) = write_setup(work.path(), root)?;
+    let (cosigner_private, cert) = write_setup(work.path(), root, args.es256)?;
     let mut server = Server::start(&args.binary, &work.path().join("config.toml"))?;
     let target = Target::new(&format!("https://localhost:{}", server.port), Some(cert.as_bytes())).await?;
     let (path, bodies) = pool(&args, root, &cosigner_private)?;
@@ -211,9 +214,10 @@ fn crypto_floor_us() -> f64 {
 }
 
 /// Keys, certificate and a config serving the starter policies with the decision log to a file.
-fn write_setup(dir: &Path, root: &Path) -> anyhow::Result<(String, String)> {
+fn write_setup(dir: &Path, root: &Path, es256: bool) -> anyhow::Result<(String, String)> {
     let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
-    let handler = generate_rsa_2048()?;
+    let algorithm = if es256 { SigningAlgorithm::Es256 } else { SigningAlgorithm::Rs256 };
+    let handler = generate(algorithm)?;
     let cosigner = generate_rsa_2048()?;
     std::fs::write(dir.join("cert.pem"), tls.cert.pem())?;
     std::fs::write(dir.join("key.pem"), tls.signing_key.serialize_pem())?;
@@ -221,10 +225,11 @@ fn write_setup(dir: &Path, root: &Path) -> anyhow::Result<(String, String)> {
     std::fs::write(dir.join("cosigner.pem"), &cosigner.public_pem)?;
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
-         [protocol]\nmodes = [\"jwt\", \"json\"]\nsigning_key = \"handler.pem\"\n\
+         [protocol]\nmodes = [\"jwt\", \"json\"]\nsigning_key = \"handler.pem\"\nsigning_algorithm = \"{}\"\n\
          [protocol.cosigner_keys]\nbench = \"cosigner.pem\"\n\
          [policy]\ndir = {:?}\n[admin]\nenabled = false\n\
          [decision_log]\nsink = \"file\"\npath = \"decisions.jsonl\"\n[log]\nformat = \"json\"\nlevel = \"warn\"\n",
+        algorithm.as_str(),
         root.join("policies").display().to_string()
     );
     std::fs::write(dir.join("config.toml"), config)?;

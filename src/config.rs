@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::decision::FallbackAction;
 use crate::decision_log::{DecisionLogSettings, Sink};
 use crate::envelope::Mode;
-use crate::keys::{CosignerKey, CosignerKeyring, HandlerKey};
+use crate::keys::{CosignerKey, CosignerKeyring, HandlerKey, SigningAlgorithm};
 use crate::policy::{CompileOptions, Entrypoints};
 use crate::server::tls::CertificateStore;
 use crate::telemetry::LogFormat;
@@ -121,13 +121,21 @@ struct RawProtocol {
     modes: Vec<Mode>,
     signing_key: Option<PathBuf>,
     #[serde(default)]
+    signing_algorithm: SigningAlgorithm,
+    #[serde(default)]
     cosigner_keys: BTreeMap<String, PathBuf>,
     remembered_request_ids: Option<usize>,
 }
 
 impl Default for RawProtocol {
     fn default() -> Self {
-        Self { modes: default_modes(), signing_key: None, cosigner_keys: BTreeMap::new(), remembered_request_ids: None }
+        Self {
+            modes: default_modes(),
+            signing_key: None,
+            signing_algorithm: SigningAlgorithm::default(),
+            cosigner_keys: BTreeMap::new(),
+            remembered_request_ids: None,
+        }
     }
 }
 
@@ -341,7 +349,8 @@ fn resolve_protocol(
     let handler_key = match raw.signing_key {
         Some(path) => {
             let pem = read_key_material("protocol.signing_key", &path, at, true, warnings)?;
-            Some(HandlerKey::from_pem(&pem).map_err(|e| key_error("protocol.signing_key", e))?)
+            let key = HandlerKey::from_pem_for(&pem, raw.signing_algorithm);
+            Some(key.map_err(|e| key_error("protocol.signing_key", e))?)
         }
         None if jwt => {
             return Err(key_error("protocol.signing_key", "required when the jwt mode is enabled"));

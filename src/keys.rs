@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{KeyPair, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaKeyPair};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaKeyPair,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer};
 
@@ -23,10 +25,37 @@ pub enum KeyError {
     Invalid(String),
 }
 
-/// The handler's RSA-2048 private key, which signs every answer in `jwt` mode. Parsed once: parsing
-/// (with its key check) costs more than a signature.
+/// How answers are signed: RS256 with an RSA-2048 key (every Co-signer), or ES256 with a P-256 key
+/// (recent SGX Co-signers; a small fraction of the CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+pub enum SigningAlgorithm {
+    #[default]
+    #[serde(rename = "RS256")]
+    #[value(name = "rs256")]
+    Rs256,
+    #[serde(rename = "ES256")]
+    #[value(name = "es256")]
+    Es256,
+}
+
+impl SigningAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlgorithm::Rs256 => "RS256",
+            SigningAlgorithm::Es256 => "ES256",
+        }
+    }
+}
+
+enum Signer {
+    Rs256(RsaKeyPair),
+    Es256(EcdsaKeyPair),
+}
+
+/// The handler's private key, which signs every answer in `jwt` mode. Parsed once: parsing (with
+/// its key check) costs more than a signature.
 pub struct HandlerKey {
-    pair: RsaKeyPair,
+    signer: Signer,
     public_spki_der: Vec<u8>,
     fingerprint: String,
 }
@@ -42,7 +71,16 @@ impl HandlerKey {
         Self::from_pem(&read(path)?)
     }
 
+    /// An RS256 key (RSA-2048).
     pub fn from_pem(pem: &[u8]) -> Result<Self, KeyError> {
+        Self::from_pem_for(pem, SigningAlgorithm::Rs256)
+    }
+
+    /// A key for `algorithm`: RSA-2048 for RS256, P-256 (PKCS#8) for ES256.
+    pub fn from_pem_for(pem: &[u8], algorithm: SigningAlgorithm) -> Result<Self, KeyError> {
+        if algorithm == SigningAlgorithm::Es256 {
+            return Self::es256_from_pem(pem);
+        }
         let der = PrivateKeyDer::from_pem_slice(pem)
             .map_err(|e| KeyError::Invalid(format!("not a PEM private key ({e})")))?;
         let pair = match &der {
@@ -63,17 +101,45 @@ impl HandlerKey {
             .map_err(|_| KeyError::Invalid("cannot encode its public key".into()))?
             .as_ref()
             .to_vec();
-        Ok(Self { pair, fingerprint: fingerprint(&public_spki_der), public_spki_der })
+        Ok(Self { signer: Signer::Rs256(pair), fingerprint: fingerprint(&public_spki_der), public_spki_der })
     }
 
-    /// An RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature of `message`.
-    pub fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let mut signature = vec![0; self.pair.public_modulus_len()];
+    fn es256_from_pem(pem: &[u8]) -> Result<Self, KeyError> {
+        let der = PrivateKeyDer::from_pem_slice(pem)
+            .map_err(|e| KeyError::Invalid(format!("not a PEM private key ({e})")))?;
+        let PrivateKeyDer::Pkcs8(der) = der else {
+            return Err(KeyError::Invalid("an ES256 key must be a PKCS#8 P-256 key (\"BEGIN PRIVATE KEY\")".into()));
+        };
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_pkcs8_der())
+            .map_err(|e| KeyError::Invalid(format!("not a P-256 private key, as ES256 needs ({e})")))?;
+        let public_spki_der = pair
+            .public_key()
+            .as_der()
+            .map_err(|_| KeyError::Invalid("cannot encode its public key".into()))?
+            .as_ref()
+            .to_vec();
+        Ok(Self { signer: Signer::Es256(pair), fingerprint: fingerprint(&public_spki_der), public_spki_der })
+    }
+
+    pub fn algorithm(&self) -> SigningAlgorithm {
+        match self.signer {
+            Signer::Rs256(_) => SigningAlgorithm::Rs256,
+            Signer::Es256(_) => SigningAlgorithm::Es256,
+        }
+    }
+
+    /// The JWS signature of `message` with this key's algorithm (ES256: the fixed r‖s form).
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        self.pair
-            .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, message, &mut signature)
-            .map_err(|_| KeyError::Invalid("RS256 signing failed".into()))?;
-        Ok(signature)
+        let failed = |_| KeyError::Invalid(format!("{} signing failed", self.algorithm().as_str()));
+        match &self.signer {
+            Signer::Rs256(pair) => {
+                let mut signature = vec![0; pair.public_modulus_len()];
+                pair.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, message, &mut signature).map_err(failed)?;
+                Ok(signature)
+            }
+            Signer::Es256(pair) => Ok(pair.sign(&rng, message).map_err(failed)?.as_ref().to_vec()),
+        }
     }
 
     /// The public key in PEM, to give to the Co-signer.
@@ -158,6 +224,26 @@ pub struct GeneratedKeyPair {
     pub private_pem: String,
     pub public_pem: String,
     pub fingerprint: String,
+}
+
+/// A freshly generated key pair for `algorithm`.
+pub fn generate(algorithm: SigningAlgorithm) -> Result<GeneratedKeyPair, KeyError> {
+    match algorithm {
+        SigningAlgorithm::Rs256 => generate_rsa_2048(),
+        SigningAlgorithm::Es256 => generate_p256(),
+    }
+}
+
+fn generate_p256() -> Result<GeneratedKeyPair, KeyError> {
+    let failed = |what: &str| KeyError::Invalid(format!("P-256 key generation failed: {what}"));
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| failed("generate"))?;
+    let private = pair.to_pkcs8v1().map_err(|_| failed("encode private key"))?;
+    let public = pair.public_key().as_der().map_err(|_| failed("encode public key"))?;
+    Ok(GeneratedKeyPair {
+        private_pem: pem::encode(&pem::Pem::new("PRIVATE KEY", private.as_ref().to_vec())),
+        public_pem: pem::encode(&pem::Pem::new("PUBLIC KEY", public.as_ref().to_vec())),
+        fingerprint: fingerprint(public.as_ref()),
+    })
 }
 
 pub fn generate_rsa_2048() -> Result<GeneratedKeyPair, KeyError> {

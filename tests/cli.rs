@@ -36,6 +36,14 @@ fn keygen_writes_an_rsa_2048_pair_prints_it_and_refuses_to_overwrite() {
     }
     let again = Command::new(BIN).args(["keygen", "--out"]).arg(dir.path()).output().unwrap();
     assert_eq!(again.status.code(), Some(1), "an existing key is never overwritten");
+
+    let es = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN).args(["keygen", "--algorithm", "es256", "--out"]).arg(es.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pem = std::fs::read(es.path().join("callback_private.pem")).unwrap();
+    let key = cosigner_guard::keys::HandlerKey::from_pem_for(&pem, cosigner_guard::keys::SigningAlgorithm::Es256)
+        .expect("a usable P-256 key");
+    assert!(String::from_utf8(out.stdout).unwrap().contains(key.fingerprint()));
 }
 
 #[test]
@@ -75,6 +83,11 @@ fn a_bad_configuration_stops_start_up_with_a_message_naming_the_fault() {
                 c
             }),
             "protocol.cosigner_keys.backup",
+        ),
+        (
+            "ES256 with an RSA key",
+            Box::new(|_, c| c.replace("[protocol]", "[protocol]\nsigning_algorithm = \"ES256\"")),
+            "protocol.signing_key",
         ),
         ("a missing Co-signer key file", Box::new(|_, c| c.replace("keys/primary.pem", "keys/nope.pem")), "nope.pem"),
         (

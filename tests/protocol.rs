@@ -303,3 +303,30 @@ async fn an_oversized_body_gets_413_without_being_read() {
         assert!(text.contains("body_too_large"), "{name}: {text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_can_be_signed_es256_with_a_p256_key() {
+    let pair = cosigner_guard::keys::generate(cosigner_guard::keys::SigningAlgorithm::Es256).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Spec::both(r#"decision := {"action": "REJECT", "reason": "es"}"#).write(dir.path());
+    std::fs::write(dir.path().join("keys/handler.pem"), &pair.private_pem).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "signing_key = \"keys/handler.pem\"",
+        "signing_key = \"keys/handler.pem\"\nsigning_algorithm = \"ES256\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = common::spawn_config(&config, dir).await;
+    let (status, body) =
+        server.post("/v2/tx_sign_request", sign(&payload("eth_transfer.json"), &keys().primary.private_pem)).await;
+    assert_eq!(status, StatusCode::OK);
+    let token = std::str::from_utf8(&body).unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.alg, Algorithm::ES256);
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    let key = jsonwebtoken::DecodingKey::from_ec_pem(pair.public_pem.as_bytes()).unwrap();
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation).expect("the ES256 answer verifies").claims;
+    assert_eq!(claims["action"], "REJECT");
+    assert_eq!(claims["rejectionReason"], "es");
+}

@@ -28,7 +28,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve the Co-signer callback endpoints.
     Serve(ServeArgs),
-    /// Write an RSA-2048 handler key pair (PEM) and print the public key for the Co-signer.
+    /// Write a handler key pair (PEM; RSA-2048 unless --algorithm es256) and print the public key for the Co-signer.
     Keygen(KeygenArgs),
     /// Run the policy set's Rego unit tests and fixture cases (`*_test.yaml`).
     Test(policy_tools::TestArgs),
@@ -53,6 +53,10 @@ pub struct KeygenArgs {
     /// Directory to write callback_private.pem and callback_public.pem into.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// RS256 (RSA-2048, every Co-signer) or ES256 (P-256, recent SGX Co-signers;
+    /// set protocol.signing_algorithm = "ES256").
+    #[arg(long, value_enum, default_value = "rs256")]
+    pub algorithm: keys::SigningAlgorithm,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -61,7 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args, cli.log_format).map(|()| ExitCode::SUCCESS),
         Command::Keygen(args) => {
             crate::telemetry::init(format, None);
-            keygen(&args.out).map(|()| ExitCode::SUCCESS)
+            keygen(&args.out, args.algorithm).map(|()| ExitCode::SUCCESS)
         }
         // The policy tools print results; only warnings and errors go to the log.
         Command::Test(args) => {
@@ -104,8 +108,8 @@ fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     })
 }
 
-fn keygen(out: &Path) -> anyhow::Result<()> {
-    let pair = keys::generate_rsa_2048()?;
+fn keygen(out: &Path, algorithm: keys::SigningAlgorithm) -> anyhow::Result<()> {
+    let pair = keys::generate(algorithm)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let private = out.join("callback_private.pem");
     let public = out.join("callback_public.pem");

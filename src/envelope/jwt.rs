@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
 use super::{Answer, EnvelopeError, Opened, SealError, Sealed};
-use crate::keys::{CosignerKeyring, HandlerKey};
+use crate::keys::{CosignerKeyring, HandlerKey, SigningAlgorithm};
 
 /// Clock skew tolerated on `exp` and `nbf`, when a token carries them.
 const LEEWAY_SECS: i64 = 60;
@@ -43,15 +43,19 @@ pub fn verify_request(body: &[u8], keyring: &CosignerKeyring) -> Result<Opened, 
     Ok(Opened { payload, cosigner_key: Some(key.name.clone()) })
 }
 
-/// `{"typ":"JWT","alg":"RS256"}`, base64url: the same for every answer.
+/// `{"typ":"JWT","alg":"RS256"}` and `{"typ":"JWT","alg":"ES256"}`, base64url: the same for every answer.
 const RS256_HEADER: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9";
+const ES256_HEADER: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJFUzI1NiJ9";
 
 pub fn sign_answer(answer: &Answer<'_>, key: &HandlerKey) -> Result<Sealed, SealError> {
     let mut token = String::with_capacity(512);
-    token.push_str(RS256_HEADER);
+    token.push_str(match key.algorithm() {
+        SigningAlgorithm::Rs256 => RS256_HEADER,
+        SigningAlgorithm::Es256 => ES256_HEADER,
+    });
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(answer)?, &mut token);
-    let signature = key.sign_rs256(token.as_bytes()).map_err(|e| SealError::Signing(e.to_string()))?;
+    let signature = key.sign(token.as_bytes()).map_err(|e| SealError::Signing(e.to_string()))?;
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(signature, &mut token);
     Ok(Sealed { content_type: "application/jwt", body: token.into_bytes() })
@@ -118,8 +122,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_constant_header_is_typ_jwt_alg_rs256() {
-        let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(RS256_HEADER).unwrap()).unwrap();
-        assert_eq!(header, serde_json::json!({"typ": "JWT", "alg": "RS256"}));
+    fn the_constant_headers_say_typ_jwt_and_their_algorithm() {
+        for (header, alg) in [(RS256_HEADER, "RS256"), (ES256_HEADER, "ES256")] {
+            let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+            assert_eq!(header, serde_json::json!({"typ": "JWT", "alg": alg}));
+        }
     }
 }

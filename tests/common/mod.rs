@@ -188,7 +188,12 @@ pub async fn spawn(spec: Spec) -> TestServer {
 /// As [`spawn`], in a directory the caller may have prepared.
 pub async fn spawn_in(spec: Spec, dir: tempfile::TempDir) -> TestServer {
     let config = spec.write(dir.path());
-    let settings = Settings::load(&config).expect("config loads");
+    spawn_config(&config, dir).await
+}
+
+/// Starts the real server on a config file already written in `dir`.
+pub async fn spawn_config(config: &Path, dir: tempfile::TempDir) -> TestServer {
+    let settings = Settings::load(config).expect("config loads");
     let server = Server::bind(settings).await.expect("server binds");
     let port = server.local_addr().expect("addr").port();
     let admin = server.admin_addr().expect("admin listener");
