@@ -152,7 +152,7 @@ impl Callback {
         let request_id = request.request_id.clone();
         let tx_id = request.tx_id().map(str::to_owned);
         let signer_id = request.signer_id().map(str::to_owned);
-        let seen = self.request_ids.remember(&request_id, &request.payload);
+        let seen = self.request_ids.remember(&request_id, kind, &request.payload);
         let evaluated = self.pipeline.evaluate(request, &context, deadline).await;
         self.metrics.evaluated(evaluated.eval_seconds);
         let mut decision = evaluated.decision;
