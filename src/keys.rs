@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaKeyPair,
@@ -95,12 +95,7 @@ impl HandlerKey {
                 "the handler key must be RSA-{HANDLER_KEY_BITS}, this one has {bits} bits"
             )));
         }
-        let public_spki_der = pair
-            .public_key()
-            .as_der()
-            .map_err(|_| KeyError::Invalid("cannot encode its public key".into()))?
-            .as_ref()
-            .to_vec();
+        let public_spki_der = spki_der(pair.public_key())?;
         Ok(Self { signer: Signer::Rs256(pair), fingerprint: fingerprint(&public_spki_der), public_spki_der })
     }
 
@@ -112,12 +107,7 @@ impl HandlerKey {
         };
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_pkcs8_der())
             .map_err(|e| KeyError::Invalid(format!("not a P-256 private key, as ES256 needs ({e})")))?;
-        let public_spki_der = pair
-            .public_key()
-            .as_der()
-            .map_err(|_| KeyError::Invalid("cannot encode its public key".into()))?
-            .as_ref()
-            .to_vec();
+        let public_spki_der = spki_der(pair.public_key())?;
         Ok(Self { signer: Signer::Es256(pair), fingerprint: fingerprint(&public_spki_der), public_spki_der })
     }
 
@@ -256,6 +246,12 @@ pub fn generate_rsa_2048() -> Result<GeneratedKeyPair, KeyError> {
         public_pem: pem::encode(&pem::Pem::new("PUBLIC KEY", public.as_ref().to_vec())),
         fingerprint: fingerprint(public.as_ref()),
     })
+}
+
+/// The DER SubjectPublicKeyInfo of a key pair's public half.
+fn spki_der(public: &impl AsDer<PublicKeyX509Der<'static>>) -> Result<Vec<u8>, KeyError> {
+    let der = public.as_der().map_err(|_| KeyError::Invalid("cannot encode its public key".into()))?;
+    Ok(der.as_ref().to_vec())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
