@@ -133,7 +133,7 @@ fn whole_pipeline_jwt(bencher: Bencher, kind: usize) {
         let input = input_document(request.kind, request.payload, &context);
         let value =
             f.snapshot.evaluate(request_kind, regorus::Value::deserialize(&input).expect("input")).0.expect("ok");
-        let decision = Decision::from_policy_output(serde_json::to_value(&value).expect("json")).expect("decision");
+        let decision = Decision::from_policy_output(&serde_json::to_value(&value).expect("json")).expect("decision");
         envelope::seal(Mode::Jwt, &Answer::new(&request_id, &decision), Some(&f.handler)).expect("signed")
     });
 }

@@ -35,6 +35,14 @@ pub enum ConfigError {
     Key { key: String, message: String },
 }
 
+/// `reload.timeout_ms`: the budget for reading and compiling a policy set.
+fn load_timeout(raw: &RawReload) -> Result<Duration, ConfigError> {
+    match raw.timeout_ms.unwrap_or(DEFAULT_RELOAD_TIMEOUT_MS) {
+        0 => Err(key_error("reload.timeout_ms", "must be greater than 0")),
+        ms => Ok(Duration::from_millis(ms)),
+    }
+}
+
 fn key_error(key: impl Into<String>, message: impl std::fmt::Display) -> ConfigError {
     ConfigError::Key { key: key.into(), message: message.to_string() }
 }
@@ -242,17 +250,12 @@ impl Settings {
     pub fn load_policy(path: &Path) -> Result<PolicySettings, ConfigError> {
         let raw = read_raw(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let reload_timeout_ms = raw.reload.timeout_ms.unwrap_or(DEFAULT_RELOAD_TIMEOUT_MS);
-        resolve_policy(raw.policy, &|p: &Path| base.join(p), Duration::from_millis(reload_timeout_ms.max(1)))
+        resolve_policy(raw.policy, &|p: &Path| base.join(p), load_timeout(&raw.reload)?)
     }
 
     fn resolve(raw: RawConfig, base: &Path) -> Result<Self, ConfigError> {
         let at = |p: &Path| base.join(p);
         let mut warnings = Vec::new();
-        let reload_timeout_ms = raw.reload.timeout_ms.unwrap_or(DEFAULT_RELOAD_TIMEOUT_MS);
-        if reload_timeout_ms == 0 {
-            return Err(key_error("reload.timeout_ms", "must be greater than 0"));
-        }
         let debounce_ms = raw.reload.debounce_ms.unwrap_or(DEFAULT_DEBOUNCE_MS);
         if debounce_ms == 0 || debounce_ms > 10_000 {
             return Err(key_error("reload.debounce_ms", "must be between 1 and 10000"));
@@ -267,7 +270,7 @@ impl Settings {
         Ok(Self {
             server: resolve_server(raw.server, &at, &mut warnings)?,
             protocol: resolve_protocol(raw.protocol, &at, &mut warnings)?,
-            policy: resolve_policy(raw.policy, &at, Duration::from_millis(reload_timeout_ms))?,
+            policy: resolve_policy(raw.policy, &at, load_timeout(&raw.reload)?)?,
             decision_log: resolve_decision_log(raw.decision_log, &at)?,
             log: LogSettings { format: raw.log.format, level: raw.log.level },
             warnings,

@@ -129,8 +129,8 @@ impl Decision {
     }
 
     /// Parses the policy's output; never trusts the map it returns.
-    pub fn from_policy_output(value: serde_json::Value) -> Result<Self, serde_json::Error> {
-        let PolicyDecision { action, reason } = serde_json::from_value(value)?;
+    pub fn from_policy_output(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        let PolicyDecision { action, reason } = PolicyDecision::deserialize(value)?;
         Ok(Self { action, reason, source: Source::Policy })
     }
 
@@ -162,7 +162,7 @@ mod tests {
             (json!({}), false, "empty object"),
         ];
         for (value, ok, msg) in cases {
-            assert_eq!(Decision::from_policy_output(value).is_ok(), ok, "{msg}");
+            assert_eq!(Decision::from_policy_output(&value).is_ok(), ok, "{msg}");
         }
     }
 

@@ -195,16 +195,15 @@ impl Writer {
         }
     }
 
-    /// Writes, flushes and (durable) syncs one batch; a failed output is reopened next time.
+    /// Writes, flushes and (durable) syncs one batch.
     fn write_batch(&mut self, lines: &[Vec<u8>]) -> std::io::Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
-        let out = match self.out.take() {
+        let mut out = match self.out.take() {
             Some(out) => out,
             None => self.open_output()?,
         };
-        let mut out = out;
         let result = (|| match &mut out {
             Output::Stdout(stdout) => {
                 let mut lock = stdout.lock();
@@ -225,13 +224,10 @@ impl Writer {
                 Ok(())
             }
         })();
-        match result {
-            Ok(()) => {
-                self.out = Some(out);
-                self.rotate_if_full()
-            }
-            Err(e) => Err(e),
-        }
+        // On an error the output is dropped, and reopened with the next batch.
+        result?;
+        self.out = Some(out);
+        self.rotate_if_full()
     }
 
     fn rotate_if_full(&mut self) -> std::io::Result<()> {

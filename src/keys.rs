@@ -1,4 +1,5 @@
-//! RSA key material: the handler's signing key, the Co-signers' verifying keys, fingerprints, key generation.
+//! Key material: the handler's signing key (RSA-2048 or P-256), the Co-signers' RSA verifying keys,
+//! fingerprints, key generation.
 //!
 //! Keys are parsed and checked once, at start-up. Private key bytes never appear in `Debug` output.
 
@@ -209,11 +210,22 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A freshly generated RSA-2048 key pair, both halves in PEM.
+/// A freshly generated key pair, both halves in PEM.
 pub struct GeneratedKeyPair {
     pub private_pem: String,
     pub public_pem: String,
     pub fingerprint: String,
+}
+
+impl GeneratedKeyPair {
+    /// From a PKCS#8 private key and a SubjectPublicKeyInfo public key, both DER.
+    fn from_der(private_pkcs8: &[u8], public_spki: &[u8]) -> Self {
+        Self {
+            private_pem: pem::encode(&pem::Pem::new("PRIVATE KEY", private_pkcs8.to_vec())),
+            public_pem: pem::encode(&pem::Pem::new("PUBLIC KEY", public_spki.to_vec())),
+            fingerprint: fingerprint(public_spki),
+        }
+    }
 }
 
 /// A freshly generated key pair for `algorithm`.
@@ -229,11 +241,7 @@ fn generate_p256() -> Result<GeneratedKeyPair, KeyError> {
     let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| failed("generate"))?;
     let private = pair.to_pkcs8v1().map_err(|_| failed("encode private key"))?;
     let public = pair.public_key().as_der().map_err(|_| failed("encode public key"))?;
-    Ok(GeneratedKeyPair {
-        private_pem: pem::encode(&pem::Pem::new("PRIVATE KEY", private.as_ref().to_vec())),
-        public_pem: pem::encode(&pem::Pem::new("PUBLIC KEY", public.as_ref().to_vec())),
-        fingerprint: fingerprint(public.as_ref()),
-    })
+    Ok(GeneratedKeyPair::from_der(private.as_ref(), public.as_ref()))
 }
 
 pub fn generate_rsa_2048() -> Result<GeneratedKeyPair, KeyError> {
@@ -241,11 +249,7 @@ pub fn generate_rsa_2048() -> Result<GeneratedKeyPair, KeyError> {
     let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| failed("generate"))?;
     let private = pair.as_der().map_err(|_| failed("encode private key"))?;
     let public = pair.public_key().as_der().map_err(|_| failed("encode public key"))?;
-    Ok(GeneratedKeyPair {
-        private_pem: pem::encode(&pem::Pem::new("PRIVATE KEY", private.as_ref().to_vec())),
-        public_pem: pem::encode(&pem::Pem::new("PUBLIC KEY", public.as_ref().to_vec())),
-        fingerprint: fingerprint(public.as_ref()),
-    })
+    Ok(GeneratedKeyPair::from_der(private.as_ref(), public.as_ref()))
 }
 
 /// The DER SubjectPublicKeyInfo of a key pair's public half.

@@ -109,7 +109,7 @@ impl Evaluator {
         };
         let parsed = serde_json::to_value(&value)
             .map_err(|e| e.to_string())
-            .and_then(|json| Decision::from_policy_output(json.clone()).map_err(|e| format!("{e} in {json}")));
+            .and_then(|json| Decision::from_policy_output(&json).map_err(|e| format!("{e} in {json}")));
         parsed.unwrap_or_else(|e| {
             tracing::error!(error = %e, "policy returned an invalid decision");
             self.fallback(FailureClass::InvalidDecision)
