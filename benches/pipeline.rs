@@ -19,6 +19,10 @@ use divan::{Bencher, black_box};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Deserialize;
 
+// The server's allocator, so the stages cost here what they cost there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     divan::main();
 }
@@ -52,6 +56,7 @@ fn fixture() -> &'static Fixture {
             eval_timeout: Duration::from_secs(5),
             load_timeout: Duration::from_secs(10),
             coverage: false,
+            with_tests: false,
         };
         Fixture {
             keyring: CosignerKeyring::new(vec![

@@ -414,6 +414,7 @@ fn resolve_policy(
             eval_timeout: Duration::from_millis(timeout_ms),
             load_timeout,
             coverage: false,
+            with_tests: false,
         },
         on_error: raw.on_error,
         on_timeout: raw.on_timeout.unwrap_or(raw.on_error),

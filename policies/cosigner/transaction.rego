@@ -9,11 +9,10 @@ import rego.v1
 
 tx := input.request
 
-decision := {"action": "APPROVE"} if count(violations) == 0
-
-decision := {"action": "REJECT", "reason": concat("; ", sort([v | some v in violations]))} if {
-	count(violations) > 0
-}
+# `else` gives exactly one decision, and an approval evaluates one body.
+decision := {"action": "APPROVE"} if {
+	count(violations) == 0
+} else := {"action": "REJECT", "reason": concat("; ", sort(violations))}
 
 violations contains msg if {
 	not tx.operation in treasury.allowed_operations

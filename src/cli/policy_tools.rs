@@ -37,11 +37,12 @@ impl PolicySets {
             eval_timeout: Duration::from_millis(DEFAULT_EVAL_TIMEOUT_MS),
             load_timeout: Duration::from_millis(DEFAULT_RELOAD_TIMEOUT_MS),
             coverage: false,
+            with_tests: true,
         };
         let mut dirs = self.paths.clone();
         if let Some(config) = &self.config {
             let policy = Settings::load_policy(config)?;
-            options = policy.compile;
+            options = CompileOptions { with_tests: true, ..policy.compile };
             if dirs.is_empty() {
                 dirs.push(policy.dir);
             }

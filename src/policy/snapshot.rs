@@ -113,7 +113,10 @@ struct Coverage {
 /// One loaded, compiled policy set. Cloning its engine is cheap; the snapshot itself never changes
 /// (but for the coverage it gathers when compiled for the test runner).
 pub struct PolicySnapshot {
+    /// The set without its test modules: what decides requests.
     engine: Engine,
+    /// The whole set, test modules included, when compiled `with_tests` and it has any.
+    with_tests: Option<Engine>,
     entrypoints: Entrypoints,
     rules: Vec<RuleInfo>,
     coverage: Option<Coverage>,
@@ -159,6 +162,9 @@ pub struct CompileOptions {
     pub load_timeout: Duration,
     /// Gather line coverage over every evaluation (the test runner's `--coverage`).
     pub coverage: bool,
+    /// Also compile the test modules (`*_test.rego`), for running tests. Requests are always
+    /// decided without them: each loaded module costs every evaluation time.
+    pub with_tests: bool,
 }
 
 impl PolicySnapshot {
@@ -179,31 +185,34 @@ impl PolicySnapshot {
     }
 
     fn compile_here(source: PolicySource, options: &CompileOptions) -> Result<Self, LoadError> {
-        let mut engine = Engine::new();
-        super::builtins::register(&mut engine).map_err(|e| LoadError::Compile(e.to_string()))?;
         let file_count = source.files.len();
         let texts: Vec<(String, String)> = if options.coverage {
             source.policies().map(|(path, text)| (path.display().to_string(), text.to_string())).collect()
         } else {
             Vec::new()
         };
+        let mut modules = Vec::new();
+        let mut data = Vec::new();
         for (rel, text) in source.files {
             let path = source.dir.join(&rel);
             match role(&rel) {
-                Some(FileRole::Policy) => {
-                    engine
-                        .add_policy(path.display().to_string(), text)
-                        .map_err(|e| LoadError::Policy { path, message: e.to_string() })?;
-                }
+                Some(FileRole::Policy) => modules.push((path, text)),
                 Some(FileRole::Data) => {
-                    let data =
+                    let value =
                         parse_data(&rel, &text).map_err(|message| LoadError::Data { path: path.clone(), message })?;
-                    engine.add_data(data).map_err(|e| LoadError::Data { path, message: e.to_string() })?;
+                    data.push((path, value));
                 }
                 None => {}
             }
         }
-        let rules = analysis::rules(&mut engine);
+        let has_tests = modules.iter().any(|(path, _)| is_test_module(path));
+        let serving = modules.iter().filter(|(path, _)| !is_test_module(path));
+        let mut engine = build_engine(serving, &data, options)?;
+        let mut with_tests = match options.with_tests && has_tests {
+            true => Some(build_engine(modules.iter(), &data, options)?),
+            false => None,
+        };
+        let rules = analysis::rules(with_tests.as_mut().unwrap_or(&mut engine));
         let recursive = analysis::recursive_functions(&rules);
         if !recursive.is_empty() {
             let found: Vec<String> = recursive
@@ -215,17 +224,12 @@ impl PolicySnapshot {
                 found.join("; ")
             )));
         }
-        engine.set_execution_timer_config(ExecutionTimerConfig {
-            limit: options.eval_timeout,
-            check_interval: std::num::NonZeroU32::MIN.saturating_add(15),
-        });
-        engine.set_gather_prints(true);
-        prepare(&mut engine, &options.entrypoints)?;
-        if options.coverage {
-            engine.set_enable_coverage(true);
+        for engine in std::iter::once(&mut engine).chain(with_tests.as_mut()) {
+            prepare(engine, options)?;
         }
         Ok(Self {
             engine,
+            with_tests,
             entrypoints: options.entrypoints.clone(),
             rules,
             coverage: options.coverage.then(|| Coverage { gathered: Mutex::new(Report::default()), files: texts }),
@@ -238,13 +242,18 @@ impl PolicySnapshot {
     /// Evaluates the entrypoint for `kind` on `input`. Returns the raw value and the policy's prints.
     /// Runs on an evaluation thread; see [`crate::policy::Evaluator`].
     pub fn evaluate(&self, kind: RequestKind, input: Value) -> (anyhow::Result<Value>, Vec<String>) {
-        self.eval_rule(self.entrypoints.for_kind(kind), Some(input))
+        self.eval_in(&self.engine, self.entrypoints.for_kind(kind), Some(input))
     }
 
-    /// Evaluates any rule (a unit test, a rule shown by `eval --explain`), with or without input.
-    /// Must run on a large-stack thread, as [`PolicySnapshot::evaluate`].
+    /// Evaluates any rule (a unit test, a rule shown by `eval --explain`), with or without input,
+    /// test modules included if compiled `with_tests`. Must run on a large-stack thread, as
+    /// [`PolicySnapshot::evaluate`].
     pub fn eval_rule(&self, path: &str, input: Option<Value>) -> (anyhow::Result<Value>, Vec<String>) {
-        let mut engine = self.engine.clone();
+        self.eval_in(self.with_tests.as_ref().unwrap_or(&self.engine), path, input)
+    }
+
+    fn eval_in(&self, engine: &Engine, path: &str, input: Option<Value>) -> (anyhow::Result<Value>, Vec<String>) {
+        let mut engine = engine.clone();
         engine.set_input(input.unwrap_or(Value::Undefined));
         let result = engine.eval_rule(path.to_string());
         let prints = engine.take_prints().unwrap_or_default();
@@ -322,12 +331,42 @@ pub(super) fn bounded<T: Send + 'static>(
     rx.recv_timeout(limit).unwrap_or(Err(LoadError::TimedOut(limit)))
 }
 
+/// `*_test.rego`: OPA's convention for a module of unit tests.
+fn is_test_module(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with("_test.rego"))
+}
+
+/// An engine with our builtins, the given modules and the set's data.
+fn build_engine<'a>(
+    modules: impl Iterator<Item = &'a (PathBuf, String)>,
+    data: &[(PathBuf, Value)],
+    options: &CompileOptions,
+) -> Result<Engine, LoadError> {
+    let mut engine = Engine::new();
+    super::builtins::register(&mut engine).map_err(|e| LoadError::Compile(e.to_string()))?;
+    for (path, text) in modules {
+        engine
+            .add_policy(path.display().to_string(), text.clone())
+            .map_err(|e| LoadError::Policy { path: path.clone(), message: e.to_string() })?;
+    }
+    for (path, value) in data {
+        engine.add_data(value.clone()).map_err(|e| LoadError::Data { path: path.clone(), message: e.to_string() })?;
+    }
+    engine.set_execution_timer_config(ExecutionTimerConfig {
+        limit: options.eval_timeout,
+        check_interval: std::num::NonZeroU32::MIN.saturating_add(15),
+    });
+    engine.set_gather_prints(true);
+    Ok(engine)
+}
+
 /// Compiles the set once (the first evaluation runs regorus's analysis), then checks that each
 /// entrypoint names a rule. Only a missing rule counts against the entrypoints: a policy may
 /// legitimately fail on the empty input used here.
-fn prepare(engine: &mut Engine, entrypoints: &Entrypoints) -> Result<(), LoadError> {
+fn prepare(engine: &mut Engine, options: &CompileOptions) -> Result<(), LoadError> {
     engine.set_input(Value::new_object());
     engine.eval_query("true".into(), false).map_err(|e| LoadError::Compile(e.to_string()))?;
+    let entrypoints = &options.entrypoints;
     for entrypoint in [&entrypoints.transaction, &entrypoints.config_change] {
         if let Err(e) = engine.eval_rule(entrypoint.clone()) {
             if e.to_string().contains("not a valid rule path") {
@@ -337,6 +376,9 @@ fn prepare(engine: &mut Engine, entrypoints: &Entrypoints) -> Result<(), LoadErr
         }
     }
     let _ = engine.take_prints();
+    if options.coverage {
+        engine.set_enable_coverage(true);
+    }
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use crate::decision_log::DecisionLog;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::policy::watch::{self, Watch, WatchedPath};
-use crate::policy::{Evaluator, PolicyStore};
+use crate::policy::{CompileOptions, Evaluator, PolicyStore};
 use crate::replay::RequestIdMemory;
 use admin::{Admin, AdminState};
 use listener::Connections;
@@ -55,7 +55,8 @@ impl Server {
             None => None,
         };
 
-        let (dir, options, gated) = (policy.dir.clone(), policy.compile.clone(), reload.require_tests);
+        let gated = reload.require_tests;
+        let (dir, options) = (policy.dir.clone(), CompileOptions { with_tests: gated, ..policy.compile.clone() });
         let store = tokio::task::spawn_blocking(move || {
             let store = PolicyStore::open(&dir, options)?;
             if gated { store.with_gate(Box::new(crate::testing::require_passing_tests)) } else { Ok(store) }

@@ -59,7 +59,7 @@ pub struct SetupError(pub String);
 
 /// Runs every test of the policy set in `dir`.
 pub async fn run(dir: &Path, options: &CompileOptions, run: &RunOptions) -> Result<RunReport, SetupError> {
-    let compile = CompileOptions { coverage: run.coverage, ..options.clone() };
+    let compile = CompileOptions { coverage: run.coverage, with_tests: true, ..options.clone() };
     let (store_dir, store_options) = (dir.to_path_buf(), compile.clone());
     let store = tokio::task::spawn_blocking(move || PolicyStore::open(&store_dir, store_options))
         .await
