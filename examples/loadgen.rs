@@ -219,12 +219,14 @@ fn write_setup(dir: &Path, root: &Path, es256: bool) -> anyhow::Result<(String, 
     let algorithm = if es256 { SigningAlgorithm::Es256 } else { SigningAlgorithm::Rs256 };
     let handler = generate(algorithm)?;
     let cosigner = generate_rsa_2048()?;
-    std::fs::write(dir.join("cert.pem"), tls.cert.pem())?;
-    std::fs::write(dir.join("key.pem"), tls.signing_key.serialize_pem())?;
+    // The TLS files apart from the decision log: their directory is watched for changes.
+    std::fs::create_dir(dir.join("tls"))?;
+    std::fs::write(dir.join("tls/cert.pem"), tls.cert.pem())?;
+    std::fs::write(dir.join("tls/key.pem"), tls.signing_key.serialize_pem())?;
     std::fs::write(dir.join("handler.pem"), &handler.private_pem)?;
     std::fs::write(dir.join("cosigner.pem"), &cosigner.public_pem)?;
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"\n\
          [protocol]\nmodes = [\"jwt\", \"json\"]\nsigning_key = \"handler.pem\"\nsigning_algorithm = \"{}\"\n\
          [protocol.cosigner_keys]\nbench = \"cosigner.pem\"\n\
          [policy]\ndir = {:?}\n[admin]\nenabled = false\n\

@@ -277,3 +277,18 @@ async fn key_material_can_come_from_the_environment_and_exposed_key_files_are_wa
     child.signal("-TERM");
     child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_log_in_a_watched_directory_is_warned_about() {
+    let warned = |log: &[String]| log.iter().any(|l| l.contains("decision log is in a directory watched"));
+    for (path, expect_warning) in [("decisions.jsonl", true), ("tls/decisions.jsonl", true), ("logs/d.jsonl", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        // The policies live in `policies/`, so the test directory itself is watched (as their parent).
+        let config = approve_all().decision_log(&format!("sink = \"file\"\npath = {path:?}")).write(dir.path());
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        let (mut child, _, log) = start_with_log(&config, &[]);
+        assert_eq!(warned(&log), expect_warning, "{path}: {log:?}");
+        child.signal("-TERM");
+        child.wait();
+    }
+}

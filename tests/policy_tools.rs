@@ -273,6 +273,25 @@ async fn require_tests_keeps_a_set_with_failing_tests_from_going_live() {
     assert_eq!(answer["rejectionReason"], "v1", "the set with a failing test never went live");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn test_modules_run_in_the_suite_but_take_no_part_in_decisions() {
+    let rule = r#"default decision := {"action": "APPROVE"}
+decision := {"action": "REJECT", "reason": "a test module took part"} if data.cosigner.transaction.planted"#;
+    let planted =
+        "package cosigner.transaction\nimport rego.v1\nplanted := true\ntest_planted_is_visible_to_tests if planted\n";
+    for require_tests in [false, true] {
+        let mut spec = Spec::new(rule, r#"decision := {"action": "IGNORE"}"#);
+        spec.policies.push(("tx_test.rego", planted.to_string()));
+        let spec = spec.extra(&format!("[reload]\nrequire_tests = {require_tests}"));
+        let server = spawn(spec).await;
+        let answer = decide(&server, "json", "tx_sign_request", &common::payload("eth_transfer.json")).await;
+        assert_eq!(answer["action"], "APPROVE", "require_tests = {require_tests}: {answer}");
+        let (code, out, err) = run(&["test", "policies"], &server.policy_dir().join(".."));
+        assert_eq!(code, Some(0), "the suite sees the test module: {out}{err}");
+        assert!(out.contains("test_planted_is_visible_to_tests"), "{out}");
+    }
+}
+
 #[test]
 fn a_fixture_can_hold_a_signed_request_verified_with_its_key() {
     let dir = tempfile::tempdir().unwrap();

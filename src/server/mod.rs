@@ -7,7 +7,7 @@ pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Settings;
-use crate::decision_log::DecisionLog;
+use crate::decision_log::{DecisionLog, Sink};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::policy::watch::{self, Watch, WatchedPath};
@@ -105,6 +105,15 @@ impl Server {
         if let (true, Some(certs)) = (reload.watch, &server.tls) {
             watches.push(watch_certificates(certs, reload.debounce)?);
         }
+        if let (true, Sink::File { path, .. }) = (reload.watch, &decision_log.sink)
+            && let Some(dir) = watched_log_dir(path, store.dir(), server.tls.as_deref())
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the decision log is in a directory watched for policy or TLS changes: every record wakes the \
+                 watcher; move decision_log.path elsewhere"
+            );
+        }
         state.loaded(pipeline, log.clone());
         let connections = Connections {
             max: server.max_connections,
@@ -178,6 +187,17 @@ fn watch_policies(
         },
     )
     .with_context(|| format!("cannot watch {}", dir.display()))
+}
+
+/// The directory of the decision log file, if the policy or TLS watchers watch it.
+fn watched_log_dir(log: &Path, policy_dir: &Path, certs: Option<&CertificateStore>) -> Option<PathBuf> {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let dir = absolute(log.parent()?);
+    let policy_dir = absolute(policy_dir);
+    let cert_dirs: Vec<PathBuf> =
+        certs.map_or(Vec::new(), |c| c.paths().into_iter().filter_map(|p| p.parent()).map(absolute).collect());
+    let watched = dir.starts_with(&policy_dir) || policy_dir.parent() == Some(&dir) || cert_dirs.contains(&dir);
+    watched.then_some(dir)
 }
 
 /// Reloads the TLS pair after changes in the directories holding it (renames and symlink swaps).
