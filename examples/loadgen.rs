@@ -5,7 +5,8 @@
 //!
 //!     cargo build --release && cargo run --release --example loadgen -- --mode jwt
 //!
-//! `--rate R` runs open-loop at R requests/s (latency counted from each request's scheduled time);
+//! `--rate R` runs open-loop at R requests/s (a request its connection could not send on time counts
+//! from its scheduled time);
 //! without it, closed-loop at maximum. `--half` measures the maximum, then runs open-loop at half.
 
 use std::path::{Path, PathBuf};
@@ -147,10 +148,18 @@ async fn run(
             // Spread the connections' first sends over one interval.
             let mut scheduled = start + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / connections as f64));
             while start.elapsed() < duration {
-                if interval.is_some() {
-                    tokio::time::sleep_until(scheduled.into()).await;
-                }
-                let sent = if interval.is_some() { scheduled } else { Instant::now() };
+                // Open loop: a request that is due while its connection still waits for the previous
+                // answer counts from when it was due (the server's backlog is its latency); one that
+                // waits for its time counts from when it is sent, because the timer wakes up to 1 ms
+                // late and that slack is the client's, not the server's.
+                let sent = match interval {
+                    Some(_) if Instant::now() >= scheduled => scheduled,
+                    Some(_) => {
+                        tokio::time::sleep_until(scheduled.into()).await;
+                        Instant::now()
+                    }
+                    None => Instant::now(),
+                };
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize % bodies.len();
                 match connection.post(&path, bodies[i].clone()).await {
                     Ok((status, _)) if status.is_success() => latencies.push(sent.elapsed()),
