@@ -6,7 +6,7 @@
 //!   from the JSON body to the decision (decode, input document, evaluation; signing is constant).
 //!
 //!     cargo bench --bench scaling
-#![allow(clippy::expect_used)]
+#![allow(clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::sync::Arc;
