@@ -208,10 +208,8 @@ impl PolicySnapshot {
         let has_tests = modules.iter().any(|(path, _)| is_test_module(path));
         let serving = modules.iter().filter(|(path, _)| !is_test_module(path));
         let mut engine = build_engine(serving, &data, options)?;
-        let mut with_tests = match options.with_tests && has_tests {
-            true => Some(build_engine(modules.iter(), &data, options)?),
-            false => None,
-        };
+        let mut with_tests =
+            if options.with_tests && has_tests { Some(build_engine(modules.iter(), &data, options)?) } else { None };
         let rules = analysis::rules(with_tests.as_mut().unwrap_or(&mut engine));
         let recursive = analysis::recursive_functions(&rules);
         if !recursive.is_empty() {
