@@ -85,12 +85,8 @@ fn policy_rules(bencher: Bencher, rules: usize) {
                 "violations contains \"rule {i}\" if {{\n\tinput.request.destAddress == \"0xblocked{i}\"\n}}\n"
             ));
         }
-        std::fs::create_dir_all(dir.join("cosigner")).expect("mkdir");
+        copy_starter(dir);
         std::fs::write(dir.join("cosigner/transaction.rego"), rego).expect("write");
-        std::fs::copy(root().join("policies/cosigner/config_change.rego"), dir.join("cosigner/config_change.rego"))
-            .expect("copy");
-        std::fs::create_dir_all(dir.join("treasury")).expect("mkdir");
-        std::fs::copy(root().join("policies/treasury/data.json"), dir.join("treasury/data.json")).expect("copy");
     });
     decide(bencher, &snapshot, eth_transfer(), "APPROVE");
 }

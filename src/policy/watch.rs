@@ -19,6 +19,15 @@ pub struct WatchedPath {
     pub recursive: bool,
 }
 
+impl WatchedPath {
+    /// Whether changes in directory `dir` reach this watch.
+    pub fn covers(&self, dir: &Path) -> bool {
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let (dir, path) = (absolute(dir), absolute(&self.path));
+        if self.recursive { dir.starts_with(&path) } else { dir == path }
+    }
+}
+
 /// Keeps a watch running; dropping it stops the watch.
 pub struct Watch {
     task: JoinHandle<()>,

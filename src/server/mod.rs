@@ -7,7 +7,7 @@ pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,20 +99,28 @@ impl Server {
         };
 
         // SIGHUP always reloads; file watching is optional.
-        let (policy_watch, trigger) = watch_policies(&store, reload.debounce, reload.watch)?;
-        watch::on_sighup(trigger);
-        let mut watches = vec![policy_watch];
-        if let (true, Some(certs)) = (reload.watch, &server.tls) {
-            watches.push(watch_certificates(certs, reload.debounce)?);
-        }
-        if let (true, Sink::File { path, .. }) = (reload.watch, &decision_log.sink)
-            && let Some(dir) = watched_log_dir(path, store.dir(), server.tls.as_deref())
+        let policy_paths = if reload.watch { policy_watch_paths(store.dir()) } else { Vec::new() };
+        let cert_paths = match (reload.watch, &server.tls) {
+            (true, Some(certs)) => certificate_watch_paths(certs),
+            _ => Vec::new(),
+        };
+        if let Sink::File { path, .. } = &decision_log.sink
+            && let Some(dir) = path.parent()
+            && policy_paths.iter().chain(&cert_paths).any(|watched| watched.covers(dir))
         {
             tracing::warn!(
                 dir = %dir.display(),
                 "the decision log is in a directory watched for policy or TLS changes: every record wakes the \
                  watcher; move decision_log.path elsewhere"
             );
+        }
+        let (policy_watch, trigger) = watch_policies(&store, policy_paths, reload.debounce)?;
+        watch::on_sighup(trigger);
+        let mut watches = vec![policy_watch];
+        if let Some(certs) = &server.tls
+            && !cert_paths.is_empty()
+        {
+            watches.push(watch_certificates(certs, cert_paths, reload.debounce)?);
         }
         state.loaded(pipeline, log.clone());
         let connections = Connections {
@@ -160,21 +168,22 @@ async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({key})"))
 }
 
-/// Reloads the policy set on a trigger: SIGHUP, and with `files`, changes under its directory or
-/// the directory itself being replaced (its parent is watched for that).
+/// The policy directory (changes under it) and its parent (the directory itself being replaced).
+fn policy_watch_paths(dir: &Path) -> Vec<WatchedPath> {
+    let mut paths = vec![WatchedPath { path: dir.to_path_buf(), recursive: true }];
+    if let Some(parent) = dir.parent().filter(|p| p.exists()) {
+        paths.push(WatchedPath { path: parent.to_path_buf(), recursive: false });
+    }
+    paths
+}
+
+/// Reloads the policy set on a trigger: SIGHUP, and changes in `paths` (none: SIGHUP only).
 fn watch_policies(
     store: &Arc<PolicyStore>,
+    paths: Vec<WatchedPath>,
     quiet: Duration,
-    files: bool,
 ) -> anyhow::Result<(Watch, tokio::sync::mpsc::Sender<()>)> {
     let dir = store.dir().to_path_buf();
-    let mut paths = Vec::new();
-    if files {
-        paths.push(WatchedPath { path: dir.clone(), recursive: true });
-        if let Some(parent) = dir.parent().filter(|p| p.exists()) {
-            paths.push(WatchedPath { path: parent.to_path_buf(), recursive: false });
-        }
-    }
     let store = Arc::clone(store);
     let watched = dir.clone();
     watch::watch(
@@ -189,19 +198,8 @@ fn watch_policies(
     .with_context(|| format!("cannot watch {}", dir.display()))
 }
 
-/// The directory of the decision log file, if the policy or TLS watchers watch it.
-fn watched_log_dir(log: &Path, policy_dir: &Path, certs: Option<&CertificateStore>) -> Option<PathBuf> {
-    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let dir = absolute(log.parent()?);
-    let policy_dir = absolute(policy_dir);
-    let cert_dirs: Vec<PathBuf> =
-        certs.map_or(Vec::new(), |c| c.paths().into_iter().filter_map(|p| p.parent()).map(absolute).collect());
-    let watched = dir.starts_with(&policy_dir) || policy_dir.parent() == Some(&dir) || cert_dirs.contains(&dir);
-    watched.then_some(dir)
-}
-
-/// Reloads the TLS pair after changes in the directories holding it (renames and symlink swaps).
-fn watch_certificates(certs: &Arc<CertificateStore>, quiet: Duration) -> anyhow::Result<Watch> {
+/// The directories holding the TLS pair (renames and symlink swaps happen there).
+fn certificate_watch_paths(certs: &CertificateStore) -> Vec<WatchedPath> {
     let mut paths: Vec<WatchedPath> = Vec::new();
     for path in certs.paths() {
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
@@ -209,6 +207,15 @@ fn watch_certificates(certs: &Arc<CertificateStore>, quiet: Duration) -> anyhow:
             paths.push(WatchedPath { path: dir, recursive: false });
         }
     }
+    paths
+}
+
+/// Reloads the TLS pair after changes in `paths`.
+fn watch_certificates(
+    certs: &Arc<CertificateStore>,
+    paths: Vec<WatchedPath>,
+    quiet: Duration,
+) -> anyhow::Result<Watch> {
     let certs = Arc::clone(certs);
     let (watch, _) = watch::watch(
         "tls",
