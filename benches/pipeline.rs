@@ -120,7 +120,7 @@ fn evaluation(bencher: Bencher, kind: usize) {
 #[divan::bench]
 fn answer_signing(bencher: Bencher) {
     let f = fixture();
-    let decision = Decision { action: Action::Approve, reason: None, source: Source::Policy };
+    let decision = Decision { action: Action::Approve, reason: None, source: Source::Policy, records: Vec::new() };
     bencher.bench(|| envelope::seal(Mode::Jwt, &Answer::new(black_box("9c794cee-7e27"), &decision), Some(&f.handler)));
 }
 

@@ -15,6 +15,7 @@ use crate::envelope::Mode;
 use crate::keys::{CosignerKey, CosignerKeyring, HandlerKey, SigningAlgorithm};
 use crate::policy::{CompileOptions, Entrypoints};
 use crate::server::tls::CertificateStore;
+use crate::state::{Backend, StateSettings, parse_window};
 use crate::telemetry::LogFormat;
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -63,6 +64,21 @@ struct RawConfig {
     decision_log: RawDecisionLog,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    state: RawState,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    backend: Option<String>,
+    path: Option<PathBuf>,
+    url: Option<String>,
+    key_prefix: Option<String>,
+    on_error: Option<FallbackAction>,
+    retention: Option<String>,
+    request_id_ttl: Option<String>,
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -132,7 +148,6 @@ struct RawProtocol {
     signing_algorithm: SigningAlgorithm,
     #[serde(default)]
     cosigner_keys: BTreeMap<String, PathBuf>,
-    remembered_request_ids: Option<usize>,
 }
 
 impl Default for RawProtocol {
@@ -142,7 +157,6 @@ impl Default for RawProtocol {
             signing_key: None,
             signing_algorithm: SigningAlgorithm::default(),
             cosigner_keys: BTreeMap::new(),
-            remembered_request_ids: None,
         }
     }
 }
@@ -179,6 +193,7 @@ pub struct Settings {
     pub admin: Option<SocketAddr>,
     pub decision_log: DecisionLogSettings,
     pub log: LogSettings,
+    pub state: StateSettings,
     /// Problems that do not stop start-up (e.g. a private key readable by others), logged then.
     pub warnings: Vec<String>,
 }
@@ -222,8 +237,6 @@ pub struct ProtocolSettings {
     pub modes: Vec<Mode>,
     pub handler_key: Option<HandlerKey>,
     pub cosigner_keys: CosignerKeyring,
-    /// How many recent `requestId`s are remembered to catch one reused with another payload.
-    pub remembered_request_ids: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +285,7 @@ impl Settings {
             protocol: resolve_protocol(raw.protocol, &at, &mut warnings)?,
             policy: resolve_policy(raw.policy, &at, load_timeout(&raw.reload)?)?,
             decision_log: resolve_decision_log(raw.decision_log, &at)?,
+            state: resolve_state(raw.state, &at)?,
             log: LogSettings { format: raw.log.format, level: raw.log.level },
             warnings,
             reload: ReloadSettings {
@@ -374,7 +388,6 @@ fn resolve_protocol(
         modes,
         handler_key,
         cosigner_keys: CosignerKeyring::new(keys),
-        remembered_request_ids: raw.remembered_request_ids.unwrap_or(100_000),
     })
 }
 
@@ -449,6 +462,51 @@ fn resolve_decision_log(
         }
     }
     Ok(DecisionLogSettings { sink, durable: raw.durable, redact: raw.redact })
+}
+
+fn resolve_state(raw: RawState, at: &impl Fn(&Path) -> PathBuf) -> Result<StateSettings, ConfigError> {
+    let defaults = StateSettings::default();
+    let backend = match (raw.backend.as_deref().unwrap_or("embedded"), raw.url) {
+        ("embedded", None) => Backend::Embedded { dir: at(raw.path.as_deref().unwrap_or(Path::new("state"))) },
+        ("embedded", Some(_)) => return Err(key_error("state.url", "only with backend = \"redis\"")),
+        ("redis", None) => return Err(key_error("state.url", "required with backend = \"redis\"")),
+        ("redis", Some(url)) => {
+            if raw.path.is_some() {
+                return Err(key_error("state.path", "only with backend = \"embedded\""));
+            }
+            let url = match url.strip_prefix("env:") {
+                Some(var) => std::env::var(var)
+                    .map_err(|_| key_error("state.url", format!("environment variable {var} is not set")))?,
+                None => url,
+            };
+            if !["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|s| url.starts_with(s)) {
+                return Err(key_error("state.url", "expected redis://, rediss:// or unix:// (or env:NAME)"));
+            }
+            let prefix = raw.key_prefix.unwrap_or_else(|| "cosigner-guard".into());
+            if prefix.is_empty() || prefix.contains(['{', '}']) {
+                return Err(key_error("state.key_prefix", "must be non-empty, without braces"));
+            }
+            Backend::Redis { url, prefix }
+        }
+        (other, _) => {
+            return Err(key_error("state.backend", format!("{other:?}: expected \"embedded\" or \"redis\"")));
+        }
+    };
+    let duration = |key: &str, value: Option<String>, default: Duration| match value {
+        None => Ok(default),
+        Some(text) => parse_window(&text).map_err(|e| key_error(key, e)),
+    };
+    let timeout_ms = raw.timeout_ms.unwrap_or(defaults.timeout.as_millis() as u64);
+    if timeout_ms == 0 || timeout_ms > 10_000 {
+        return Err(key_error("state.timeout_ms", "must be between 1 and 10000"));
+    }
+    Ok(StateSettings {
+        backend,
+        retention: duration("state.retention", raw.retention, defaults.retention)?,
+        request_id_ttl: duration("state.request_id_ttl", raw.request_id_ttl, defaults.request_id_ttl)?,
+        on_error: raw.on_error.unwrap_or(defaults.on_error),
+        timeout: Duration::from_millis(timeout_ms),
+    })
 }
 
 /// Key material named by a config value: a file path (relative to the config file), or

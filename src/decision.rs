@@ -2,6 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::decimal::Amount;
+use crate::state::Record;
+
+/// At most this many records per decision.
+pub const MAX_RECORDS: usize = 32;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Action {
@@ -61,6 +67,8 @@ pub enum FailureClass {
     DecisionLog,
     /// The `requestId` was seen before with a different payload.
     RequestIdReuse,
+    /// The state store could not be read or written, or kept changing under the decision.
+    State,
 }
 
 impl FailureClass {
@@ -74,6 +82,7 @@ impl FailureClass {
             FailureClass::Overloaded => "overloaded",
             FailureClass::DecisionLog => "decision_log",
             FailureClass::RequestIdReuse => "request_id_reuse",
+            FailureClass::State => "state",
         }
     }
 }
@@ -99,6 +108,8 @@ pub struct Decision {
     pub action: Action,
     pub reason: Option<String>,
     pub source: Source,
+    /// What to record if the answer that leaves is APPROVE (`velocity.*` limits).
+    pub records: Vec<Record>,
 }
 
 /// The shape a policy must return; anything else is an invalid decision.
@@ -108,6 +119,26 @@ struct PolicyDecision {
     action: Action,
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    record: Vec<PolicyRecord>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyRecord {
+    key: String,
+    amount: String,
+}
+
+impl PolicyRecord {
+    fn parse(self) -> Result<Record, String> {
+        if self.key.is_empty() || self.key.len() > crate::policy::MAX_KEY_BYTES {
+            return Err(format!("record key must be 1 to {} bytes", crate::policy::MAX_KEY_BYTES));
+        }
+        let amount = Amount::parse(&self.amount)
+            .ok_or_else(|| format!("record amount {:?} is not a decimal string", self.amount))?;
+        Ok(Record { key: self.key, amount })
+    }
 }
 
 impl Decision {
@@ -116,6 +147,7 @@ impl Decision {
             action: action.into(),
             reason: Some(format!("cosigner-guard fallback: {}", class.as_str())),
             source: Source::Fallback(class),
+            records: Vec::new(),
         }
     }
 
@@ -125,13 +157,18 @@ impl Decision {
             action: Action::Reject,
             reason: Some("cosigner-guard: this requestId was already seen with a different payload".into()),
             source: Source::Fallback(FailureClass::RequestIdReuse),
+            records: Vec::new(),
         }
     }
 
     /// Parses the policy's output; never trusts the map it returns.
-    pub fn from_policy_output(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
-        let PolicyDecision { action, reason } = PolicyDecision::deserialize(value)?;
-        Ok(Self { action, reason, source: Source::Policy })
+    pub fn from_policy_output(value: &serde_json::Value) -> Result<Self, String> {
+        let PolicyDecision { action, reason, record } = PolicyDecision::deserialize(value).map_err(|e| e.to_string())?;
+        if record.len() > MAX_RECORDS {
+            return Err(format!("more than {MAX_RECORDS} records"));
+        }
+        let records = record.into_iter().map(PolicyRecord::parse).collect::<Result<_, _>>()?;
+        Ok(Self { action, reason, source: Source::Policy, records })
     }
 
     /// The `rejectionReason` sent on the wire: the reason of any decision other than APPROVE.
@@ -160,6 +197,11 @@ mod tests {
             (json!("APPROVE"), false, "bare string"),
             (json!(true), false, "boolean"),
             (json!({}), false, "empty object"),
+            (json!({"action": "APPROVE", "record": [{"key": "k", "amount": "12.5"}]}), true, "a record"),
+            (json!({"action": "APPROVE", "record": [{"key": "k", "amount": 12.5}]}), false, "a number amount"),
+            (json!({"action": "APPROVE", "record": [{"key": "k", "amount": "-1"}]}), false, "a negative amount"),
+            (json!({"action": "APPROVE", "record": [{"key": "", "amount": "1"}]}), false, "an empty key"),
+            (json!({"action": "APPROVE", "record": [{"key": "k", "amount": "1", "at": 5}]}), false, "unknown key"),
         ];
         for (value, ok, msg) in cases {
             assert_eq!(Decision::from_policy_output(&value).is_ok(), ok, "{msg}");
@@ -175,7 +217,7 @@ mod tests {
 
     #[test]
     fn approve_never_carries_a_rejection_reason() {
-        let d = Decision { action: Action::Approve, reason: Some("ok".into()), source: Source::Policy };
+        let d = Decision { action: Action::Approve, reason: Some("ok".into()), source: Source::Policy, records: vec![] };
         assert_eq!(d.rejection_reason(), None);
     }
 }

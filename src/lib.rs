@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod decimal;
 pub mod decision;
 pub mod decision_log;
 pub mod dev;
@@ -15,9 +16,10 @@ pub mod keys;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
-pub mod replay;
+pub mod identity;
 pub mod request;
 pub mod server;
 pub mod simulator;
+pub mod state;
 pub mod telemetry;
 pub mod testing;

@@ -1,5 +1,5 @@
 //! Prometheus metrics: decisions, refusals, latencies, reloads, the active revision, in-flight
-//! requests, decision-log errors. Rendered in the text format at the admin listener's `/metrics`.
+//! requests, decision-log errors, the state store. Rendered in the text format at the admin listener's `/metrics`.
 
 use std::sync::Mutex;
 
@@ -26,6 +26,8 @@ pub struct Metrics {
     revision_now: Mutex<String>,
     in_flight: Gauge,
     log_errors: Counter,
+    state_conflicts: Counter,
+    state_up: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -64,6 +66,15 @@ impl Metrics {
         registry.register("in_flight_requests", "Requests being decided now", in_flight.clone());
         let log_errors = Counter::default();
         registry.register("decision_log_errors", "Decision-log write failures", log_errors.clone());
+        let state_conflicts = Counter::default();
+        registry.register(
+            "state_conflicts",
+            "Evaluations repeated because a concurrent decision changed a state key they read",
+            state_conflicts.clone(),
+        );
+        let state_up = Gauge::default();
+        registry.register("state_up", "Whether the state store answers (1) or not (0)", state_up.clone());
+        state_up.set(1);
         Self {
             registry,
             decisions,
@@ -75,6 +86,8 @@ impl Metrics {
             revision_now: Mutex::new(String::new()),
             in_flight,
             log_errors,
+            state_conflicts,
+            state_up,
         }
     }
 
@@ -93,8 +106,14 @@ impl Metrics {
         self.request_seconds.observe(seconds);
     }
 
-    pub fn evaluated(&self, seconds: f64) {
+    /// A decision's evaluation time, and how many evaluations it took.
+    pub fn evaluated(&self, seconds: f64, evaluations: u32) {
         self.evaluation_seconds.observe(seconds);
+        self.state_conflicts.inc_by(u64::from(evaluations.saturating_sub(1)));
+    }
+
+    pub fn set_state_up(&self, up: bool) {
+        self.state_up.set(i64::from(up));
     }
 
     pub fn reloaded(&self, result: &'static str) {

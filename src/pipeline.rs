@@ -1,21 +1,27 @@
 //! The decision path for one request, as small steps in order:
-//! body → [`Pipeline::open`] (envelope, Co-signer request) → [`Pipeline::evaluate`] (input document,
-//! policy, decision) → [`Pipeline::seal`] (the answer for the wire).
-//!
-//! No side effects here beyond evaluation: the server composes the steps with logging and metrics.
+//! body → [`Pipeline::open`] (envelope, Co-signer request) → [`Pipeline::decide`] (request-id
+//! guard, input document, read state → evaluate → commit) → [`Pipeline::seal`] (the answer for
+//! the wire). The server composes the steps with the decision log (and [`Pipeline::withdraw`]
+//! when the log refuses an approval) and the metrics.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::decision::{Decision, FailureClass};
+use crate::decision::{Action, Decision, FailureClass};
 use crate::envelope::{self, Answer, EnvelopeError, Mode, SealError, Sealed};
 use crate::keys::{CosignerKeyring, HandlerKey};
-use crate::policy::{Evaluator, PolicyStore, RequestContext, input_document};
+use crate::policy::{Evaluator, Ledger, PolicyStore, RequestContext, VelocityRead, input_document};
 use crate::request::{CosignerRequest, RequestError, RequestKind};
+use crate::state::{Commit, Committed, Record, Seen, StateStore};
+
+/// A decision whose reads keep changing under it this many times falls back (RETRY by default:
+/// the Co-signer asks again later). Each round commits at least one competing decision, so this
+/// is only reached by more than this many concurrent requests on one key.
+const MAX_EVALUATIONS: u32 = 64;
 
 /// Why a request got no decision. Each variant maps to exactly one HTTP status at the server.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +58,9 @@ impl Refusal {
     }
 }
 
-/// The outcome of evaluation, with what the decision log records of it.
+/// The outcome of a decision, with what the decision log records of it.
 #[derive(Debug)]
-pub struct Evaluated {
+pub struct Decided {
     pub decision: Decision,
     pub policy_revision: String,
     /// The input document the policy saw.
@@ -62,6 +68,31 @@ pub struct Evaluated {
     /// What the policy printed.
     pub prints: Vec<String>,
     pub eval_seconds: f64,
+    pub state: StateTrace,
+}
+
+/// What the decision read from and wrote to the state store: enough to re-run it exactly.
+#[derive(Debug, Default, Serialize)]
+pub struct StateTrace {
+    /// The transaction its records are kept under (`txId`, else `requestId`).
+    pub id: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<VelocityRead>,
+    /// What the approved decision recorded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<Record>,
+    /// The keys recorded by this decision (the others already held this transaction).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub new: Vec<String>,
+    /// Evaluations it took: more than one when a concurrent decision changed a key it read.
+    pub evaluations: u32,
+}
+
+impl StateTrace {
+    /// Whether the log shows anything of it.
+    pub fn is_empty(&self) -> bool {
+        self.reads.is_empty() && self.records.is_empty()
+    }
 }
 
 /// Verifies or decodes the envelope against `keyring` and extracts the Co-signer request.
@@ -81,7 +112,8 @@ pub struct Pipeline {
     keyring: CosignerKeyring,
     handler_key: Option<HandlerKey>,
     policy: Arc<PolicyStore>,
-    evaluator: Evaluator,
+    evaluator: Arc<Evaluator>,
+    state: Arc<StateStore>,
 }
 
 impl Pipeline {
@@ -89,13 +121,18 @@ impl Pipeline {
         keyring: CosignerKeyring,
         handler_key: Option<HandlerKey>,
         policy: Arc<PolicyStore>,
-        evaluator: Evaluator,
+        evaluator: Arc<Evaluator>,
+        state: Arc<StateStore>,
     ) -> Self {
-        Self { keyring, handler_key, policy, evaluator }
+        Self { keyring, handler_key, policy, evaluator, state }
     }
 
     pub fn policy(&self) -> &Arc<PolicyStore> {
         &self.policy
+    }
+
+    pub fn state(&self) -> &Arc<StateStore> {
+        &self.state
     }
 
     pub fn keyring(&self) -> &CosignerKeyring {
@@ -117,22 +154,76 @@ impl Pipeline {
         open(mode, kind, body, received_at, &self.keyring)
     }
 
-    /// Decides a request against the active snapshot, which it holds until the decision is made.
-    /// Never fails: every failure becomes the fallback. Gives up at `deadline`.
-    pub async fn evaluate(&self, request: CosignerRequest, context: &RequestContext, deadline: Instant) -> Evaluated {
-        let snapshot = self.policy.active();
-        let policy_revision = snapshot.revision.clone();
+    /// Decides a request: the request-id guard, then evaluation against the active snapshot with
+    /// the state store's reads, then — for an approval — the atomic commit of its records, again
+    /// from the evaluation when a concurrent decision changed what it read. Never fails: every
+    /// failure becomes the fallback. Gives up at `deadline`.
+    pub async fn decide(&self, request: CosignerRequest, context: &RequestContext, deadline: Instant) -> Decided {
         let kind = request.kind;
+        let at_us = context.received_at.timestamp_micros().max(0) as u64;
+        let mut trace = StateTrace { id: request.ledger_id().to_string(), ..StateTrace::default() };
+        let seen = self.state.remember(&request.request_id, crate::identity::digest(kind, &request.payload), at_us).await;
+        let request_id = request.request_id.clone();
         let input = input_document(kind, request.payload, context);
         let started = Instant::now();
-        let (decision, prints) = match regorus::Value::deserialize(&input) {
-            Ok(policy_input) => self.evaluator.decide(snapshot, kind, policy_input, deadline).await,
-            Err(e) => {
-                tracing::error!(error = %e, "input document could not be converted for the policy engine");
-                (self.evaluator.fallback(FailureClass::EvalError), Vec::new())
+        let mut policy_revision = self.policy.active().revision.clone();
+        let mut prints = Vec::new();
+        let decision = match (seen, regorus::Value::deserialize(&input)) {
+            (Err(error), _) => {
+                tracing::error!(%error, "the request-id guard could not use the state store");
+                self.fallback(FailureClass::State)
             }
+            (Ok(Seen::Different), _) => {
+                tracing::error!(request_id, "requestId reused with a different payload: replayed or forged request refused");
+                Decision::request_id_reuse()
+            }
+            (_, Err(e)) => {
+                tracing::error!(error = %e, "input document could not be converted for the policy engine");
+                self.fallback(FailureClass::EvalError)
+            }
+            (Ok(Seen::First | Seen::Same), Ok(policy_input)) => loop {
+                let snapshot = self.policy.active();
+                policy_revision = snapshot.revision.clone();
+                trace.evaluations += 1;
+                let ledger = Ledger::new(self.state.clone(), &trace.id, at_us);
+                let evaluation = self.evaluator.decide(snapshot, kind, policy_input.clone(), deadline, Some(ledger)).await;
+                prints = evaluation.prints;
+                let reads = evaluation.ledger.as_ref().map(Ledger::versions).unwrap_or_default();
+                trace.reads = evaluation.ledger.map(|l| l.reads().to_vec()).unwrap_or_default();
+                let decision = evaluation.decision;
+                if decision.action != Action::Approve || (reads.is_empty() && decision.records.is_empty()) {
+                    break decision;
+                }
+                let commit =
+                    Commit { id: trace.id.clone(), at_us, reads, records: decision.records.clone() };
+                match self.state.commit(commit).await {
+                    Ok(Committed::Applied { new }) => {
+                        trace.records = decision.records.clone();
+                        trace.new = new;
+                        break decision;
+                    }
+                    Ok(Committed::Conflict) if trace.evaluations < MAX_EVALUATIONS => {}
+                    Ok(Committed::Conflict) => {
+                        tracing::error!(evaluations = trace.evaluations, "the keys this decision reads kept changing");
+                        break self.fallback(FailureClass::State);
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "the approval could not be recorded");
+                        break self.fallback(FailureClass::State);
+                    }
+                }
+            },
         };
-        Evaluated { decision, policy_revision, input, prints, eval_seconds: started.elapsed().as_secs_f64() }
+        Decided { decision, policy_revision, input, prints, eval_seconds: started.elapsed().as_secs_f64(), state: trace }
+    }
+
+    /// Takes back what `decided` recorded: its approval did not leave (the durable log refused it).
+    pub async fn withdraw(&self, decided: &Decided) {
+        let trace = &decided.state;
+        if let Err(error) = self.state.revert(&trace.id, &trace.records, &trace.new).await {
+            // Counted, never under-counted: the limit stays consumed until the events expire.
+            tracing::error!(%error, "records of an answer that did not leave could not be taken back");
+        }
     }
 
     /// The decision for a failure outside evaluation.

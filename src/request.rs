@@ -62,6 +62,16 @@ impl CosignerRequest {
         self.payload.get("txId").and_then(Value::as_str)
     }
 
+    /// What the state store keys this request's records by: the transaction (`txId`, shared by
+    /// its approval and signing stages and by every retry), `requestId` when there is none
+    /// (configuration changes).
+    pub fn ledger_id(&self) -> &str {
+        match self.kind {
+            RequestKind::Transaction => self.tx_id().unwrap_or(&self.request_id),
+            RequestKind::ConfigChange => &self.request_id,
+        }
+    }
+
     /// `signerId`: the API user of the Co-signer that sent the request, when present.
     pub fn signer_id(&self) -> Option<&str> {
         self.payload.get("signerId").and_then(Value::as_str)

@@ -10,13 +10,15 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use crate::config::{DEFAULT_EVAL_TIMEOUT_MS, DEFAULT_RELOAD_TIMEOUT_MS, Settings};
-use crate::decision::FallbackAction;
 use crate::envelope::Mode;
 use crate::keys::{CosignerKey, CosignerKeyring};
 use crate::pipeline::{self, Pipeline};
 use crate::policy::analysis::RuleKind;
-use crate::policy::{CompileOptions, Entrypoints, Evaluator, PolicySnapshot, PolicySource, PolicyStore, on_eval_stack};
+use crate::policy::{
+    CompileOptions, Entrypoints, Evaluator, Fallbacks, PolicySnapshot, PolicySource, PolicyStore, on_eval_stack,
+};
 use crate::request::RequestKind;
+use crate::state::StateStore;
 use crate::testing::report::{self, Counts, CoverageSummary, Format};
 use crate::testing::{self, RunOptions};
 
@@ -202,15 +204,17 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let store = Arc::new(PolicyStore::open(&dir, options.clone()).with_context(|| dir.display().to_string())?);
-        let evaluator = Evaluator::new(1, options.eval_timeout, FallbackAction::Reject, FallbackAction::Reject)?;
-        let pipeline = Pipeline::new(CosignerKeyring::default(), None, store.clone(), evaluator);
+        let evaluator = Arc::new(Evaluator::new(1, options.eval_timeout, Fallbacks::default())?);
+        // An empty store: `velocity.*` reads see no history.
+        let state = Arc::new(StateStore::in_memory()?);
+        let pipeline = Pipeline::new(CosignerKeyring::default(), None, store.clone(), evaluator, state);
         let (request, context) = pipeline::open(mode, kind, &body, received_at, &keyring)?;
         let deadline = Instant::now() + options.eval_timeout + Duration::from_secs(1);
-        let evaluated = pipeline.evaluate(request, &context, deadline).await;
+        let evaluated = pipeline.decide(request, &context, deadline).await;
         println!("input:\n{}", serde_json::to_string_pretty(&evaluated.input)?);
         let decision = &evaluated.decision;
-        let shown =
-            json!({"action": decision.action, "reason": decision.reason, "source": decision.source.to_string()});
+        let shown = json!({"action": decision.action, "reason": decision.reason, "source": decision.source.to_string(),
+            "record": decision.records});
         println!("decision:\n{}", serde_json::to_string_pretty(&shown)?);
         if args.explain {
             println!("explain:");

@@ -5,10 +5,14 @@
 //! - `decimal.cmp(a, b)`: `-1`, `0` or `1`; undefined unless both are valid.
 //! - `decimal.sum(list)`: the exact sum as a decimal string; undefined unless all are valid and
 //!   have at most 18 fractional digits.
+//!
+//! The `velocity.*` builtins (limits over time) are registered here too; see [`super::velocity`].
 
 use std::cmp::Ordering;
 
 use regorus::{Engine, Value};
+
+use crate::decimal::Amount;
 
 pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
     engine.add_extension(
@@ -31,7 +35,7 @@ pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
         1,
         Box::new(|args: Vec<Value>| Ok(sum(&args[0]).map_or(Value::Undefined, Value::from))),
     )?;
-    Ok(())
+    super::velocity::register(engine)
 }
 
 /// A non-negative decimal: integer digits without leading zeros, fraction without trailing zeros.
@@ -68,25 +72,14 @@ fn parse(value: &Value) -> Option<Decimal<'_>> {
     Some(Decimal { int: int.trim_start_matches('0'), frac: frac.trim_end_matches('0') })
 }
 
-const SCALE: usize = 18;
-
 fn sum(list: &Value) -> Option<String> {
     let Value::Array(items) = list else { return None };
-    let mut total: u128 = 0;
+    let mut total = Amount::ZERO;
     for item in items.iter() {
-        let d = parse(item)?;
-        if d.frac.len() > SCALE || d.int.len() > 20 {
-            return None;
-        }
-        let int: u128 = if d.int.is_empty() { 0 } else { d.int.parse().ok()? };
-        let frac: u128 = format!("{:0<SCALE$}", d.frac).parse().ok()?;
-        total = total.checked_add(int.checked_mul(10u128.pow(SCALE as u32))?.checked_add(frac)?)?;
+        let Value::String(s) = item else { return None };
+        total = total.checked_add(Amount::parse(s)?)?;
     }
-    let scale = 10u128.pow(SCALE as u32);
-    let (int, frac) = (total / scale, total % scale);
-    let frac = format!("{frac:0>SCALE$}");
-    let frac = frac.trim_end_matches('0');
-    Some(if frac.is_empty() { int.to_string() } else { format!("{int}.{frac}") })
+    Some(total.to_string())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use super::PolicySnapshot;
 use super::snapshot::is_time_limit;
+use super::velocity::{Ledger, with_ledger};
 use crate::decision::{Decision, FailureClass, FallbackAction};
 use crate::request::RequestKind;
 
@@ -20,22 +21,36 @@ const TIMER_GRACE: Duration = Duration::from_millis(250);
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// The answer for each kind of failure.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fallbacks {
+    /// Evaluations cut by a time budget.
+    pub timeout: FallbackAction,
+    /// The state store could not be used.
+    pub state: FallbackAction,
+    /// Every other failure.
+    pub error: FallbackAction,
+}
+
+/// A finished evaluation.
+pub struct Evaluation {
+    pub decision: Decision,
+    /// What the policy printed (also logged, target `policy_print`).
+    pub prints: Vec<String>,
+    /// The ledger given to [`Evaluator::decide`], with what the policy read; `None` if the
+    /// evaluation never finished.
+    pub ledger: Option<Ledger>,
+}
+
 /// Decides requests against a policy snapshot; never returns an error, only decisions.
 pub struct Evaluator {
     jobs: SyncSender<Job>,
     timeout: Duration,
-    on_error: FallbackAction,
-    on_timeout: FallbackAction,
+    fallbacks: Fallbacks,
 }
 
 impl Evaluator {
-    /// `on_timeout` answers evaluations cut by a time budget; `on_error` every other failure.
-    pub fn new(
-        threads: usize,
-        timeout: Duration,
-        on_error: FallbackAction,
-        on_timeout: FallbackAction,
-    ) -> std::io::Result<Self> {
+    pub fn new(threads: usize, timeout: Duration, fallbacks: Fallbacks) -> std::io::Result<Self> {
         let (jobs, queue) = sync_channel::<Job>(QUEUE_DEPTH);
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..threads.max(1) {
@@ -45,50 +60,65 @@ impl Evaluator {
                 .stack_size(super::EVAL_STACK_BYTES)
                 .spawn(move || work(&queue))?;
         }
-        Ok(Self { jobs, timeout, on_error, on_timeout })
+        Ok(Self { jobs, timeout, fallbacks })
     }
 
     pub fn fallback(&self, class: FailureClass) -> Decision {
-        let action = if class == FailureClass::Timeout { self.on_timeout } else { self.on_error };
+        let action = match class {
+            FailureClass::Timeout => self.fallbacks.timeout,
+            FailureClass::State => self.fallbacks.state,
+            _ => self.fallbacks.error,
+        };
         Decision::fallback(action, class)
     }
 
-    /// Evaluates `input` for `kind` against `snapshot`, within the time budget and before `deadline`.
-    /// Returns the decision and what the policy printed (also logged, target `policy_print`).
+    /// Evaluates `input` for `kind` against `snapshot`, within the time budget and before
+    /// `deadline`, with `ledger` serving the policy's state reads.
     pub async fn decide(
         &self,
         snapshot: Arc<PolicySnapshot>,
         kind: RequestKind,
         input: regorus::Value,
         deadline: Instant,
-    ) -> (Decision, Vec<String>) {
+        ledger: Option<Ledger>,
+    ) -> Evaluation {
+        let failed = |class| Evaluation { decision: self.fallback(class), prints: Vec::new(), ledger: None };
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move || {
-            let outcome = catch_unwind(AssertUnwindSafe(|| snapshot.evaluate(kind, input)));
-            let _ = reply.send(outcome);
+            let (outcome, ledger) =
+                with_ledger(ledger, || catch_unwind(AssertUnwindSafe(|| snapshot.evaluate(kind, input))));
+            let _ = reply.send((outcome, ledger));
         });
         match self.jobs.try_send(job) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return (self.fallback(FailureClass::Overloaded), Vec::new()),
-            Err(TrySendError::Disconnected(_)) => return (self.fallback(FailureClass::Panic), Vec::new()),
+            Err(TrySendError::Full(_)) => return failed(FailureClass::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return failed(FailureClass::Panic),
         }
         let budget = (self.timeout + TIMER_GRACE).min(deadline.saturating_duration_since(Instant::now()));
-        let outcome = match tokio::time::timeout(budget, answer).await {
+        let (outcome, ledger) = match tokio::time::timeout(budget, answer).await {
             Err(_) => {
                 tracing::error!(budget_ms = budget.as_millis() as u64, "policy evaluation did not finish in time");
-                return (self.fallback(FailureClass::Timeout), Vec::new());
+                return failed(FailureClass::Timeout);
             }
-            Ok(Err(_)) => return (self.fallback(FailureClass::Panic), Vec::new()),
-            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => return failed(FailureClass::Panic),
+            Ok(Ok(finished)) => finished,
         };
         let Ok((result, prints)) = outcome else {
             tracing::error!("policy evaluation panicked");
-            return (self.fallback(FailureClass::Panic), Vec::new());
+            return Evaluation { ledger, ..failed(FailureClass::Panic) };
         };
         for line in &prints {
             tracing::info!(target: "policy_print", "{line}");
         }
-        (self.interpret(result), prints)
+        let decision = match ledger.as_ref().and_then(Ledger::failure) {
+            // A read that failed decides, whatever the policy made of the error.
+            Some(error) => {
+                tracing::error!(%error, "policy could not read the state store");
+                self.fallback(FailureClass::State)
+            }
+            None => self.interpret(result),
+        };
+        Evaluation { decision, prints, ledger }
     }
 
     fn interpret(&self, result: anyhow::Result<regorus::Value>) -> Decision {

@@ -6,12 +6,14 @@ mod evaluator;
 mod input;
 mod snapshot;
 mod store;
+pub mod velocity;
 pub mod watch;
 
-pub use evaluator::Evaluator;
+pub use evaluator::{Evaluation, Evaluator, Fallbacks};
 pub use input::{RequestContext, input_document};
 pub use snapshot::{CompileOptions, Entrypoints, LoadError, PolicySnapshot, PolicySource};
 pub use store::{PolicyStore, ReloadOutcome};
+pub use velocity::{Ledger, MAX_KEY_BYTES, VelocityRead};
 
 /// regorus recursion overflows a 2 MiB stack at a few hundred levels and aborts the process; the
 /// memory is reserved, not committed, so a large stack costs only what deep policies use. Loading

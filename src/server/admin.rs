@@ -51,11 +51,13 @@ impl AdminState {
 
     /// Why the handler is not ready, if it is not.
     fn not_ready(&self) -> Option<&'static str> {
-        let Some((_, log)) = self.loaded.get() else { return Some("policies not loaded yet") };
+        let Some((pipeline, log)) = self.loaded.get() else { return Some("policies not loaded yet") };
         if !self.listening.load(Ordering::Acquire) {
             Some("not accepting requests")
         } else if !log.is_healthy() {
             Some("decision log sink is failing")
+        } else if !pipeline.state().is_up() {
+            Some("state store is unavailable")
         } else {
             None
         }
@@ -127,6 +129,7 @@ async fn status(State(state): State<Arc<AdminState>>) -> Response {
         "modes": state.modes,
         "policy": pipeline.policy().status(),
         "decision_log": {"healthy": log.is_healthy(), "durable": log.is_durable()},
+        "state": pipeline.state().status(),
         "cosigner_keys": keys,
         "handler_key_fingerprint": pipeline.handler_key().map(|k| k.fingerprint()),
         "tls_certificate_fingerprint": state.tls.as_ref().map(|t| t.fingerprint()),

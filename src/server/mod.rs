@@ -21,8 +21,8 @@ use crate::decision_log::{DecisionLog, Sink};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::policy::watch::{self, Watch, WatchedPath};
-use crate::policy::{CompileOptions, Evaluator, PolicyStore};
-use crate::replay::RequestIdMemory;
+use crate::policy::{CompileOptions, Evaluator, Fallbacks, PolicyStore};
+use crate::state::StateStore;
 use admin::{Admin, AdminState};
 use listener::Connections;
 use tls::CertificateStore;
@@ -34,9 +34,11 @@ pub struct Server {
     app: axum::Router,
     connections: Connections,
     admin: Option<Admin>,
-    state: Arc<AdminState>,
+    admin_state: Arc<AdminState>,
     log: Arc<DecisionLog>,
     store: Arc<PolicyStore>,
+    state_store: Arc<StateStore>,
+    upkeep: tokio::task::JoinHandle<()>,
     _watches: Vec<Watch>,
 }
 
@@ -44,14 +46,14 @@ impl Server {
     /// Starts the admin listener (not ready yet), loads the policies, opens the decision log, binds
     /// the Co-signer listener and starts the reload watchers. Needs a Tokio runtime.
     pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
-        let Settings { server, protocol, policy, reload, admin, decision_log, log: _, warnings } = settings;
+        let Settings { server, protocol, policy, reload, admin, decision_log, log: _, state, warnings } = settings;
         for warning in warnings {
             tracing::warn!("{warning}");
         }
         let metrics = Arc::new(Metrics::new());
-        let state = AdminState::new(&protocol.modes, server.tls.clone(), metrics.clone());
+        let admin_state = AdminState::new(&protocol.modes, server.tls.clone(), metrics.clone());
         let admin = match admin {
-            Some(addr) => Some(Admin::start(bind(addr, "admin.listen").await?, state.clone())),
+            Some(addr) => Some(Admin::start(bind(addr, "admin.listen").await?, admin_state.clone())),
             None => None,
         };
 
@@ -72,9 +74,19 @@ impl Server {
 
         let log = DecisionLog::open(&decision_log, metrics.clone()).context("decision_log: cannot open the sink")?;
         let log = Arc::new(log);
-        let evaluator =
-            Evaluator::new(policy.eval_threads, policy.compile.eval_timeout, policy.on_error, policy.on_timeout)?;
-        let pipeline = Arc::new(Pipeline::new(protocol.cosigner_keys, protocol.handler_key, store.clone(), evaluator));
+        let fallbacks = Fallbacks { error: policy.on_error, timeout: policy.on_timeout, state: state.on_error };
+        let state = Arc::new(StateStore::open(state).context("state: cannot open the store")?);
+        tracing::info!(backend = state.backend_name(), "state store open");
+        let reported = metrics.clone();
+        let upkeep = tokio::spawn(state.clone().upkeep(move |up| reported.set_state_up(up)));
+        let evaluator = Arc::new(Evaluator::new(policy.eval_threads, policy.compile.eval_timeout, fallbacks)?);
+        let pipeline = Arc::new(Pipeline::new(
+            protocol.cosigner_keys,
+            protocol.handler_key,
+            store.clone(),
+            evaluator,
+            state.clone(),
+        ));
         let callback = routes::Callback {
             pipeline: pipeline.clone(),
             log: log.clone(),
@@ -85,7 +97,6 @@ impl Server {
                 request_timeout: server.request_timeout,
             },
             in_flight: Semaphore::new(server.max_in_flight),
-            request_ids: RequestIdMemory::new(protocol.remembered_request_ids),
         };
         let app = routes::router(Arc::new(callback), &protocol.modes, &server.path_prefix);
 
@@ -122,13 +133,25 @@ impl Server {
         {
             watches.push(watch_certificates(certs, cert_paths, reload.debounce)?);
         }
-        state.loaded(pipeline, log.clone());
+        admin_state.loaded(pipeline, log.clone());
         let connections = Connections {
             max: server.max_connections,
             read_timeout: server.read_timeout,
             shutdown_timeout: server.shutdown_timeout,
         };
-        Ok(Self { listener, tls, app, connections, admin, state, log, store, _watches: watches })
+        Ok(Self {
+            listener,
+            tls,
+            app,
+            connections,
+            admin,
+            admin_state,
+            log,
+            store,
+            state_store: state,
+            upkeep,
+            _watches: watches,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -150,14 +173,16 @@ impl Server {
     /// Serves until `shutdown` completes; then stops accepting, lets in-flight requests finish
     /// (within `server.shutdown_timeout_ms`), flushes the decision log and stops the admin listener.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
-        self.state.set_listening(true);
-        let state = self.state.clone();
+        self.admin_state.set_listening(true);
+        let state = self.admin_state.clone();
         listener::serve(self.listener, self.tls, self.app, self.connections, async move {
             shutdown.await;
             state.set_listening(false);
         })
         .await;
         self.log.close(Duration::from_secs(5)).await;
+        self.upkeep.abort();
+        self.state_store.close().await;
         if let Some(admin) = self.admin {
             admin.stop().await;
         }

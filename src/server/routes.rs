@@ -17,12 +17,11 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::decision::{Decision, FailureClass};
+use crate::decision::FailureClass;
 use crate::decision_log::{DecisionLog, LogError};
 use crate::envelope::Mode;
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, Refusal};
-use crate::replay::{RequestIdMemory, Seen};
+use crate::pipeline::{Pipeline, Refusal, StateTrace};
 use crate::request::RequestKind;
 
 /// Bounds on one request.
@@ -42,7 +41,6 @@ pub struct Callback {
     pub limits: Limits,
     /// Requests past this many at once are shed with 503 instead of queueing without bound.
     pub in_flight: Semaphore,
-    pub request_ids: RequestIdMemory,
 }
 
 /// Routes `{prefix}/v2/{endpoint}` for jwt and `{prefix}/{endpoint}` for json, only for enabled modes.
@@ -84,6 +82,9 @@ struct DecisionRecord<'a> {
     policy_revision: &'a str,
     latency_us: u64,
     input: Cow<'a, Value>,
+    /// What the policy read from the state store and what the approval recorded.
+    #[serde(skip_serializing_if = "StateTrace::is_empty")]
+    state: &'a StateTrace,
 }
 
 /// What the decision log records of a refused request.
@@ -152,17 +153,9 @@ impl Callback {
         let request_id = request.request_id.clone();
         let tx_id = request.tx_id().map(str::to_owned);
         let signer_id = request.signer_id().map(str::to_owned);
-        let seen = self.request_ids.remember(&request_id, kind, &request.payload);
-        let evaluated = self.pipeline.evaluate(request, &context, deadline).await;
-        self.metrics.evaluated(evaluated.eval_seconds);
-        let mut decision = evaluated.decision;
-        if seen == Seen::Different {
-            tracing::error!(
-                request_id,
-                "requestId reused with a different payload: replayed or forged request refused"
-            );
-            decision = Decision::request_id_reuse();
-        }
+        let evaluated = self.pipeline.decide(request, &context, deadline).await;
+        self.metrics.evaluated(evaluated.eval_seconds, evaluated.state.evaluations);
+        let mut decision = evaluated.decision.clone();
         let mut sealed = self.pipeline.seal(mode, &request_id, &decision)?;
         let latency_us = started.elapsed().as_micros() as u64;
 
@@ -188,6 +181,7 @@ impl Callback {
             policy_revision: &evaluated.policy_revision,
             latency_us,
             input,
+            state: &evaluated.state,
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         let logged = tokio::time::timeout(remaining, self.log.append(&record))
@@ -199,6 +193,7 @@ impl Callback {
                 // Never answer off the record: a decision that is not on disk becomes the fallback.
                 decision = self.pipeline.fallback(FailureClass::DecisionLog);
                 sealed = self.pipeline.seal(mode, &request_id, &decision)?;
+                self.pipeline.withdraw(&evaluated).await;
             }
         }
 

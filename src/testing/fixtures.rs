@@ -41,6 +41,36 @@ pub struct Case {
     pub now: Option<String>,
     /// The `context` for a `request:` case (a `jwt:` case gets it from the envelope).
     pub context: Option<ContextSpec>,
+    /// Events in the state store before the case's first request (`velocity.*` limits).
+    #[serde(default)]
+    pub history: Vec<HistoryEvent>,
+    /// Requests decided one after another against the same store, each a new transaction (fresh
+    /// `requestId`/`txId`) unless its patch sets them. Instead of `expect`.
+    pub steps: Option<Vec<Step>>,
+    pub expect: Option<Expect>,
+}
+
+/// An approved event already recorded: what `velocity.*` reads count.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryEvent {
+    pub key: String,
+    /// A decimal string.
+    pub amount: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: Option<String>,
+    /// Merged over the case's request (after the case's own patch).
+    pub patch: Option<Value>,
+    /// The request's `received_at` (RFC 3339); the case's `now` by default.
+    pub now: Option<String>,
+    /// Sends this many such requests, each a new transaction (default 1).
+    pub repeat: Option<u32>,
     pub expect: Expect,
 }
 

@@ -13,14 +13,15 @@ use chrono::{DateTime, Utc};
 use regex::Regex;
 use serde_json::Value;
 
-use crate::decision::FallbackAction;
+use crate::decimal::Amount;
 use crate::envelope::Mode;
 use crate::keys::{CosignerKey, CosignerKeyring};
 use crate::pipeline::{self, Pipeline};
 use crate::policy::analysis::RuleKind;
-use crate::policy::{CompileOptions, Evaluator, PolicySnapshot, PolicyStore, RequestContext};
+use crate::policy::{CompileOptions, Evaluator, Fallbacks, PolicySnapshot, PolicyStore, RequestContext};
 use crate::request::{CosignerRequest, RequestKind};
-use fixtures::{Case, FixtureKind, Fixtures, RequestSpec};
+use crate::state::{Commit, Record, StateStore};
+use fixtures::{Case, FixtureKind, Fixtures, RequestSpec, Step};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -73,12 +74,12 @@ pub async fn run(dir: &Path, options: &CompileOptions, run: &RunOptions) -> Resu
     let suites = fixtures::discover(dir).map_err(SetupError)?;
     let suites = suites.iter().map(|path| Fixtures::load(path)).collect::<Result<Vec<_>, _>>().map_err(SetupError)?;
     if suites.iter().any(|s| s.file.cases.iter().any(|c| wanted(&c.name))) {
-        let evaluator = Evaluator::new(1, compile.eval_timeout, FallbackAction::Reject, FallbackAction::Reject)
+        let evaluator = Evaluator::new(1, compile.eval_timeout, Fallbacks::default())
             .map_err(|e| SetupError(e.to_string()))?;
-        let pipeline = Pipeline::new(CosignerKeyring::default(), None, store.clone(), evaluator);
+        let shared = FixturePipeline { policy: store.clone(), evaluator: Arc::new(evaluator) };
         for suite in &suites {
             for case in suite.file.cases.iter().filter(|c| wanted(&c.name)) {
-                results.push(fixture_case(&pipeline, suite, case, compile.eval_timeout).await?);
+                results.push(fixture_case(&shared, suite, case, compile.eval_timeout).await?);
             }
         }
     }
@@ -152,9 +153,10 @@ fn show(value: &regorus::Value) -> String {
     value.to_json_str().map(|s| s.replace('\n', "")).unwrap_or_else(|_| format!("{value:?}"))
 }
 
-/// One fixture case: payload → (envelope) → request → input document → evaluation → decision.
+/// One fixture case: payload → (envelope) → request → input document → evaluation → decision,
+/// against a state store of its own, seeded with the case's `history`.
 async fn fixture_case(
-    pipeline: &Pipeline,
+    shared: &FixturePipeline,
     suite: &Fixtures,
     case: &Case,
     eval_timeout: Duration,
@@ -165,13 +167,47 @@ async fn fixture_case(
         FixtureKind::Transaction => RequestKind::Transaction,
         FixtureKind::ConfigChange => RequestKind::ConfigChange,
     };
-    let received_at = match &case.now {
-        Some(now) => DateTime::parse_from_rfc3339(now).map_err(|e| at(&format!("now: {e}")))?.with_timezone(&Utc),
-        None => Utc::now(),
+    let time = |now: Option<&String>| match now {
+        Some(now) => DateTime::parse_from_rfc3339(now).map(|t| t.with_timezone(&Utc)).map_err(|e| at(&format!("now: {e}"))),
+        None => Ok(Utc::now()),
     };
-    let opened = match (&case.request, &case.jwt) {
-        (Some(spec), None) => {
-            let mut payload = match spec {
+    let received_at = time(case.now.as_ref())?;
+    let state = Arc::new(StateStore::in_memory().map_err(|e| at(&e.to_string()))?);
+    seed(&state, &case.history).await.map_err(|e| at(&e))?;
+    let pipeline = Pipeline::new(
+        CosignerKeyring::default(),
+        None,
+        shared.policy.clone(),
+        shared.evaluator.clone(),
+        state,
+    );
+    let deadline = || Instant::now() + eval_timeout + Duration::from_secs(1);
+    let mut prints = Vec::new();
+    let outcome = match (&case.request, &case.jwt, &case.steps, &case.expect) {
+        (_, _, Some(_), Some(_)) | (_, _, None, None) => return Err(at("exactly one of `expect` and `steps` is required")),
+        (Some(_), Some(_), _, _) | (None, None, _, _) => {
+            return Err(at("exactly one of `request` and `jwt` is required"));
+        }
+        (None, Some(_), Some(_), _) => return Err(at("steps need a `request` to vary, not a signed `jwt`")),
+        (None, Some(jwt), None, Some(expect)) => {
+            if case.patch.is_some() {
+                return Err(at("patch cannot change a signed request"));
+            }
+            let token = std::fs::read(suite.resolve(&jwt.token)).map_err(|e| at(&format!("jwt.token: {e}")))?;
+            let name = jwt.key_name.as_deref().unwrap_or("fixture");
+            let key =
+                CosignerKey::from_pem_file(name, &suite.resolve(&jwt.key)).map_err(|e| at(&format!("jwt.key: {e}")))?;
+            match pipeline::open(Mode::Jwt, kind, &token, received_at, &CosignerKeyring::new(vec![key])) {
+                Err(refusal) => Outcome::Fail(format!("the request was refused, no decision: {refusal}")),
+                Ok((request, context)) => {
+                    let decided = pipeline.decide(request, &context, deadline()).await;
+                    prints = decided.prints;
+                    judge(expect, &decided.decision)
+                }
+            }
+        }
+        (Some(spec), None, steps, expect) => {
+            let mut base = match spec {
                 RequestSpec::Inline(map) => Value::Object(map.clone()),
                 RequestSpec::File(file) => {
                     let path = suite.resolve(file);
@@ -180,36 +216,54 @@ async fn fixture_case(
                 }
             };
             if let Some(patch) = &case.patch {
-                fixtures::merge_patch(&mut payload, patch);
+                fixtures::merge_patch(&mut base, patch);
             }
             let context = case.context.as_ref();
-            CosignerRequest::from_payload(kind, payload).map_err(pipeline::Refusal::from).map(|request| {
-                let context = RequestContext {
-                    received_at,
-                    mode: context.and_then(|c| c.mode).unwrap_or(Mode::Jwt),
-                    cosigner_key: Some(context.and_then(|c| c.cosigner_key.clone()).unwrap_or("fixture".into()).into()),
+            let context_at = |received_at| RequestContext {
+                received_at,
+                mode: context.and_then(|c| c.mode).unwrap_or(Mode::Jwt),
+                cosigner_key: Some(context.and_then(|c| c.cosigner_key.clone()).unwrap_or("fixture".into()).into()),
+            };
+            let one = [Step { name: None, patch: None, now: None, repeat: None, expect: expect_of(expect) }];
+            let steps = steps.as_deref().unwrap_or(&one);
+            let mut outcome = Outcome::Pass;
+            let mut sent = 0u32;
+            'steps: for (index, step) in steps.iter().enumerate() {
+                let received_at = match &step.now {
+                    Some(_) => time(step.now.as_ref())?,
+                    None => received_at,
                 };
-                (request, context)
-            })
-        }
-        (None, Some(jwt)) => {
-            if case.patch.is_some() {
-                return Err(at("patch cannot change a signed request"));
+                for _ in 0..step.repeat.unwrap_or(1) {
+                    sent += 1;
+                    let mut payload = base.clone();
+                    if let Some(patch) = &step.patch {
+                        fixtures::merge_patch(&mut payload, patch);
+                    }
+                    if case.steps.is_some() {
+                        fresh_ids(&mut payload, step.patch.as_ref(), sent);
+                    }
+                    let request = match CosignerRequest::from_payload(kind, payload) {
+                        Ok(request) => request,
+                        Err(e) => {
+                            outcome = Outcome::Fail(format!("the request was refused, no decision: {e}"));
+                            break 'steps;
+                        }
+                    };
+                    let decided = pipeline.decide(request, &context_at(received_at), deadline()).await;
+                    prints.extend(decided.prints);
+                    if let Outcome::Fail(why) = judge(&step.expect, &decided.decision) {
+                        outcome = Outcome::Fail(match &case.steps {
+                            None => why,
+                            Some(_) => {
+                                let name = step.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+                                format!("step {}{name}, request {sent}: {why}", index + 1)
+                            }
+                        });
+                        break 'steps;
+                    }
+                }
             }
-            let token = std::fs::read(suite.resolve(&jwt.token)).map_err(|e| at(&format!("jwt.token: {e}")))?;
-            let name = jwt.key_name.as_deref().unwrap_or("fixture");
-            let key =
-                CosignerKey::from_pem_file(name, &suite.resolve(&jwt.key)).map_err(|e| at(&format!("jwt.key: {e}")))?;
-            pipeline::open(Mode::Jwt, kind, &token, received_at, &CosignerKeyring::new(vec![key]))
-        }
-        _ => return Err(at("exactly one of `request` and `jwt` is required")),
-    };
-    let (outcome, prints) = match opened {
-        Err(refusal) => (Outcome::Fail(format!("the request was refused, no decision: {refusal}")), Vec::new()),
-        Ok((request, context)) => {
-            let deadline = Instant::now() + eval_timeout + Duration::from_secs(1);
-            let evaluated = pipeline.evaluate(request, &context, deadline).await;
-            (judge(case, &evaluated.decision), evaluated.prints)
+            outcome
         }
     };
     Ok(TestResult {
@@ -222,9 +276,53 @@ async fn fixture_case(
     })
 }
 
-fn judge(case: &Case, decision: &crate::decision::Decision) -> Outcome {
+/// What a policy tool needs to decide fixture requests: the set and evaluation threads, shared
+/// by every case (each has a state store of its own).
+struct FixturePipeline {
+    policy: Arc<PolicyStore>,
+    evaluator: Arc<Evaluator>,
+}
+
+fn expect_of(expect: &Option<fixtures::Expect>) -> fixtures::Expect {
+    let expect = expect.as_ref();
+    fixtures::Expect {
+        action: expect.map_or(crate::decision::Action::Reject, |e| e.action),
+        reason: expect.and_then(|e| e.reason.clone()),
+    }
+}
+
+/// Each step's request is a new transaction unless its patch names one.
+fn fresh_ids(payload: &mut Value, patch: Option<&Value>, n: u32) {
+    let named = |field: &str| patch.and_then(|p| p.get(field)).is_some();
+    if named("requestId") || named("txId") {
+        return;
+    }
+    for field in ["requestId", "txId"] {
+        if let Some(Value::String(id)) = payload.get_mut(field) {
+            *id = format!("{id}-{n}");
+        }
+    }
+}
+
+/// Records the case's history: each event an approved transaction of its own.
+async fn seed(state: &StateStore, history: &[fixtures::HistoryEvent]) -> Result<(), String> {
+    for (n, event) in history.iter().enumerate() {
+        let amount = Amount::parse(&event.amount)
+            .ok_or_else(|| format!("history[{n}].amount {:?} is not a decimal string", event.amount))?;
+        let at = DateTime::parse_from_rfc3339(&event.at).map_err(|e| format!("history[{n}].at: {e}"))?;
+        let commit = Commit {
+            id: format!("history-{n}"),
+            at_us: at.timestamp_micros().max(0) as u64,
+            reads: Vec::new(),
+            records: vec![Record { key: event.key.clone(), amount }],
+        };
+        state.commit(commit).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn judge(want: &fixtures::Expect, decision: &crate::decision::Decision) -> Outcome {
     let reason = decision.reason.as_deref().unwrap_or("");
-    let want = &case.expect;
     let action_ok = decision.action == want.action;
     let reason_ok = want.reason.as_deref().is_none_or(|r| reason.contains(r));
     if action_ok && reason_ok {

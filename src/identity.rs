@@ -1,0 +1,87 @@
+//! What a request *is*, for the request-id guard. On RETRY the Co-signer sends the identical
+//! request again, and a transaction comes once at its approval stage and again at its signing
+//! stage (with `fee`, `rawTx`, `displayDstAddress` added): both are decided again as usual. The
+//! same `requestId` moving something else — another asset, amount, source or destination — is a
+//! replayed or forged request (or a bug upstream) and is never approved. The digest of the first
+//! identity is kept in the state store ([`crate::state::StateStore::remember`]).
+
+use serde_json::{Map, Value, json};
+
+use crate::request::RequestKind;
+
+/// What a transaction *is*: the fields that say what moves where. Fields that differ between the
+/// approval and the signing stage of the same transaction are left out.
+const TRANSACTION_FIELDS: [&str; 9] = [
+    "operation",
+    "asset",
+    "amountStr",
+    "sourceType",
+    "sourceId",
+    "destType",
+    "destId",
+    "destAddress",
+    "destAddressType",
+];
+const DESTINATION_FIELDS: [&str; 5] = ["dstAddress", "dstType", "dstId", "dstAddressType", "amountNativeStr"];
+const CONFIG_CHANGE_FIELDS: [&str; 2] = ["type", "extraInfo"];
+
+fn pick(object: &Map<String, Value>, fields: &[&str]) -> Value {
+    Value::Object(fields.iter().map(|f| (f.to_string(), object.get(*f).cloned().unwrap_or(Value::Null))).collect())
+}
+
+/// The stage-independent identity of a request.
+fn identity(kind: RequestKind, payload: &Map<String, Value>) -> Value {
+    match kind {
+        RequestKind::ConfigChange => pick(payload, &CONFIG_CHANGE_FIELDS),
+        RequestKind::Transaction => {
+            let destinations: Vec<Value> = payload
+                .get("destinations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|d| d.as_object().map_or(Value::Null, |d| pick(d, &DESTINATION_FIELDS)))
+                .collect();
+            json!({"transaction": pick(payload, &TRANSACTION_FIELDS), "destinations": destinations})
+        }
+    }
+}
+
+/// SHA-256 of what the request moves: equal for a retry and for both stages of one transaction.
+pub fn digest(kind: RequestKind, payload: &Map<String, Value>) -> [u8; 32] {
+    // serde_json's map is ordered by key, so equal identities serialize equally.
+    let bytes = serde_json::to_vec(&identity(kind, payload)).unwrap_or_default();
+    let mut digest = [0; 32];
+    digest.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes).as_ref());
+    digest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const TX: RequestKind = RequestKind::Transaction;
+
+    fn of(v: Value) -> [u8; 32] {
+        digest(TX, v.as_object().unwrap())
+    }
+
+    #[test]
+    fn another_amount_is_another_identity() {
+        assert_eq!(of(json!({"requestId": "r1", "amountStr": "1"})), of(json!({"requestId": "r1", "amountStr": "1"})));
+        assert_ne!(of(json!({"requestId": "r1", "amountStr": "1"})), of(json!({"requestId": "r1", "amountStr": "1000"})));
+    }
+
+    #[test]
+    fn the_signing_stage_of_the_same_transaction_has_the_same_identity() {
+        let approval = of(json!({"requestId": "t", "asset": "ETH", "amountStr": "1", "destAddress": "0xa",
+            "destinations": [{"dstAddress": "0xa", "amountNativeStr": "1", "action": "ALLOW"}]}));
+        let signing = of(json!({"requestId": "t", "asset": "ETH", "amountStr": "1", "destAddress": "0xa",
+            "fee": "0.0001", "rawTx": [{"payload": "ab"}], "players": ["p"],
+            "destinations": [{"dstAddress": "0xa", "amountNativeStr": "1", "displayDstAddress": "0xa", "action": "ALLOW"}]}));
+        let elsewhere = of(json!({"requestId": "t", "asset": "ETH", "amountStr": "1", "destAddress": "0xa",
+            "destinations": [{"dstAddress": "0xEVIL", "amountNativeStr": "1"}]}));
+        assert_eq!(approval, signing);
+        assert_ne!(approval, elsewhere, "another destination is another identity");
+    }
+}

@@ -1,0 +1,317 @@
+//! The embedded backend: one redb file. Reads run on the caller's thread against a consistent
+//! snapshot (MVCC: they never wait for the writer). Writes go to one writer thread that applies
+//! every operation waiting at that moment in one transaction and one fsync (group commit), so the
+//! version check and the writes of each commit are atomic and serialised.
+
+use std::path::Path;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use tokio::sync::oneshot;
+
+use super::{Commit, Committed, OrFail, Record, Seen, StateError, StateSettings, WindowTotal};
+use crate::decimal::Amount;
+
+/// (key, at µs, transaction) → amount in units of 10⁻¹⁸.
+const EVENTS: TableDefinition<(&str, u64, &str), u128> = TableDefinition::new("events");
+/// (transaction, key) → at µs: the exactly-once mark.
+const RECORDED: TableDefinition<(&str, &str), u64> = TableDefinition::new("recorded");
+/// key → version, bumped by every change of the key's events.
+const VERSIONS: TableDefinition<&str, u64> = TableDefinition::new("versions");
+/// requestId → (identity digest, first seen µs).
+const REQUEST_IDS: TableDefinition<&str, (&[u8], u64)> = TableDefinition::new("request_ids");
+/// Small facts kept across restarts: the longest window ever read.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const LONGEST_WINDOW: &str = "longest_window_us";
+
+const FILE_NAME: &str = "cosigner-guard.redb";
+/// Operations waiting for the writer beyond this are refused (the decision falls back).
+const QUEUE_DEPTH: usize = 4096;
+/// At most this many operations share one transaction.
+const BATCH: usize = 256;
+
+type Reply<T> = oneshot::Sender<Result<T, StateError>>;
+
+enum Op {
+    Commit(Commit, Reply<Committed>),
+    Revert { id: String, records: Vec<(String, Amount)>, reply: Reply<()> },
+    Remember { request_id: String, digest: [u8; 32], at_us: u64, reply: Reply<Seen> },
+    Prune { events_before: u64, marks_before: u64, longest: u64, reply: Reply<()> },
+    /// Nothing to write: makes what came before durable.
+    Flush(Reply<()>),
+}
+
+impl Op {
+    /// Whether the answer this operation gates must wait for the fsync. Remembered request ids
+    /// ride along with the next durable commit (or the clean shutdown): losing the last few to a
+    /// crash only forgets that they were seen.
+    fn durable(&self) -> bool {
+        !matches!(self, Op::Remember { .. })
+    }
+}
+
+pub struct Embedded {
+    db: std::sync::Arc<Database>,
+    ops: SyncSender<Op>,
+}
+
+impl Embedded {
+    /// Opens (or creates) the database in `dir`, or in memory when `dir` is `None`.
+    pub fn open(dir: Option<&Path>, _settings: &StateSettings) -> Result<Self, StateError> {
+        let db = match dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StateError(format!("cannot create {}: {e}", dir.display())))?;
+                let path = dir.join(FILE_NAME);
+                Database::create(&path).map_err(|e| StateError(format!("cannot open {}: {e}", path.display())))?
+            }
+            None => Database::builder()
+                .create_with_backend(redb::backends::InMemoryBackend::new())
+                .or_fail()?,
+        };
+        let txn = db.begin_write().or_fail()?;
+        open_tables(&txn)?;
+        txn.commit().or_fail()?;
+        let db = std::sync::Arc::new(db);
+        let (ops, queue) = sync_channel(QUEUE_DEPTH);
+        let writer = std::sync::Arc::clone(&db);
+        std::thread::Builder::new()
+            .name("state-writer".into())
+            .spawn(move || write_loop(&writer, &queue))
+            .or_fail()?;
+        Ok(Self { db, ops })
+    }
+
+    pub fn longest_window_us(&self) -> Result<u64, StateError> {
+        let txn = self.db.begin_read().or_fail()?;
+        let meta = txn.open_table(META).or_fail()?;
+        Ok(meta.get(LONGEST_WINDOW).or_fail()?.map_or(0, |v| v.value()))
+    }
+
+    pub fn window(&self, key: &str, since_us: u64, exclude: &str) -> Result<WindowTotal, StateError> {
+        let txn = self.db.begin_read().or_fail()?;
+        let versions = txn.open_table(VERSIONS).or_fail()?;
+        let events = txn.open_table(EVENTS).or_fail()?;
+        let version = versions.get(key).or_fail()?.map_or(0, |v| v.value());
+        let mut total = WindowTotal { version, ..WindowTotal::default() };
+        let from = since_us.saturating_add(1);
+        for entry in events.range((key, from, "")..).or_fail()? {
+            let (event, units) = entry.or_fail()?;
+            let (event_key, _, id) = event.value();
+            if event_key != key {
+                break;
+            }
+            if id == exclude {
+                continue;
+            }
+            total.sum = total
+                .sum
+                .checked_add(Amount::from_units(units.value()))
+                .ok_or_else(|| StateError(format!("the sum under {key:?} overflows")))?;
+            total.count += 1;
+        }
+        Ok(total)
+    }
+
+    pub async fn commit(&self, commit: Commit) -> Result<Committed, StateError> {
+        self.send(|reply| Op::Commit(commit, reply)).await
+    }
+
+    pub async fn revert(&self, id: &str, records: &[&Record]) -> Result<(), StateError> {
+        let records = records.iter().map(|r| (r.key.clone(), r.amount)).collect();
+        self.send(|reply| Op::Revert { id: id.to_string(), records, reply }).await
+    }
+
+    pub async fn remember(&self, request_id: &str, digest: [u8; 32], at_us: u64) -> Result<Seen, StateError> {
+        self.send(|reply| Op::Remember { request_id: request_id.to_string(), digest, at_us, reply }).await
+    }
+
+    pub async fn prune(&self, now_us: u64, horizon_us: u64, marks_us: u64, longest: u64) -> Result<(), StateError> {
+        let (events_before, marks_before) = (now_us.saturating_sub(horizon_us), now_us.saturating_sub(marks_us));
+        self.send(|reply| Op::Prune { events_before, marks_before, longest, reply }).await
+    }
+
+    pub async fn flush(&self) -> Result<(), StateError> {
+        self.send(Op::Flush).await
+    }
+
+    pub fn probe(&self) -> Result<(), StateError> {
+        self.db.begin_read().map(drop).or_fail()
+    }
+
+    async fn send<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StateError> {
+        let (reply, answer) = oneshot::channel();
+        self.ops.try_send(op(reply)).map_err(|e| match e {
+            TrySendError::Full(_) => StateError("the writer queue is full".into()),
+            TrySendError::Disconnected(_) => StateError("the writer has stopped".into()),
+        })?;
+        answer.await.map_err(|_| StateError("the writer has stopped".into()))?
+    }
+}
+
+fn open_tables(txn: &WriteTransaction) -> Result<(), StateError> {
+    txn.open_table(EVENTS).or_fail()?;
+    txn.open_table(RECORDED).or_fail()?;
+    txn.open_table(VERSIONS).or_fail()?;
+    txn.open_table(REQUEST_IDS).or_fail()?;
+    txn.open_table(META).or_fail()?;
+    Ok(())
+}
+
+/// A finished operation's answer, sent only once its transaction is committed.
+enum Done {
+    Commit(Reply<Committed>, Committed),
+    Remember(Reply<Seen>, Seen),
+    Unit(Reply<()>),
+}
+
+impl Done {
+    fn send(self, failure: Option<&StateError>) {
+        fn answer<T>(reply: Reply<T>, out: T, failure: Option<&StateError>) {
+            let _ = reply.send(failure.map_or(Ok(out), |e| Err(e.clone())));
+        }
+        match self {
+            Done::Commit(reply, out) => answer(reply, out, failure),
+            Done::Unit(reply) => answer(reply, (), failure),
+            Done::Remember(reply, out) => answer(reply, out, failure),
+        }
+    }
+}
+
+fn write_loop(db: &Database, queue: &Receiver<Op>) {
+    loop {
+        let first = match queue.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(op) => op,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => {
+                return;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match queue.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let durable = batch.iter().any(Op::durable);
+        let mut done = Vec::with_capacity(batch.len());
+        let outcome = apply_batch(db, batch, durable, &mut done);
+        if let Err(error) = &outcome {
+            tracing::error!(%error, "state store write failed");
+        }
+        for d in done {
+            d.send(outcome.as_ref().err());
+        }
+    }
+}
+
+fn apply_batch(db: &Database, batch: Vec<Op>, durable: bool, done: &mut Vec<Done>) -> Result<(), StateError> {
+    let mut txn = db.begin_write().or_fail()?;
+    txn.set_durability(if durable { Durability::Immediate } else { Durability::None }).or_fail()?;
+    for op in batch {
+        done.push(match op {
+            Op::Commit(commit, reply) => Done::Commit(reply, apply_commit(&txn, &commit)?),
+            Op::Revert { id, records, reply } => {
+                apply_revert(&txn, &id, &records)?;
+                Done::Unit(reply)
+            }
+            Op::Remember { request_id, digest, at_us, reply } => {
+                Done::Remember(reply, apply_remember(&txn, &request_id, &digest, at_us)?)
+            }
+            Op::Prune { events_before, marks_before, longest, reply } => {
+                apply_prune(&txn, events_before, marks_before, longest)?;
+                Done::Unit(reply)
+            }
+            Op::Flush(reply) => Done::Unit(reply),
+        });
+    }
+    txn.commit().or_fail()
+}
+
+fn apply_commit(txn: &WriteTransaction, commit: &Commit) -> Result<Committed, StateError> {
+    let mut versions = txn.open_table(VERSIONS).or_fail()?;
+    for (key, seen) in &commit.reads {
+        let now = versions.get(key.as_str()).or_fail()?.map_or(0, |v| v.value());
+        if now != *seen {
+            return Ok(Committed::Conflict);
+        }
+    }
+    let mut recorded = txn.open_table(RECORDED).or_fail()?;
+    let mut events = txn.open_table(EVENTS).or_fail()?;
+    let mut new = Vec::new();
+    for record in &commit.records {
+        let key = record.key.as_str();
+        if recorded.get((commit.id.as_str(), key)).or_fail()?.is_some() {
+            continue;
+        }
+        recorded.insert((commit.id.as_str(), key), commit.at_us).or_fail()?;
+        events.insert((key, commit.at_us, commit.id.as_str()), record.amount.units()).or_fail()?;
+        bump(&mut versions, key)?;
+        new.push(record.key.clone());
+    }
+    Ok(Committed::Applied { new })
+}
+
+fn apply_revert(txn: &WriteTransaction, id: &str, records: &[(String, Amount)]) -> Result<(), StateError> {
+    let mut versions = txn.open_table(VERSIONS).or_fail()?;
+    let mut recorded = txn.open_table(RECORDED).or_fail()?;
+    let mut events = txn.open_table(EVENTS).or_fail()?;
+    for (key, _) in records {
+        let at = recorded.remove((id, key.as_str())).or_fail()?.map(|v| v.value());
+        if let Some(at) = at {
+            events.remove((key.as_str(), at, id)).or_fail()?;
+            bump(&mut versions, key)?;
+        }
+    }
+    Ok(())
+}
+
+fn bump(versions: &mut redb::Table<&str, u64>, key: &str) -> Result<(), StateError> {
+    let next = versions.get(key).or_fail()?.map_or(0, |v| v.value()) + 1;
+    versions.insert(key, next).or_fail()?;
+    Ok(())
+}
+
+fn apply_remember(txn: &WriteTransaction, request_id: &str, digest: &[u8; 32], at_us: u64) -> Result<Seen, StateError> {
+    let mut ids = txn.open_table(REQUEST_IDS).or_fail()?;
+    let known = ids.get(request_id).or_fail()?.map(|v| v.value().0 == digest.as_slice());
+    match known {
+        Some(true) => Ok(Seen::Same),
+        Some(false) => Ok(Seen::Different),
+        None => {
+            ids.insert(request_id, (digest.as_slice(), at_us)).or_fail()?;
+            Ok(Seen::First)
+        }
+    }
+}
+
+fn apply_prune(txn: &WriteTransaction, events_before: u64, marks_before: u64, longest: u64) -> Result<(), StateError> {
+    let mut events = txn.open_table(EVENTS).or_fail()?;
+    events.retain(|(_, at, _), _| at >= events_before).or_fail()?;
+    // A key left with no events forgets its version too (a reader that saw the old version then
+    // fails its commit and evaluates again: safe, and the table stays bounded).
+    let has_events = |key: &str| -> Result<bool, StateError> {
+        let mut range = events.range((key, 0, "")..).or_fail()?;
+        Ok(range.next().transpose().or_fail()?.is_some_and(|(event, _)| event.value().0 == key))
+    };
+    let mut versions = txn.open_table(VERSIONS).or_fail()?;
+    let mut idle = Vec::new();
+    for entry in versions.iter().or_fail()? {
+        let (key, _) = entry.or_fail()?;
+        if !has_events(key.value())? {
+            idle.push(key.value().to_string());
+        }
+    }
+    for key in idle {
+        versions.remove(key.as_str()).or_fail()?;
+    }
+    txn.open_table(RECORDED).or_fail()?.retain(|_, at| at >= marks_before).or_fail()?;
+    txn.open_table(REQUEST_IDS).or_fail()?.retain(|_, (_, at)| at >= marks_before).or_fail()?;
+    let mut meta = txn.open_table(META).or_fail()?;
+    let known = meta.get(LONGEST_WINDOW).or_fail()?.map_or(0, |v| v.value());
+    if longest > known {
+        meta.insert(LONGEST_WINDOW, longest).or_fail()?;
+    }
+    Ok(())
+}

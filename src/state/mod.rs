@@ -1,0 +1,370 @@
+//! Memory across requests: what approved transactions recorded (for `velocity.*` limits over
+//! time) and the identity each `requestId` first came with (for the replay guard).
+//!
+//! Two backends behind one interface: an embedded database (redb, one file, the default) and
+//! Redis (shared by replicas). Both give the same guarantees:
+//! - **exactly once**: a record is kept once per (transaction, key); the same transaction coming
+//!   back (retry, signing stage, another Co-signer) adds nothing, and its own records are never
+//!   counted against it, so it is decided as it was the first time;
+//! - **no lost race**: a decision commits only if every key it read is unchanged since (a version
+//!   per key, compared and bumped atomically); otherwise it is evaluated again — optimistic
+//!   concurrency, because the keys a policy reads are known only once it has run;
+//! - **bounded**: events older than the prune horizon (the longest window in use, at least
+//!   `state.retention`) are removed.
+
+mod embedded;
+mod redis;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::decimal::Amount;
+use crate::decision::FallbackAction;
+
+pub const MICROS_PER_SECOND: u64 = 1_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A redb file under this directory.
+    Embedded { dir: PathBuf },
+    /// An in-memory redb: the test runner's store, empty at the start of each case.
+    Memory,
+    Redis { url: String, prefix: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct StateSettings {
+    pub backend: Backend,
+    /// Events are kept at least this long, whatever windows the policies use.
+    pub retention: Duration,
+    /// How long a `requestId`'s identity (and a transaction's "recorded" mark) is remembered:
+    /// the Co-signer retries for about an hour by default, up to 48 hours.
+    pub request_id_ttl: Duration,
+    /// The answer when the store cannot be read or written (RETRY: the Co-signer asks again).
+    pub on_error: FallbackAction,
+    /// Budget of one store operation.
+    pub timeout: Duration,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Memory,
+            retention: Duration::from_secs(31 * 24 * 3600),
+            request_id_ttl: Duration::from_secs(48 * 3600),
+            on_error: FallbackAction::Retry,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("state store: {0}")]
+pub struct StateError(pub String);
+
+/// Any backend error as a [`StateError`].
+pub(crate) trait OrFail<T> {
+    fn or_fail(self) -> Result<T, StateError>;
+}
+
+impl<T, E: std::fmt::Display> OrFail<T> for Result<T, E> {
+    fn or_fail(self) -> Result<T, StateError> {
+        self.map_err(|e| StateError(e.to_string()))
+    }
+}
+
+/// What one decision asks to record when it is approved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record {
+    pub key: String,
+    #[serde(serialize_with = "as_string")]
+    pub amount: Amount,
+}
+
+fn as_string<S: serde::Serializer>(amount: &Amount, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(amount)
+}
+
+/// The approved events of one key inside a window, and the key's version when read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowTotal {
+    pub sum: Amount,
+    pub count: u64,
+    pub version: u64,
+}
+
+/// An approved decision's writes: valid only while every key read still has the version seen.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The transaction (`txId`; `requestId` for configuration changes).
+    pub id: String,
+    pub at_us: u64,
+    /// Every key the decision read, with the version it saw.
+    pub reads: Vec<(String, u64)>,
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// Applied; these keys were newly recorded (the others already held this transaction).
+    Applied { new: Vec<String> },
+    /// A key read has changed since: evaluate again.
+    Conflict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    First,
+    /// The same identity again: a retry, another stage, another Co-signer.
+    Same,
+    /// This `requestId` came before with another identity.
+    Different,
+}
+
+/// What `/status` shows of the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateStatus {
+    pub backend: &'static str,
+    pub up: bool,
+    pub last_error: Option<String>,
+    pub horizon_seconds: u64,
+}
+
+enum Store {
+    Embedded(embedded::Embedded),
+    Redis(redis::Shared),
+}
+
+pub struct StateStore {
+    store: Store,
+    settings: StateSettings,
+    up: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    /// The longest window any read asked for, in µs (the prune horizon when above retention).
+    longest_window_us: AtomicU64,
+}
+
+impl StateStore {
+    /// Opens the backend. Redis connects lazily: a server that is down at start-up makes the
+    /// store report down until it is back, it does not stop the handler.
+    pub fn open(settings: StateSettings) -> Result<Self, StateError> {
+        let store = match &settings.backend {
+            Backend::Embedded { dir } => Store::Embedded(embedded::Embedded::open(Some(dir), &settings)?),
+            Backend::Memory => Store::Embedded(embedded::Embedded::open(None, &settings)?),
+            Backend::Redis { url, prefix } => Store::Redis(redis::Shared::open(url, prefix, settings.timeout)?),
+        };
+        let longest = match &store {
+            Store::Embedded(db) => db.longest_window_us()?,
+            Store::Redis(_) => 0,
+        };
+        Ok(Self {
+            store,
+            settings,
+            up: AtomicBool::new(true),
+            last_error: Mutex::new(None),
+            longest_window_us: AtomicU64::new(longest),
+        })
+    }
+
+    /// An empty in-memory store (fixtures, policy tools).
+    pub fn in_memory() -> Result<Self, StateError> {
+        Self::open(StateSettings::default())
+    }
+
+    pub fn settings(&self) -> &StateSettings {
+        &self.settings
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match (&self.store, &self.settings.backend) {
+            (Store::Redis(_), _) => "redis",
+            (_, Backend::Memory) => "memory",
+            _ => "embedded",
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    pub fn status(&self) -> StateStatus {
+        StateStatus {
+            backend: self.backend_name(),
+            up: self.is_up(),
+            last_error: self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            horizon_seconds: self.horizon_us() / MICROS_PER_SECOND,
+        }
+    }
+
+    /// Events older than this are pruned.
+    pub fn horizon_us(&self) -> u64 {
+        let retention = self.settings.retention.as_micros() as u64;
+        retention.max(self.longest_window_us.load(Ordering::Relaxed))
+    }
+
+    /// The sum and count of `key`'s events after `since_us`, leaving out transaction `exclude`.
+    /// Blocking: called by the `velocity.*` builtins on an evaluation thread.
+    pub fn window(&self, key: &str, since_us: u64, window_us: u64, exclude: &str) -> Result<WindowTotal, StateError> {
+        self.longest_window_us.fetch_max(window_us, Ordering::Relaxed);
+        let result = match &self.store {
+            Store::Embedded(db) => db.window(key, since_us, exclude),
+            Store::Redis(redis) => redis.window(key, since_us, exclude),
+        };
+        self.observe(result)
+    }
+
+    /// Applies `commit` atomically if none of its reads changed.
+    pub async fn commit(&self, commit: Commit) -> Result<Committed, StateError> {
+        let horizon = self.horizon_us();
+        let marks = self.marks_ttl_us();
+        let result = match &self.store {
+            Store::Embedded(db) => db.commit(commit).await,
+            Store::Redis(redis) => redis.commit(&commit, horizon, marks).await,
+        };
+        self.observe(result)
+    }
+
+    /// Takes back the records `new` of transaction `id` (its answer could not be given).
+    pub async fn revert(&self, id: &str, records: &[Record], new: &[String]) -> Result<(), StateError> {
+        let undo: Vec<&Record> = records.iter().filter(|r| new.contains(&r.key)).collect();
+        if undo.is_empty() {
+            return Ok(());
+        }
+        let result = match &self.store {
+            Store::Embedded(db) => db.revert(id, &undo).await,
+            Store::Redis(redis) => redis.revert(id, &undo).await,
+        };
+        self.observe(result)
+    }
+
+    /// Remembers the identity digest `request_id` first came with.
+    pub async fn remember(&self, request_id: &str, digest: [u8; 32], at_us: u64) -> Result<Seen, StateError> {
+        let ttl = self.settings.request_id_ttl;
+        let result = match &self.store {
+            Store::Embedded(db) => db.remember(request_id, digest, at_us).await,
+            Store::Redis(redis) => redis.remember(request_id, digest, ttl).await,
+        };
+        self.observe(result)
+    }
+
+    /// Checks the backend is reachable; what the recovery probe runs while the store is down.
+    pub async fn probe(&self) -> Result<(), StateError> {
+        let result = match &self.store {
+            Store::Embedded(db) => db.probe(),
+            Store::Redis(redis) => redis.probe().await,
+        };
+        self.observe(result)
+    }
+
+    /// Makes everything written so far durable (the remembered request ids ride on the next
+    /// durable commit otherwise). At shutdown.
+    pub async fn close(&self) {
+        if let Store::Embedded(db) = &self.store
+            && let Err(error) = db.flush().await
+        {
+            tracing::warn!(%error, "the state store could not be flushed at shutdown");
+        }
+    }
+
+    /// Removes what is past the horizon (embedded; Redis prunes each key as it is written).
+    pub async fn prune(&self, now_us: u64) -> Result<(), StateError> {
+        let horizon = self.horizon_us();
+        let marks = self.marks_ttl_us();
+        let longest = self.longest_window_us.load(Ordering::Relaxed);
+        let result = match &self.store {
+            Store::Embedded(db) => db.prune(now_us, horizon, marks, longest).await,
+            Store::Redis(_) => Ok(()),
+        };
+        self.observe(result)
+    }
+
+    /// Runs for the life of the server: probes a failing store every second until it answers, so
+    /// it recovers without traffic (a load balancer may have taken the instance out), prunes
+    /// every minute, and reports whether the store is up after each round.
+    pub async fn upkeep(self: Arc<Self>, report: impl Fn(bool)) {
+        if let Err(error) = self.probe().await {
+            tracing::warn!(%error, "the state store does not answer yet");
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        for round in 0u64.. {
+            tick.tick().await;
+            if !self.is_up() {
+                let _ = self.probe().await;
+            }
+            if round % 60 == 0 {
+                let now = chrono::Utc::now().timestamp_micros().max(0) as u64;
+                if let Err(error) = self.prune(now).await {
+                    tracing::warn!(%error, "pruning the state store failed");
+                }
+            }
+            report(self.is_up());
+        }
+    }
+
+    /// Transactions stay marked "recorded" at least as long as their requests may come back.
+    fn marks_ttl_us(&self) -> u64 {
+        self.horizon_us().max(self.settings.request_id_ttl.as_micros() as u64)
+    }
+
+    fn observe<T>(&self, result: Result<T, StateError>) -> Result<T, StateError> {
+        match &result {
+            Ok(_) => {
+                if !self.up.swap(true, Ordering::AcqRel) {
+                    tracing::info!(backend = self.backend_name(), "state store is back");
+                }
+            }
+            Err(error) => {
+                if self.up.swap(false, Ordering::AcqRel) {
+                    tracing::error!(backend = self.backend_name(), %error, "state store failing");
+                }
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.0.clone());
+            }
+        }
+        result
+    }
+}
+
+/// Parses a window: a whole number and a unit, `s`, `m`, `h` or `d` (`"90s"`, `"24h"`, `"7d"`).
+pub fn parse_window(text: &str) -> Result<Duration, String> {
+    let bad = || format!("window {text:?}: expected a whole number and a unit s, m, h or d (\"90s\", \"24h\", \"7d\")");
+    let split = text.len().checked_sub(1).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => Some(number),
+        "m" => number.checked_mul(60),
+        "h" => number.checked_mul(3600),
+        "d" => number.checked_mul(86_400),
+        _ => return Err(bad()),
+    };
+    match seconds {
+        Some(0) => Err(format!("window {text:?} must be longer than zero")),
+        Some(s) if s <= MAX_WINDOW_SECONDS => Ok(Duration::from_secs(s)),
+        _ => Err(format!("window {text:?} is longer than the longest allowed, 400d")),
+    }
+}
+
+const MAX_WINDOW_SECONDS: u64 = 400 * 86_400;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_a_number_and_a_unit() {
+        let cases = [("90s", Some(90)), ("15m", Some(900)), ("24h", Some(86_400)), ("7d", Some(604_800))];
+        for (text, seconds) in cases {
+            assert_eq!(parse_window(text).ok().map(|d| d.as_secs()), seconds, "{text}");
+        }
+        for bad in ["", "h", "24", "1.5h", "-1h", "0s", "1w", "24 h", "401d", "99999999999999999999d"] {
+            assert!(parse_window(bad).is_err(), "{bad:?}");
+        }
+    }
+}

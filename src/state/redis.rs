@@ -1,0 +1,205 @@
+//! The Redis backend, shared by replicas. Every operation is one Lua script, so each is atomic on
+//! the server (no client-side read-modify-write) and costs one round trip.
+//!
+//! Layout, every key under one hash tag `{prefix}` so that a cluster keeps them in one slot (the
+//! scripts touch several):
+//! - `{p}:ev:<key>`: sorted set of events, score = µs, member = `<units>:<transaction>`;
+//! - `{p}:ver:<key>`: the key's version, bumped with every change of its events;
+//! - `{p}:rec:<length of transaction>:<transaction>:<key>`: the exactly-once mark;
+//! - `{p}:rid:<requestId>`: the identity digest the request id first came with;
+//! - `{p}:horizon`: the longest prune horizon any replica asked for.
+//!
+//! Events past the horizon are pruned from a key whenever it is written, and a key's structures
+//! expire once it has been idle longer than the horizon, so memory stays bounded without a sweeper.
+
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::runtime::Handle;
+
+use super::{Commit, Committed, OrFail, Record, Seen, StateError, WindowTotal};
+use crate::decimal::Amount;
+
+const READ: &str = r"
+return {redis.call('GET', KEYS[2]) or '0', redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')}
+";
+
+/// KEYS: horizon, then the version key of each read, then (events, version, mark) per record.
+/// ARGV: reads count, the versions seen, at µs, horizon µs, marks ttl ms, then a member per record.
+const COMMIT: &str = r"
+local reads = tonumber(ARGV[1])
+for i = 1, reads do
+  if (redis.call('GET', KEYS[1 + i]) or '0') ~= ARGV[1 + i] then return {0} end
+end
+local at, horizon, marks_ttl = ARGV[reads + 2], tonumber(ARGV[reads + 3]), ARGV[reads + 4]
+local known = tonumber(redis.call('GET', KEYS[1]) or '0')
+if horizon > known then redis.call('SET', KEYS[1], ARGV[reads + 3]) else horizon = known end
+local cutoff = string.format('%d', tonumber(at) - horizon)
+local idle_ms = string.format('%d', math.floor(horizon / 1000) + 60000)
+local result = {1}
+local k, a = reads + 2, reads + 5
+while k <= #KEYS do
+  local events, version, mark = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  if redis.call('SET', mark, at, 'NX', 'PX', marks_ttl) then
+    redis.call('ZADD', events, at, ARGV[a])
+    redis.call('INCR', version)
+    table.insert(result, a - reads - 4)
+  end
+  redis.call('ZREMRANGEBYSCORE', events, '-inf', '(' .. cutoff)
+  redis.call('PEXPIRE', events, idle_ms)
+  redis.call('PEXPIRE', version, idle_ms)
+  k, a = k + 3, a + 1
+end
+return result
+";
+
+/// KEYS: (events, version, mark) per record; ARGV: the member per record.
+const REVERT: &str = r"
+for i = 1, #ARGV do
+  local events, version, mark = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  if redis.call('DEL', mark) == 1 then
+    redis.call('ZREM', events, ARGV[i])
+    redis.call('INCR', version)
+  end
+end
+return 1
+";
+
+/// KEYS: the request id's key; ARGV: digest, ttl ms. 0 first, 1 same, 2 different.
+const REMEMBER: &str = r"
+local known = redis.call('GET', KEYS[1])
+if not known then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 0
+end
+if known == ARGV[1] then return 1 end
+return 2
+";
+
+pub struct Shared {
+    connection: ConnectionManager,
+    /// The runtime the connection lives on; blocking reads from evaluation threads run on it.
+    runtime: Handle,
+    prefix: String,
+    timeout: Duration,
+    read: Script,
+    commit: Script,
+    revert: Script,
+    remember: Script,
+}
+
+impl Shared {
+    /// Prepares a lazily connecting client: nothing is sent until the first operation.
+    pub fn open(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StateError> {
+        let runtime =
+            Handle::try_current().map_err(|_| StateError("the Redis backend needs the server's runtime".into()))?;
+        let client = redis::Client::open(url).map_err(|e| StateError(format!("state.url: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let _enter = runtime.enter();
+        let connection = ConnectionManager::new_lazy_with_config(client, config).or_fail()?;
+        Ok(Self {
+            connection,
+            runtime: runtime.clone(),
+            prefix: prefix.to_string(),
+            timeout,
+            read: Script::new(READ),
+            commit: Script::new(COMMIT),
+            revert: Script::new(REVERT),
+            remember: Script::new(REMEMBER),
+        })
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{{{}}}:{kind}:{name}", self.prefix)
+    }
+
+    /// Runs `script` within the operation budget.
+    async fn run<T: redis::FromRedisValue>(&self, invocation: redis::ScriptInvocation<'_>) -> Result<T, StateError> {
+        let mut connection = self.connection.clone();
+        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut connection)).await {
+            Ok(result) => result.map_err(|e| StateError(format!("redis: {e}"))),
+            Err(_) => Err(StateError(format!("redis did not answer within {:?}", self.timeout))),
+        }
+    }
+
+    pub fn window(&self, key: &str, since_us: u64, exclude: &str) -> Result<WindowTotal, StateError> {
+        let mut invocation = self.read.prepare_invoke();
+        invocation.key(self.key("ev", key)).key(self.key("ver", key)).arg(format!("({since_us}"));
+        let (version, members): (String, Vec<String>) = self.runtime.block_on(self.run(invocation))?;
+        let version = version.parse().map_err(|_| StateError(format!("version of {key:?} is not a number")))?;
+        let mut total = WindowTotal { version, ..WindowTotal::default() };
+        for member in &members {
+            let (units, id) = member.split_once(':').ok_or_else(|| StateError(format!("bad event {member:?}")))?;
+            if id == exclude {
+                continue;
+            }
+            let units: u128 = units.parse().map_err(|_| StateError(format!("bad event {member:?}")))?;
+            total.sum = total
+                .sum
+                .checked_add(Amount::from_units(units))
+                .ok_or_else(|| StateError(format!("the sum under {key:?} overflows")))?;
+            total.count += 1;
+        }
+        Ok(total)
+    }
+
+    pub async fn commit(&self, commit: &Commit, horizon_us: u64, marks_us: u64) -> Result<Committed, StateError> {
+        let mut invocation = self.commit.prepare_invoke();
+        invocation.key(format!("{{{}}}:horizon", self.prefix)).arg(commit.reads.len());
+        for (key, version) in &commit.reads {
+            invocation.key(self.key("ver", key)).arg(version);
+        }
+        invocation.arg(commit.at_us).arg(horizon_us).arg(marks_us / 1000);
+        for record in &commit.records {
+            self.record_keys(&mut invocation, &commit.id, record);
+        }
+        let result: Vec<usize> = self.run(invocation).await?;
+        match result.split_first() {
+            Some((1, new)) => Ok(Committed::Applied {
+                new: new.iter().filter_map(|i| commit.records.get(i.wrapping_sub(1))).map(|r| r.key.clone()).collect(),
+            }),
+            _ => Ok(Committed::Conflict),
+        }
+    }
+
+    fn record_keys(&self, invocation: &mut redis::ScriptInvocation<'_>, id: &str, record: &Record) {
+        invocation
+            .key(self.key("ev", &record.key))
+            .key(self.key("ver", &record.key))
+            // The id's length keeps `a:b` + `c` apart from `a` + `b:c`.
+            .key(self.key("rec", &format!("{}:{id}:{}", id.len(), record.key)))
+            .arg(format!("{}:{id}", record.amount.units()));
+    }
+
+    pub async fn revert(&self, id: &str, records: &[&Record]) -> Result<(), StateError> {
+        let mut invocation = self.revert.prepare_invoke();
+        for record in records {
+            self.record_keys(&mut invocation, id, record);
+        }
+        self.run::<i64>(invocation).await.map(drop)
+    }
+
+    pub async fn remember(&self, request_id: &str, digest: [u8; 32], ttl: Duration) -> Result<Seen, StateError> {
+        let mut invocation = self.remember.prepare_invoke();
+        invocation.key(self.key("rid", request_id)).arg(crate::keys::hex(&digest)).arg(ttl.as_millis() as u64);
+        match self.run::<i64>(invocation).await? {
+            0 => Ok(Seen::First),
+            1 => Ok(Seen::Same),
+            _ => Ok(Seen::Different),
+        }
+    }
+
+    pub async fn probe(&self) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(self.timeout, ping.query_async::<String>(&mut connection)).await {
+            Ok(result) => result.map(drop).map_err(|e| StateError(format!("redis: {e}"))),
+            Err(_) => Err(StateError(format!("redis did not answer within {:?}", self.timeout))),
+        }
+    }
+}
