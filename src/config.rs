@@ -384,11 +384,7 @@ fn resolve_protocol(
     if jwt && keys.is_empty() {
         return Err(key_error("protocol.cosigner_keys", "at least one Co-signer public key is required in jwt mode"));
     }
-    Ok(ProtocolSettings {
-        modes,
-        handler_key,
-        cosigner_keys: CosignerKeyring::new(keys),
-    })
+    Ok(ProtocolSettings { modes, handler_key, cosigner_keys: CosignerKeyring::new(keys) })
 }
 
 fn resolve_policy(

@@ -28,7 +28,8 @@ impl Amount {
         }
         let int = int.trim_start_matches('0');
         let whole: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-        let frac: u128 = if frac.is_empty() { 0 } else { frac.parse::<u128>().ok()? * 10u128.pow(SCALE - frac.len() as u32) };
+        let frac: u128 =
+            if frac.is_empty() { 0 } else { frac.parse::<u128>().ok()? * 10u128.pow(SCALE - frac.len() as u32) };
         whole.checked_mul(ONE)?.checked_add(frac).map(Amount)
     }
 
@@ -78,7 +79,8 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_plain_amount() {
-        for bad in ["", "1.", ".5", "-1", "1e5", "1,5", " 1", "0x10", "0.0000000000000000001", "1".repeat(40).as_str()] {
+        for bad in ["", "1.", ".5", "-1", "1e5", "1,5", " 1", "0x10", "0.0000000000000000001", "1".repeat(40).as_str()]
+        {
             assert_eq!(Amount::parse(bad), None, "{bad:?}");
         }
     }

@@ -163,7 +163,8 @@ impl Decision {
 
     /// Parses the policy's output; never trusts the map it returns.
     pub fn from_policy_output(value: &serde_json::Value) -> Result<Self, String> {
-        let PolicyDecision { action, reason, record } = PolicyDecision::deserialize(value).map_err(|e| e.to_string())?;
+        let PolicyDecision { action, reason, record } =
+            PolicyDecision::deserialize(value).map_err(|e| e.to_string())?;
         if record.len() > MAX_RECORDS {
             return Err(format!("more than {MAX_RECORDS} records"));
         }
@@ -217,7 +218,8 @@ mod tests {
 
     #[test]
     fn approve_never_carries_a_rejection_reason() {
-        let d = Decision { action: Action::Approve, reason: Some("ok".into()), source: Source::Policy, records: vec![] };
+        let d =
+            Decision { action: Action::Approve, reason: Some("ok".into()), source: Source::Policy, records: vec![] };
         assert_eq!(d.rejection_reason(), None);
     }
 }

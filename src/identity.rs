@@ -69,7 +69,10 @@ mod tests {
     #[test]
     fn another_amount_is_another_identity() {
         assert_eq!(of(json!({"requestId": "r1", "amountStr": "1"})), of(json!({"requestId": "r1", "amountStr": "1"})));
-        assert_ne!(of(json!({"requestId": "r1", "amountStr": "1"})), of(json!({"requestId": "r1", "amountStr": "1000"})));
+        assert_ne!(
+            of(json!({"requestId": "r1", "amountStr": "1"})),
+            of(json!({"requestId": "r1", "amountStr": "1000"}))
+        );
     }
 
     #[test]

@@ -162,7 +162,8 @@ impl Pipeline {
         let kind = request.kind;
         let at_us = context.received_at.timestamp_micros().max(0) as u64;
         let mut trace = StateTrace { id: request.ledger_id().to_string(), ..StateTrace::default() };
-        let seen = self.state.remember(&request.request_id, crate::identity::digest(kind, &request.payload), at_us).await;
+        let seen =
+            self.state.remember(&request.request_id, crate::identity::digest(kind, &request.payload), at_us).await;
         let request_id = request.request_id.clone();
         let input = input_document(kind, request.payload, context);
         let started = Instant::now();
@@ -174,7 +175,10 @@ impl Pipeline {
                 self.fallback(FailureClass::State)
             }
             (Ok(Seen::Different), _) => {
-                tracing::error!(request_id, "requestId reused with a different payload: replayed or forged request refused");
+                tracing::error!(
+                    request_id,
+                    "requestId reused with a different payload: replayed or forged request refused"
+                );
                 Decision::request_id_reuse()
             }
             (_, Err(e)) => {
@@ -186,7 +190,8 @@ impl Pipeline {
                 policy_revision = snapshot.revision.clone();
                 trace.evaluations += 1;
                 let ledger = Ledger::new(self.state.clone(), &trace.id, at_us);
-                let evaluation = self.evaluator.decide(snapshot, kind, policy_input.clone(), deadline, Some(ledger)).await;
+                let evaluation =
+                    self.evaluator.decide(snapshot, kind, policy_input.clone(), deadline, Some(ledger)).await;
                 prints = evaluation.prints;
                 let reads = evaluation.ledger.as_ref().map(Ledger::versions).unwrap_or_default();
                 trace.reads = evaluation.ledger.map(|l| l.reads().to_vec()).unwrap_or_default();
@@ -194,8 +199,7 @@ impl Pipeline {
                 if decision.action != Action::Approve || (reads.is_empty() && decision.records.is_empty()) {
                     break decision;
                 }
-                let commit =
-                    Commit { id: trace.id.clone(), at_us, reads, records: decision.records.clone() };
+                let commit = Commit { id: trace.id.clone(), at_us, reads, records: decision.records.clone() };
                 match self.state.commit(commit).await {
                     Ok(Committed::Applied { new }) => {
                         trace.records = decision.records.clone();
@@ -214,7 +218,14 @@ impl Pipeline {
                 }
             },
         };
-        Decided { decision, policy_revision, input, prints, eval_seconds: started.elapsed().as_secs_f64(), state: trace }
+        Decided {
+            decision,
+            policy_revision,
+            input,
+            prints,
+            eval_seconds: started.elapsed().as_secs_f64(),
+            state: trace,
+        }
     }
 
     /// Takes back what `decided` recorded: its approval did not leave (the durable log refused it).

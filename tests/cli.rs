@@ -3,15 +3,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Spec, keys, payload, sign, verify_answer};
+use common::{BIN, Spec, payload, post_signed, start, start_with_log};
 use cosigner_guard::keys::HandlerKey;
-use cosigner_guard::simulator::Target;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cosigner-guard");
 
 fn approve_all() -> Spec {
     Spec::both(r#"decision := {"action": "APPROVE"}"#)
@@ -135,67 +131,6 @@ fn a_bad_configuration_stops_start_up_with_a_message_naming_the_fault() {
         assert_eq!(out.status.code(), Some(1), "{name}: start-up fails: {stderr}");
         assert!(stderr.contains(named), "{name}: the message names {named:?}: {stderr}");
     }
-}
-
-/// A running server process, killed if the test fails before stopping it.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Running {
-    fn signal(&self, name: &str) {
-        assert!(Command::new("kill").args([name, &self.0.id().to_string()]).status().unwrap().success());
-    }
-
-    fn wait(&mut self) -> Option<i32> {
-        self.0.wait().unwrap().code()
-    }
-}
-
-/// Starts the binary on `config` and returns it with its HTTPS port, read from the start-up log.
-fn start(config: &std::path::Path) -> (Running, u16) {
-    let (running, port, _) = start_with_log(config, &[]);
-    (running, port)
-}
-
-/// As [`start`], with extra environment, also returning the log lines up to the listening one.
-fn start_with_log(config: &std::path::Path, env: &[(&str, &str)]) -> (Running, u16, Vec<String>) {
-    let mut child = Command::new(BIN)
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(config)
-        .envs(env.iter().copied())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut seen = Vec::new();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        assert!(Instant::now() < deadline, "no listening line");
-        let line = lines.next().expect("server exited early").unwrap();
-        if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
-            && event["message"] == "listening"
-        {
-            break event["addr"].as_str().unwrap().to_string();
-        }
-        seen.push(line);
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (Running(child), addr.rsplit(':').next().unwrap().parse().unwrap(), seen)
-}
-
-async fn post_signed(port: u16, payload: &serde_json::Value) -> serde_json::Value {
-    let target = Target::new(&format!("https://localhost:{port}"), Some(keys().tls_cert_pem.as_bytes())).await.unwrap();
-    let signed = sign(payload, &keys().primary.private_pem);
-    let (status, body) = target.connect().await.unwrap().post("/v2/tx_sign_request", signed).await.unwrap();
-    assert_eq!(status, 200);
-    verify_answer(&body)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -79,7 +79,8 @@ impl Ledger {
             return Ok(*total);
         }
         let since = self.at_us.saturating_sub(window_us);
-        let total = self.store.window(key, since, window_us, &self.id).inspect_err(|e| self.failure = Some(e.clone()))?;
+        let total =
+            self.store.window(key, since, window_us, &self.id).inspect_err(|e| self.failure = Some(e.clone()))?;
         self.versions.entry(key.to_string()).or_insert(total.version);
         self.totals.insert((key.to_string(), window_us), total);
         Ok(total)

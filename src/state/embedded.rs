@@ -34,9 +34,23 @@ type Reply<T> = oneshot::Sender<Result<T, StateError>>;
 
 enum Op {
     Commit(Commit, Reply<Committed>),
-    Revert { id: String, records: Vec<(String, Amount)>, reply: Reply<()> },
-    Remember { request_id: String, digest: [u8; 32], at_us: u64, reply: Reply<Seen> },
-    Prune { events_before: u64, marks_before: u64, longest: u64, reply: Reply<()> },
+    Revert {
+        id: String,
+        records: Vec<(String, Amount)>,
+        reply: Reply<()>,
+    },
+    Remember {
+        request_id: String,
+        digest: [u8; 32],
+        at_us: u64,
+        reply: Reply<Seen>,
+    },
+    Prune {
+        events_before: u64,
+        marks_before: u64,
+        longest: u64,
+        reply: Reply<()>,
+    },
     /// Nothing to write: makes what came before durable.
     Flush(Reply<()>),
 }
@@ -65,9 +79,7 @@ impl Embedded {
                 let path = dir.join(FILE_NAME);
                 Database::create(&path).map_err(|e| StateError(format!("cannot open {}: {e}", path.display())))?
             }
-            None => Database::builder()
-                .create_with_backend(redb::backends::InMemoryBackend::new())
-                .or_fail()?,
+            None => Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).or_fail()?,
         };
         let txn = db.begin_write().or_fail()?;
         open_tables(&txn)?;
@@ -75,10 +87,7 @@ impl Embedded {
         let db = std::sync::Arc::new(db);
         let (ops, queue) = sync_channel(QUEUE_DEPTH);
         let writer = std::sync::Arc::clone(&db);
-        std::thread::Builder::new()
-            .name("state-writer".into())
-            .spawn(move || write_loop(&writer, &queue))
-            .or_fail()?;
+        std::thread::Builder::new().name("state-writer".into()).spawn(move || write_loop(&writer, &queue)).or_fail()?;
         Ok(Self { db, ops })
     }
 

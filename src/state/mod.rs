@@ -16,8 +16,8 @@ mod embedded;
 mod redis;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -30,10 +30,15 @@ pub const MICROS_PER_SECOND: u64 = 1_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     /// A redb file under this directory.
-    Embedded { dir: PathBuf },
+    Embedded {
+        dir: PathBuf,
+    },
     /// An in-memory redb: the test runner's store, empty at the start of each case.
     Memory,
-    Redis { url: String, prefix: String },
+    Redis {
+        url: String,
+        prefix: String,
+    },
 }
 
 #[derive(Debug, Clone)]

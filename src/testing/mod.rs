@@ -74,8 +74,8 @@ pub async fn run(dir: &Path, options: &CompileOptions, run: &RunOptions) -> Resu
     let suites = fixtures::discover(dir).map_err(SetupError)?;
     let suites = suites.iter().map(|path| Fixtures::load(path)).collect::<Result<Vec<_>, _>>().map_err(SetupError)?;
     if suites.iter().any(|s| s.file.cases.iter().any(|c| wanted(&c.name))) {
-        let evaluator = Evaluator::new(1, compile.eval_timeout, Fallbacks::default())
-            .map_err(|e| SetupError(e.to_string()))?;
+        let evaluator =
+            Evaluator::new(1, compile.eval_timeout, Fallbacks::default()).map_err(|e| SetupError(e.to_string()))?;
         let shared = FixturePipeline { policy: store.clone(), evaluator: Arc::new(evaluator) };
         for suite in &suites {
             for case in suite.file.cases.iter().filter(|c| wanted(&c.name)) {
@@ -168,23 +168,22 @@ async fn fixture_case(
         FixtureKind::ConfigChange => RequestKind::ConfigChange,
     };
     let time = |now: Option<&String>| match now {
-        Some(now) => DateTime::parse_from_rfc3339(now).map(|t| t.with_timezone(&Utc)).map_err(|e| at(&format!("now: {e}"))),
+        Some(now) => {
+            DateTime::parse_from_rfc3339(now).map(|t| t.with_timezone(&Utc)).map_err(|e| at(&format!("now: {e}")))
+        }
         None => Ok(Utc::now()),
     };
     let received_at = time(case.now.as_ref())?;
     let state = Arc::new(StateStore::in_memory().map_err(|e| at(&e.to_string()))?);
     seed(&state, &case.history).await.map_err(|e| at(&e))?;
-    let pipeline = Pipeline::new(
-        CosignerKeyring::default(),
-        None,
-        shared.policy.clone(),
-        shared.evaluator.clone(),
-        state,
-    );
+    let pipeline =
+        Pipeline::new(CosignerKeyring::default(), None, shared.policy.clone(), shared.evaluator.clone(), state);
     let deadline = || Instant::now() + eval_timeout + Duration::from_secs(1);
     let mut prints = Vec::new();
     let outcome = match (&case.request, &case.jwt, &case.steps, &case.expect) {
-        (_, _, Some(_), Some(_)) | (_, _, None, None) => return Err(at("exactly one of `expect` and `steps` is required")),
+        (_, _, Some(_), Some(_)) | (_, _, None, None) => {
+            return Err(at("exactly one of `expect` and `steps` is required"));
+        }
         (Some(_), Some(_), _, _) | (None, None, _, _) => {
             return Err(at("exactly one of `request` and `jwt` is required"));
         }

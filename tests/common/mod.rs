@@ -2,6 +2,7 @@
 //! time, and a client that speaks the protocol as the Co-signer does.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+use std::io::BufRead;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -15,6 +16,9 @@ use cosigner_guard::simulator::Target;
 use hyper::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::Value;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_cosigner-guard");
 
 /// Keys shared by every server of a test binary (RSA generation is the slow part).
 pub struct Keys {
@@ -270,4 +274,137 @@ pub async fn decide(server: &TestServer, mode: &str, kind_endpoint: &str, payloa
         "jwt" => verify_answer(&body),
         _ => serde_json::from_slice(&body).expect("json answer"),
     }
+}
+
+/// A real `redis-server` (Debian's package) on a free loopback port, in a directory of its own,
+/// without persistence; killed when dropped. Can be stopped and started again on the same port.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let mut redis = Self { port, child: None, dir: tempfile::tempdir().expect("tempdir") };
+        redis.resume();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The `[state]` section of a replica sharing this server.
+    pub fn state_toml(&self) -> String {
+        format!("[state]\nbackend = \"redis\"\nurl = \"{}\"\ntimeout_ms = 500", self.url())
+    }
+
+    /// A plain client, for looking at what the handler stored.
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url()).expect("url").get_connection().expect("redis connection")
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) and waits until it answers.
+    pub fn resume(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server; .ci/run does)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let answered = redis::Client::open(self.url())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if answered.is_ok() {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start on port {}", self.port);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running server process, killed if the test fails before stopping it.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    pub fn signal(&self, name: &str) {
+        assert!(std::process::Command::new("kill").args([name, &self.0.id().to_string()]).status().unwrap().success());
+    }
+
+    pub fn wait(&mut self) -> Option<i32> {
+        self.0.wait().unwrap().code()
+    }
+}
+
+/// Starts the binary on `config` and returns it with its HTTPS port, read from the start-up log.
+pub fn start(config: &std::path::Path) -> (Running, u16) {
+    let (running, port, _) = start_with_log(config, &[]);
+    (running, port)
+}
+
+/// As [`start`], with extra environment, also returning the log lines up to the listening one.
+pub fn start_with_log(config: &std::path::Path, env: &[(&str, &str)]) -> (Running, u16, Vec<String>) {
+    let mut child = std::process::Command::new(BIN)
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(config)
+        .envs(env.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let addr = loop {
+        assert!(std::time::Instant::now() < deadline, "no listening line");
+        let line = lines.next().expect("server exited early").unwrap();
+        if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+            && event["message"] == "listening"
+        {
+            break event["addr"].as_str().unwrap().to_string();
+        }
+        seen.push(line);
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (Running(child), addr.rsplit(':').next().unwrap().parse().unwrap(), seen)
+}
+
+pub async fn post_signed(port: u16, payload: &serde_json::Value) -> serde_json::Value {
+    let target = cosigner_guard::simulator::Target::new(
+        &format!("https://localhost:{port}"),
+        Some(keys().tls_cert_pem.as_bytes()),
+    )
+    .await
+    .unwrap();
+    let signed = sign(payload, &keys().primary.private_pem);
+    let (status, body) = target.connect().await.unwrap().post("/v2/tx_sign_request", signed).await.unwrap();
+    assert_eq!(status, 200);
+    verify_answer(&body)
 }
