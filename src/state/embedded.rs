@@ -53,6 +53,8 @@ enum Op {
     },
     /// Nothing to write: makes what came before durable.
     Flush(Reply<()>),
+    /// The store is being dropped: the writer ends, closing the file.
+    Stop,
 }
 
 impl Op {
@@ -67,6 +69,18 @@ impl Op {
 pub struct Embedded {
     db: std::sync::Arc<Database>,
     ops: SyncSender<Op>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Embedded {
+    /// Waits for the writer, so the file is closed (and may be opened again) once this returns.
+    fn drop(&mut self) {
+        if self.ops.send(Op::Stop).is_ok()
+            && let Some(writer) = self.writer.take()
+        {
+            let _ = writer.join();
+        }
+    }
 }
 
 impl Embedded {
@@ -86,9 +100,10 @@ impl Embedded {
         txn.commit().or_fail()?;
         let db = std::sync::Arc::new(db);
         let (ops, queue) = sync_channel(QUEUE_DEPTH);
-        let writer = std::sync::Arc::clone(&db);
-        std::thread::Builder::new().name("state-writer".into()).spawn(move || write_loop(&writer, &queue)).or_fail()?;
-        Ok(Self { db, ops })
+        let shared = std::sync::Arc::clone(&db);
+        let writer =
+            std::thread::Builder::new().name("state-writer".into()).spawn(move || write_loop(&shared, &queue)).or_fail()?;
+        Ok(Self { db, ops, writer: Some(writer) })
     }
 
     pub fn longest_window_us(&self) -> Result<u64, StateError> {
@@ -190,15 +205,18 @@ impl Done {
 fn write_loop(db: &Database, queue: &Receiver<Op>) {
     loop {
         let first = match queue.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(Op::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Ok(op) => op,
             Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => {
-                return;
-            }
         };
         let mut batch = vec![first];
+        let mut stop = false;
         while batch.len() < BATCH {
             match queue.try_recv() {
+                Ok(Op::Stop) => {
+                    stop = true;
+                    break;
+                }
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
@@ -211,6 +229,9 @@ fn write_loop(db: &Database, queue: &Receiver<Op>) {
         }
         for d in done {
             d.send(outcome.as_ref().err());
+        }
+        if stop {
+            return;
         }
     }
 }
@@ -233,6 +254,7 @@ fn apply_batch(db: &Database, batch: Vec<Op>, durable: bool, done: &mut Vec<Done
                 Done::Unit(reply)
             }
             Op::Flush(reply) => Done::Unit(reply),
+            Op::Stop => continue,
         });
     }
     txn.commit().or_fail()
