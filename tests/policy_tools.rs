@@ -231,7 +231,10 @@ async fn starter_fixture_expectations_are_what_the_running_server_answers() {
     {
         let path = repo().join("policies/cosigner").join(file);
         let fixtures: Value = yaml_serde::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        for case in fixtures["cases"].as_array().unwrap() {
+        // Cases that seed the state store or set the time are the fixture runner's alone: a live
+        // server has its own clock and store.
+        let live = |case: &&Value| ["history", "steps", "now"].iter().all(|key| case.get(key).is_none());
+        for case in fixtures["cases"].as_array().unwrap().iter().filter(live) {
             let mut payload = match &case["request"] {
                 Value::String(file) => {
                     serde_json::from_slice(&std::fs::read(path.parent().unwrap().join(file)).unwrap()).unwrap()
@@ -338,4 +341,74 @@ fn every_guide_snippet_is_in_the_file_it_names() {
         checked += 1;
     }
     assert!(checked >= 5, "the guide's snippets were found ({checked})");
+}
+
+/// At most 3 transfers an hour, counted on approval.
+fn counted_policy_set(dir: &Path) {
+    write(
+        &dir.join("policies/tx.rego"),
+        r#"package cosigner.transaction
+import rego.v1
+sent := velocity.count("transfers", "1h")
+decision := {"action": "APPROVE", "record": [{"key": "transfers", "amount": input.request.amountStr}]} if {
+    sent < 3
+} else := {"action": "REJECT", "reason": sprintf("%d transfers this hour", [sent])}
+"#,
+    );
+    write(&dir.join("policies/cc.rego"), "package cosigner.config_change\ndecision := {\"action\": \"IGNORE\"}\n");
+}
+
+#[test]
+fn fixture_steps_carry_state_from_request_to_request_and_a_wrong_step_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    counted_policy_set(dir.path());
+    let request = r#"request: {requestId: r, txId: r, amountStr: "1"}
+    now: "2026-01-01T10:00:00Z""#;
+    write(
+        &dir.path().join("policies/tx_test.yaml"),
+        &format!(
+            r#"cases:
+  - name: three an hour
+    {request}
+    steps:
+      - {{repeat: 3, expect: {{action: APPROVE}}}}
+      - {{expect: {{action: REJECT, reason: "3 transfers this hour"}}}}
+  - name: history counts and the same transaction twice counts once
+    {request}
+    history: [{{key: transfers, amount: "1", at: "2026-01-01T09:30:00Z"}}]
+    steps:
+      - {{patch: {{txId: same, requestId: same}}, repeat: 4, expect: {{action: APPROVE}}}}
+      - {{expect: {{action: APPROVE}}}}
+      - {{expect: {{action: REJECT}}}}
+  - name: a wrong expectation
+    {request}
+    steps:
+      - {{repeat: 2, expect: {{action: APPROVE}}}}
+      - {{name: third, repeat: 2, expect: {{action: APPROVE}}}}
+"#
+        ),
+    );
+    let (code, out, err) = run(&["test", "policies"], dir.path());
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(out.contains("PASS  three an hour"), "{out}");
+    assert!(out.contains("PASS  history counts and the same transaction twice counts once"), "{out}");
+    assert!(
+        out.contains(
+            "step 2 (third), request 4: expected APPROVE, got REJECT (policy) with reason \"3 transfers this hour\""
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_case_must_have_either_expect_or_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    counted_policy_set(dir.path());
+    write(
+        &dir.path().join("policies/tx_test.yaml"),
+        "cases:\n  - name: both\n    request: {requestId: r}\n    expect: {action: APPROVE}\n    steps: [{expect: {action: APPROVE}}]\n",
+    );
+    let (code, out, err) = run(&["test", "policies"], dir.path());
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("exactly one of `expect` and `steps` is required"), "{err}");
 }

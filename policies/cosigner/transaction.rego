@@ -9,8 +9,9 @@ import rego.v1
 
 tx := input.request
 
-# `else` gives exactly one decision, and an approval evaluates one body.
-decision := {"action": "APPROVE"} if {
+# `else` gives exactly one decision, and an approval evaluates one body. An approval records what
+# the limits over time count (see "Limits over time" below); a rejection records nothing.
+decision := {"action": "APPROVE", "record": [r | some r in records]} if {
 	count(violations) == 0
 } else := {"action": "REJECT", "reason": concat("; ", sort(violations))}
 
@@ -69,3 +70,33 @@ violations contains msg if {
 	d.action != "ALLOW"
 	msg := sprintf("destination %v was not allowed by the workspace policy (action %v)", [d.dstAddress, d.action])
 }
+
+# Limits over time. velocity.sum/count read what approved transfers recorded in a rolling window
+# before this request; the server counts each transaction once (its retries and its signing stage
+# add nothing) and never lets concurrent requests overrun a limit.
+
+# The daily limit of each source vault, per asset: data.treasury.daily_limit_per_vault.
+vault_key := sprintf("vault:%s:%s", [object.get(tx, "sourceId", ""), object.get(tx, "asset", "")])
+
+violations contains msg if {
+	limit := treasury.daily_limit_per_vault[tx.asset]
+	decimal.valid(tx.amountStr)
+	sent := velocity.sum(vault_key, "24h")
+	not decimal.cmp(decimal.sum([sent, tx.amountStr]), limit) <= 0
+	msg := sprintf("vault %v has sent %v %v in the last 24 hours: %v more exceeds its daily limit of %v", [tx.sourceId, sent, tx.asset, tx.amountStr, limit])
+}
+
+records contains {"key": vault_key, "amount": tx.amountStr} if {
+	treasury.daily_limit_per_vault[tx.asset]
+	decimal.valid(tx.amountStr)
+}
+
+# How many transfers to one-time addresses an hour, workspace-wide.
+violations contains msg if {
+	one_time
+	sent := velocity.count("one-time-address", "1h")
+	sent >= treasury.one_time_address.max_per_hour
+	msg := sprintf("%v transfers to one-time addresses in the last hour: the limit is %v", [sent, treasury.one_time_address.max_per_hour])
+}
+
+records contains {"key": "one-time-address", "amount": "1"} if one_time

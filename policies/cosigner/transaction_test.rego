@@ -23,7 +23,21 @@ rejected_for(changes, text) if {
 	contains(d.reason, text)
 }
 
-test_an_allowed_transfer_is_approved if decide({}) == {"action": "APPROVE"}
+test_an_allowed_transfer_is_approved_and_recorded_against_its_vault if {
+	decide({}) == {"action": "APPROVE", "record": [{"key": "vault:0:ETH", "amount": "0.5"}]}
+}
+
+test_a_transfer_to_a_one_time_address_is_also_counted if {
+	d := decide({"destAddressType": "ONE_TIME", "amountStr": "0.1"})
+	d.action == "APPROVE"
+	{"key": "one-time-address", "amount": "1"} in d.record
+}
+
+test_an_asset_without_a_daily_limit_records_nothing if {
+	d := decide({"asset": "ETH", "amountStr": "x"})
+	d.action == "REJECT"
+	not d.record
+}
 
 test_operation_must_be_allowed if rejected_for({"operation": "RAW"}, "operation RAW is not allowed")
 

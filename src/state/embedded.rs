@@ -101,8 +101,10 @@ impl Embedded {
         let db = std::sync::Arc::new(db);
         let (ops, queue) = sync_channel(QUEUE_DEPTH);
         let shared = std::sync::Arc::clone(&db);
-        let writer =
-            std::thread::Builder::new().name("state-writer".into()).spawn(move || write_loop(&shared, &queue)).or_fail()?;
+        let writer = std::thread::Builder::new()
+            .name("state-writer".into())
+            .spawn(move || write_loop(&shared, &queue))
+            .or_fail()?;
         Ok(Self { db, ops, writer: Some(writer) })
     }
 

@@ -141,7 +141,7 @@ pub struct StateStatus {
 
 enum Store {
     Embedded(embedded::Embedded),
-    Redis(redis::Shared),
+    Redis(Box<redis::Shared>),
 }
 
 pub struct StateStore {
@@ -160,7 +160,9 @@ impl StateStore {
         let store = match &settings.backend {
             Backend::Embedded { dir } => Store::Embedded(embedded::Embedded::open(Some(dir), &settings)?),
             Backend::Memory => Store::Embedded(embedded::Embedded::open(None, &settings)?),
-            Backend::Redis { url, prefix } => Store::Redis(redis::Shared::open(url, prefix, settings.timeout)?),
+            Backend::Redis { url, prefix } => {
+                Store::Redis(Box::new(redis::Shared::open(url, prefix, settings.timeout)?))
+            }
         };
         let longest = match &store {
             Store::Embedded(db) => db.longest_window_us()?,
