@@ -1,12 +1,14 @@
 # A data-driven transaction policy built from the library: what a treasury team changes lives in
 # data.treasury (treasury/data.yaml); this file stays the same.
 #
-# Order: inconsistent or denied requests are rejected; outside business hours (or on a blackout
-# date) everything is held for review (RETRY); otherwise the first matching TAP-style rule decides.
+# Order: inconsistent or denied requests, and those over a limit over time, are rejected; outside
+# business hours (or on a blackout date) everything is held for review (RETRY); otherwise the first
+# matching TAP-style rule decides, and an approval records what the limits over time count.
 package cosigner.transaction
 
 import data.lib.consistency
 import data.lib.destinations
+import data.lib.limits
 import data.lib.tap
 import data.lib.time_rules
 import rego.v1
@@ -28,10 +30,18 @@ decision := {"action": "RETRY", "reason": "outside business hours: held for revi
 	not open_now
 }
 
-decision := tap.decision(tx, settings.rules) if {
+problems contains p if some p in limits.problems(tx, over_time)
+
+over_time := object.get(settings, "limits", [])
+
+decision := recorded(tap.decision(tx, settings.rules)) if {
 	count(problems) == 0
 	open_now
 }
+
+recorded(d) := object.union(d, {"record": limits.records(tx, over_time)}) if d.action == "APPROVE"
+
+recorded(d) := d if d.action != "APPROVE"
 
 hours := object.get(settings, "business_hours", null)
 
