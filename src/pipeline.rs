@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::decision::{Action, Decision, FailureClass};
 use crate::envelope::{self, Answer, EnvelopeError, Mode, SealError, Sealed};
 use crate::keys::{CosignerKeyring, HandlerKey};
-use crate::policy::{Evaluator, Ledger, PolicyStore, RequestContext, VelocityRead, input_document};
+use crate::policy::{Evaluation, Evaluator, Ledger, PolicyStore, RequestContext, VelocityRead, input_document};
 use crate::request::{CosignerRequest, RequestError, RequestKind};
 use crate::state::{Commit, Committed, Record, Seen, StateStore};
 
@@ -162,70 +162,93 @@ impl Pipeline {
         let kind = request.kind;
         let at_us = context.received_at.timestamp_micros().max(0) as u64;
         let mut trace = StateTrace { id: request.ledger_id().to_string(), ..StateTrace::default() };
-        let seen =
-            self.state.remember(&request.request_id, crate::identity::digest(kind, &request.payload), at_us).await;
+        let digest = crate::identity::digest(kind, &request.payload);
         let request_id = request.request_id.clone();
         let input = input_document(kind, request.payload, context);
         let started = Instant::now();
-        let mut policy_revision = self.policy.active().revision.clone();
-        let mut prints = Vec::new();
-        let decision = match (seen, regorus::Value::deserialize(&input)) {
-            (Err(error), _) => {
-                tracing::error!(%error, "the request-id guard could not use the state store");
-                self.fallback(FailureClass::State)
-            }
-            (Ok(Seen::Different), _) => {
-                tracing::error!(
-                    request_id,
-                    "requestId reused with a different payload: replayed or forged request refused"
-                );
-                Decision::request_id_reuse()
-            }
-            (_, Err(e)) => {
-                tracing::error!(error = %e, "input document could not be converted for the policy engine");
-                self.fallback(FailureClass::EvalError)
-            }
-            (Ok(Seen::First | Seen::Same), Ok(policy_input)) => loop {
-                let snapshot = self.policy.active();
-                policy_revision = snapshot.revision.clone();
-                trace.evaluations += 1;
-                let ledger = Ledger::new(self.state.clone(), &trace.id, at_us);
-                let evaluation =
-                    self.evaluator.decide(snapshot, kind, policy_input.clone(), deadline, Some(ledger)).await;
-                prints = evaluation.prints;
-                let reads = evaluation.ledger.as_ref().map(Ledger::versions).unwrap_or_default();
-                trace.reads = evaluation.ledger.map(|l| l.reads().to_vec()).unwrap_or_default();
-                let decision = evaluation.decision;
-                if decision.action != Action::Approve || (reads.is_empty() && decision.records.is_empty()) {
-                    break decision;
-                }
-                let commit = Commit { id: trace.id.clone(), at_us, reads, records: decision.records.clone() };
-                match self.state.commit(commit).await {
-                    Ok(Committed::Applied { new }) => {
-                        trace.records = decision.records.clone();
-                        trace.new = new;
-                        break decision;
-                    }
-                    Ok(Committed::Conflict) if trace.evaluations < MAX_EVALUATIONS => {}
-                    Ok(Committed::Conflict) => {
-                        tracing::error!(evaluations = trace.evaluations, "the keys this decision reads kept changing");
-                        break self.fallback(FailureClass::State);
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "the approval could not be recorded");
-                        break self.fallback(FailureClass::State);
-                    }
-                }
-            },
-        };
-        Decided {
+        let done = |decision, policy_revision, input, prints, trace| Decided {
             decision,
             policy_revision,
             input,
             prints,
             eval_seconds: started.elapsed().as_secs_f64(),
             state: trace,
-        }
+        };
+        let policy_input = match regorus::Value::deserialize(&input) {
+            Ok(policy_input) => policy_input,
+            Err(e) => {
+                tracing::error!(error = %e, "input document could not be converted for the policy engine");
+                let revision = self.policy.active().revision.clone();
+                return done(self.fallback(FailureClass::EvalError), revision, input, Vec::new(), trace);
+            }
+        };
+        // The guard's write overlaps the first evaluation; nothing is committed before it answers.
+        let (seen, (mut evaluation, mut policy_revision)) = tokio::join!(
+            self.state.remember(&request_id, digest, at_us),
+            self.evaluate_once(kind, &policy_input, &trace.id, at_us, deadline)
+        );
+        trace.evaluations = 1;
+        let mut prints;
+        let decision = loop {
+            prints = std::mem::take(&mut evaluation.prints);
+            let reads = evaluation.ledger.as_ref().map(Ledger::versions).unwrap_or_default();
+            trace.reads = evaluation.ledger.as_ref().map(|l| l.reads().to_vec()).unwrap_or_default();
+            match &seen {
+                Err(error) => {
+                    tracing::error!(%error, "the request-id guard could not use the state store");
+                    break self.fallback(FailureClass::State);
+                }
+                Ok(Seen::Different) => {
+                    tracing::error!(
+                        request_id,
+                        "requestId reused with a different payload: replayed or forged request refused"
+                    );
+                    break Decision::request_id_reuse();
+                }
+                Ok(Seen::First | Seen::Same) => {}
+            }
+            let decision = evaluation.decision;
+            if decision.action != Action::Approve || (reads.is_empty() && decision.records.is_empty()) {
+                break decision;
+            }
+            let commit = Commit { id: trace.id.clone(), at_us, reads, records: decision.records.clone() };
+            match self.state.commit(commit).await {
+                Ok(Committed::Applied { new }) => {
+                    trace.records = decision.records.clone();
+                    trace.new = new;
+                    break decision;
+                }
+                Ok(Committed::Conflict) if trace.evaluations < MAX_EVALUATIONS => {
+                    (evaluation, policy_revision) =
+                        self.evaluate_once(kind, &policy_input, &trace.id, at_us, deadline).await;
+                    trace.evaluations += 1;
+                }
+                Ok(Committed::Conflict) => {
+                    tracing::error!(evaluations = trace.evaluations, "the keys this decision reads kept changing");
+                    break self.fallback(FailureClass::State);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the approval could not be recorded");
+                    break self.fallback(FailureClass::State);
+                }
+            }
+        };
+        done(decision, policy_revision, input, prints, trace)
+    }
+
+    /// One evaluation against the active snapshot, its state reads served by a fresh ledger.
+    async fn evaluate_once(
+        &self,
+        kind: RequestKind,
+        input: &regorus::Value,
+        id: &str,
+        at_us: u64,
+        deadline: Instant,
+    ) -> (Evaluation, String) {
+        let snapshot = self.policy.active();
+        let revision = snapshot.revision.clone();
+        let ledger = Ledger::new(self.state.clone(), id, at_us);
+        (self.evaluator.decide(snapshot, kind, input.clone(), deadline, Some(ledger)).await, revision)
     }
 
     /// Takes back what `decided` recorded: its approval did not leave (the durable log refused it).

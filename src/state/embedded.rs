@@ -149,6 +149,13 @@ impl Embedded {
     }
 
     pub async fn remember(&self, request_id: &str, digest: [u8; 32], at_us: u64) -> Result<Seen, StateError> {
+        // Most ids come back (signing stage, retries): a read answers those without the writer,
+        // which checks again before it inserts.
+        let txn = self.db.begin_read().or_fail()?;
+        let ids = txn.open_table(REQUEST_IDS).or_fail()?;
+        if let Some(known) = ids.get(request_id).or_fail()? {
+            return Ok(if known.value().0 == digest.as_slice() { Seen::Same } else { Seen::Different });
+        }
         self.send(|reply| Op::Remember { request_id: request_id.to_string(), digest, at_us, reply }).await
     }
 
