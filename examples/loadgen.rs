@@ -8,6 +8,11 @@
 //! `--rate R` runs open-loop at R requests/s (a request its connection could not send on time counts
 //! from its scheduled time);
 //! without it, closed-loop at maximum. `--half` measures the maximum, then runs open-loop at half.
+//!
+//! The starter policies read and record a daily limit per source vault on every approval (the
+//! embedded state store, on disk): `--limits off` serves them without it (the baseline),
+//! `--redis URL` keeps the state in Redis, and `--vaults N` spreads the requests over N source
+//! vaults (one key each), since the cost of a read grows with the events in its window.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -47,6 +52,15 @@ struct Args {
     /// Sign answers ES256 (P-256) instead of RS256.
     #[arg(long)]
     es256: bool,
+    /// `on` (the starter's daily limit per vault) or `off` (no state reads or records).
+    #[arg(long, default_value = "on")]
+    limits: String,
+    /// Keep the state in this Redis instead of the embedded store.
+    #[arg(long)]
+    redis: Option<String>,
+    /// Source vaults the requests are spread over (each its own daily-limit key).
+    #[arg(long, default_value_t = 100)]
+    vaults: usize,
 }
 
 #[tokio::main]
@@ -57,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
         bail!("{} not found: run `cargo build --release` first", args.binary.display());
     }
     let work = tempfile::tempdir()?;
-    let (cosigner_private, cert) = write_setup(work.path(), root, args.es256)?;
+    let (cosigner_private, cert) = write_setup(work.path(), root, &args)?;
     let mut server = Server::start(&args.binary, &work.path().join("config.toml"))?;
     let target = Target::new(&format!("https://localhost:{}", server.port), Some(cert.as_bytes())).await?;
     let (path, bodies) = pool(&args, root, &cosigner_private)?;
@@ -192,6 +206,7 @@ fn pool(args: &Args, root: &Path, cosigner_private: &str) -> anyhow::Result<(Str
         payload["txId"] = Value::from(id.clone());
         payload["requestId"] = Value::from(id);
         payload["amountStr"] = Value::from(format!("0.{:018}", i + 1));
+        payload["sourceId"] = Value::from((i % args.vaults).to_string());
         bodies.push(match args.mode.as_str() {
             "jwt" => sign_request(&payload, &key)?.into_bytes(),
             "json" => serde_json::to_vec(&payload)?,
@@ -222,10 +237,11 @@ fn crypto_floor_us() -> f64 {
     started.elapsed().as_secs_f64() * 1e6 / rounds as f64
 }
 
-/// Keys, certificate and a config serving the starter policies with the decision log to a file.
-fn write_setup(dir: &Path, root: &Path, es256: bool) -> anyhow::Result<(String, String)> {
+/// Keys, certificate and a config serving (a copy of) the starter policies with the decision log
+/// to a file.
+fn write_setup(dir: &Path, root: &Path, args: &Args) -> anyhow::Result<(String, String)> {
     let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
-    let algorithm = if es256 { SigningAlgorithm::Es256 } else { SigningAlgorithm::Rs256 };
+    let algorithm = if args.es256 { SigningAlgorithm::Es256 } else { SigningAlgorithm::Rs256 };
     let handler = generate(algorithm)?;
     let cosigner = generate_rsa_2048()?;
     // The TLS files apart from the decision log: their directory is watched for changes.
@@ -234,14 +250,32 @@ fn write_setup(dir: &Path, root: &Path, es256: bool) -> anyhow::Result<(String, 
     std::fs::write(dir.join("tls/key.pem"), tls.signing_key.serialize_pem())?;
     std::fs::write(dir.join("handler.pem"), &handler.private_pem)?;
     std::fs::write(dir.join("cosigner.pem"), &cosigner.public_pem)?;
+    // Apart from the decision log and the state: the policy directory's parent is watched.
+    let policies = dir.join("set/policies");
+    for file in ["cosigner/transaction.rego", "cosigner/config_change.rego", "treasury/data.json"] {
+        std::fs::create_dir_all(policies.join(file).parent().context("parent")?)?;
+        std::fs::copy(root.join("policies").join(file), policies.join(file))?;
+    }
+    let data_path = policies.join("treasury/data.json");
+    let mut data: Value = serde_json::from_slice(&std::fs::read(&data_path)?)?;
+    data["source_vaults"] = (0..args.vaults).map(|v| Value::from(v.to_string())).collect();
+    data["daily_limit_per_vault"]["ETH"] = Value::from("1000000");
+    if args.limits == "off" {
+        data.as_object_mut().context("data")?.remove("daily_limit_per_vault");
+    }
+    std::fs::write(&data_path, serde_json::to_vec(&data)?)?;
+    let state = match &args.redis {
+        Some(url) => format!("[state]\nbackend = \"redis\"\nurl = {url:?}\n"),
+        None => String::new(),
+    };
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"\n\
          [protocol]\nmodes = [\"jwt\", \"json\"]\nsigning_key = \"handler.pem\"\nsigning_algorithm = \"{}\"\n\
          [protocol.cosigner_keys]\nbench = \"cosigner.pem\"\n\
          [policy]\ndir = {:?}\n[admin]\nenabled = false\n\
-         [decision_log]\nsink = \"file\"\npath = \"decisions.jsonl\"\n[log]\nformat = \"json\"\nlevel = \"warn\"\n",
+         [decision_log]\nsink = \"file\"\npath = \"decisions.jsonl\"\n[log]\nformat = \"json\"\nlevel = \"warn\"\n{state}",
         algorithm.as_str(),
-        root.join("policies").display().to_string()
+        policies.display().to_string()
     );
     std::fs::write(dir.join("config.toml"), config)?;
     Ok((cosigner.private_pem, tls.cert.pem()))
