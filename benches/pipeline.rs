@@ -7,13 +7,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use cosigner_guard::decision::{Action, Decision, Source};
 use cosigner_guard::envelope::{self, Answer, Mode};
 use cosigner_guard::keys::{CosignerKey, CosignerKeyring, HandlerKey, generate_rsa_2048};
-use cosigner_guard::policy::{CompileOptions, Entrypoints, PolicySnapshot, RequestContext, input_document};
+use cosigner_guard::policy::{CompileOptions, PolicySnapshot, RequestContext, input_document};
 use cosigner_guard::request::{CosignerRequest, RequestKind};
 use divan::{Bencher, black_box};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -51,13 +51,7 @@ fn fixture() -> &'static Fixture {
             let value: serde_json::Value = serde_json::from_slice(bytes).expect("json");
             jsonwebtoken::encode(&Header::new(Algorithm::RS256), &value, &key).expect("sign")
         };
-        let options = CompileOptions {
-            entrypoints: Entrypoints::default(),
-            eval_timeout: Duration::from_secs(5),
-            load_timeout: Duration::from_secs(10),
-            coverage: false,
-            with_tests: false,
-        };
+        let options = CompileOptions::default();
         Fixture {
             keyring: CosignerKeyring::new(vec![
                 CosignerKey::from_pem("primary", cosigner.public_pem.as_bytes()).expect("key"),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::Utc;
 use cosigner_guard::envelope::{self, Mode};
 use cosigner_guard::keys::CosignerKeyring;
-use cosigner_guard::policy::{CompileOptions, Entrypoints, PolicySnapshot, RequestContext, input_document};
+use cosigner_guard::policy::{CompileOptions, PolicySnapshot, RequestContext, input_document};
 use cosigner_guard::request::{CosignerRequest, RequestKind};
 use divan::{Bencher, black_box};
 use serde::Deserialize;
@@ -42,13 +42,7 @@ fn eth_transfer() -> Value {
 fn snapshot(write: impl FnOnce(&Path)) -> Arc<PolicySnapshot> {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path());
-    let options = CompileOptions {
-        entrypoints: Entrypoints::default(),
-        eval_timeout: Duration::from_secs(5),
-        load_timeout: Duration::from_secs(60),
-        coverage: false,
-        with_tests: false,
-    };
+    let options = CompileOptions { load_timeout: Duration::from_secs(60), ..CompileOptions::default() };
     Arc::new(PolicySnapshot::load(dir.path(), &options).expect("policies"))
 }
 

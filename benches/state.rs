@@ -20,7 +20,7 @@ use cosigner_guard::decimal::Amount;
 use cosigner_guard::envelope::Mode;
 use cosigner_guard::keys::CosignerKeyring;
 use cosigner_guard::pipeline::Pipeline;
-use cosigner_guard::policy::{CompileOptions, Entrypoints, Evaluator, Fallbacks, PolicyStore, RequestContext};
+use cosigner_guard::policy::{CompileOptions, Evaluator, Fallbacks, PolicyStore, RequestContext};
 use cosigner_guard::request::{CosignerRequest, RequestKind};
 use cosigner_guard::state::{Backend, Commit, Record, StateSettings, StateStore};
 use divan::Bencher;
@@ -113,7 +113,8 @@ fn commit_one_record(bencher: Bencher, backend: &str) {
     bencher.bench(|| {
         let version = store.window("k", 0, 1, "x").expect("read").version;
         let record = Record { key: "k".into(), amount: Amount::parse("0.01").expect("amount") };
-        let commit = Commit { id: fresh_id(), at_us: now_us(), reads: vec![("k".into(), version)], records: vec![record] };
+        let commit =
+            Commit { id: fresh_id(), at_us: now_us(), reads: vec![("k".into(), version)], records: vec![record] };
         s.runtime.block_on(store.commit(commit)).expect("commit")
     });
 }
@@ -128,13 +129,7 @@ fn decide(bencher: Bencher, backend: &str) {
         other => (Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"), other),
     };
     let Some(state) = store(backend_name, &format!("decide-{backend}")) else { return };
-    let options = CompileOptions {
-        entrypoints: Entrypoints::default(),
-        eval_timeout: Duration::from_secs(5),
-        load_timeout: Duration::from_secs(10),
-        coverage: false,
-        with_tests: false,
-    };
+    let options = CompileOptions::default();
     let policy = Arc::new(PolicyStore::open(&policies, options).expect("policies"));
     let evaluator = Arc::new(Evaluator::new(1, Duration::from_secs(5), Fallbacks::default()).expect("evaluator"));
     let pipeline = Pipeline::new(CosignerKeyring::default(), None, policy, evaluator, state);
@@ -152,7 +147,8 @@ fn decide(bencher: Bencher, backend: &str) {
             (request, RequestContext { received_at: Utc::now() + day, mode: Mode::Json, cosigner_key: None })
         })
         .bench_local_values(|(request, context)| {
-            let decided = s.runtime.block_on(pipeline.decide(request, &context, Instant::now() + Duration::from_secs(5)));
+            let decided =
+                s.runtime.block_on(pipeline.decide(request, &context, Instant::now() + Duration::from_secs(5)));
             assert_eq!(decided.decision.action.as_str(), "APPROVE");
             decided
         });

@@ -9,14 +9,12 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use crate::config::{DEFAULT_EVAL_TIMEOUT_MS, DEFAULT_RELOAD_TIMEOUT_MS, Settings};
+use crate::config::Settings;
 use crate::envelope::Mode;
 use crate::keys::{CosignerKey, CosignerKeyring};
 use crate::pipeline::{self, Pipeline};
 use crate::policy::analysis::RuleKind;
-use crate::policy::{
-    CompileOptions, Entrypoints, Evaluator, Fallbacks, PolicySnapshot, PolicySource, PolicyStore, on_eval_stack,
-};
+use crate::policy::{CompileOptions, Evaluator, Fallbacks, PolicySnapshot, PolicySource, PolicyStore, on_eval_stack};
 use crate::request::RequestKind;
 use crate::state::StateStore;
 use crate::testing::report::{self, Counts, CoverageSummary, Format};
@@ -34,13 +32,7 @@ pub struct PolicySets {
 
 impl PolicySets {
     fn resolve(&self) -> anyhow::Result<(Vec<PathBuf>, CompileOptions)> {
-        let mut options = CompileOptions {
-            entrypoints: Entrypoints::default(),
-            eval_timeout: Duration::from_millis(DEFAULT_EVAL_TIMEOUT_MS),
-            load_timeout: Duration::from_millis(DEFAULT_RELOAD_TIMEOUT_MS),
-            coverage: false,
-            with_tests: true,
-        };
+        let mut options = CompileOptions { with_tests: true, ..CompileOptions::default() };
         let mut dirs = self.paths.clone();
         if let Some(config) = &self.config {
             let policy = Settings::load_policy(config)?;

@@ -167,6 +167,19 @@ pub struct CompileOptions {
     pub with_tests: bool,
 }
 
+impl Default for CompileOptions {
+    /// The server's defaults: the default entrypoints and time budgets, no coverage, no tests.
+    fn default() -> Self {
+        Self {
+            entrypoints: Entrypoints::default(),
+            eval_timeout: Duration::from_millis(crate::config::DEFAULT_EVAL_TIMEOUT_MS),
+            load_timeout: Duration::from_millis(crate::config::DEFAULT_RELOAD_TIMEOUT_MS),
+            coverage: false,
+            with_tests: false,
+        }
+    }
+}
+
 impl PolicySnapshot {
     /// Reads, compiles and checks the set under `dir`, within `options.load_timeout`.
     pub fn load(dir: &Path, options: &CompileOptions) -> Result<Self, LoadError> {
