@@ -114,7 +114,8 @@ fn evaluation(bencher: Bencher, kind: usize) {
 #[divan::bench]
 fn answer_signing(bencher: Bencher) {
     let f = fixture();
-    let decision = Decision { action: Action::Approve, reason: None, source: Source::Policy, records: Vec::new() };
+    let decision =
+        Decision { action: Action::Approve, reason: None, source: Source::Policy, records: Vec::new(), hold: None };
     bencher.bench(|| envelope::seal(Mode::Jwt, &Answer::new(black_box("9c794cee-7e27"), &decision), Some(&f.handler)));
 }
 

@@ -12,7 +12,9 @@ use serde::Deserialize;
 use crate::decision::FallbackAction;
 use crate::decision_log::{DecisionLogSettings, Sink};
 use crate::envelope::Mode;
+use crate::holds::{ApproverKey, HoldSettings};
 use crate::keys::{CosignerKey, CosignerKeyring, HandlerKey, SigningAlgorithm};
+use crate::notify::Webhook;
 use crate::policy::{CompileOptions, Entrypoints};
 use crate::server::tls::CertificateStore;
 use crate::state::{Backend, StateSettings, parse_window};
@@ -66,6 +68,18 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     state: RawState,
+    #[serde(default)]
+    holds: RawHolds,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHolds {
+    ttl: Option<String>,
+    notify_url: Option<String>,
+    notify_ca: Option<PathBuf>,
+    #[serde(default)]
+    approvers: BTreeMap<String, PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -117,6 +131,8 @@ struct RawReload {
 struct RawAdmin {
     enabled: Option<bool>,
     listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -189,13 +205,21 @@ pub struct Settings {
     pub protocol: ProtocolSettings,
     pub policy: PolicySettings,
     pub reload: ReloadSettings,
-    /// The admin listener (health, status, metrics), if enabled.
-    pub admin: Option<SocketAddr>,
+    /// The admin listener (health, status, metrics, holds), if enabled.
+    pub admin: Option<AdminSettings>,
     pub decision_log: DecisionLogSettings,
     pub log: LogSettings,
     pub state: StateSettings,
+    pub holds: HoldSettings,
     /// Problems that do not stop start-up (e.g. a private key readable by others), logged then.
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    /// Serve the admin API over TLS (approvals travel through it).
+    pub tls: Option<Arc<CertificateStore>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -273,19 +297,14 @@ impl Settings {
         if debounce_ms == 0 || debounce_ms > 10_000 {
             return Err(key_error("reload.debounce_ms", "must be between 1 and 10000"));
         }
-        let admin = match raw.admin.enabled.unwrap_or(true) {
-            false => None,
-            true => {
-                let listen = raw.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
-                Some(listen.parse().map_err(|e| key_error("admin.listen", format!("{listen:?}: {e}")))?)
-            }
-        };
+        let admin = resolve_admin(raw.admin, &at, &mut warnings)?;
         Ok(Self {
             server: resolve_server(raw.server, &at, &mut warnings)?,
             protocol: resolve_protocol(raw.protocol, &at, &mut warnings)?,
             policy: resolve_policy(raw.policy, &at, load_timeout(&raw.reload)?)?,
             decision_log: resolve_decision_log(raw.decision_log, &at)?,
             state: resolve_state(raw.state, &at)?,
+            holds: resolve_holds(raw.holds, &at, &mut warnings)?,
             log: LogSettings { format: raw.log.format, level: raw.log.level },
             warnings,
             reload: ReloadSettings {
@@ -296,6 +315,71 @@ impl Settings {
             admin,
         })
     }
+}
+
+fn resolve_admin(
+    raw: RawAdmin,
+    at: &impl Fn(&Path) -> PathBuf,
+    warnings: &mut Vec<String>,
+) -> Result<Option<AdminSettings>, ConfigError> {
+    if !raw.enabled.unwrap_or(true) {
+        return Ok(None);
+    }
+    let listen = raw.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
+    let listen = listen.parse().map_err(|e| key_error("admin.listen", format!("{listen:?}: {e}")))?;
+    let tls = match (raw.tls_cert, raw.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            warn_if_exposed("admin.tls_key", &at(&key), warnings);
+            let certs = CertificateStore::load(&at(&cert), &at(&key));
+            Some(Arc::new(certs.map_err(|e| key_error("admin.tls_cert / admin.tls_key", e))?))
+        }
+        _ => return Err(key_error("admin.tls_cert", "tls_cert and tls_key go together")),
+    };
+    Ok(Some(AdminSettings { listen, tls }))
+}
+
+fn resolve_holds(
+    raw: RawHolds,
+    at: &impl Fn(&Path) -> PathBuf,
+    warnings: &mut Vec<String>,
+) -> Result<HoldSettings, ConfigError> {
+    let defaults = HoldSettings::default();
+    let ttl = match raw.ttl {
+        None => defaults.ttl,
+        Some(text) => parse_window(&text).map_err(|e| key_error("holds.ttl", e))?,
+    };
+    if ttl > Duration::from_secs(7 * 86_400) {
+        return Err(key_error("holds.ttl", "must be at most 7d"));
+    }
+    if ttl > Duration::from_secs(3600) {
+        warnings.push(format!(
+            "holds.ttl = {}s outlives the Co-signer's retries (about an hour): a hold released after that is \
+             never asked about again",
+            ttl.as_secs()
+        ));
+    }
+    let mut approvers = Vec::new();
+    for (name, path) in &raw.approvers {
+        let setting = format!("holds.approvers.{name}");
+        if !crate::holds::valid_approver_name(name) {
+            return Err(key_error(&setting, "an approver's name is up to 64 letters, digits and . _ - @"));
+        }
+        let pem = read_key_material(&setting, path, at, false, warnings)?;
+        approvers.push(Arc::new(ApproverKey::from_pem(name, &pem).map_err(|e| key_error(&setting, e))?));
+    }
+    let notify = match raw.notify_url {
+        None => None,
+        Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+            let ca = match &raw.notify_ca {
+                Some(path) => Some(read_key_material("holds.notify_ca", path, at, false, warnings)?),
+                None => None,
+            };
+            Some(Webhook { url, ca })
+        }
+        Some(url) => return Err(key_error("holds.notify_url", format!("{url:?}: expected https:// or http://"))),
+    };
+    Ok(HoldSettings { ttl, approvers, notify })
 }
 
 fn resolve_server(

@@ -92,6 +92,9 @@ impl FailureClass {
 pub enum Source {
     Policy,
     Fallback(FailureClass),
+    /// A hold overrode the policy: an APPROVE while approvers have not released the transaction,
+    /// or a request that is not the one held.
+    Hold,
 }
 
 impl std::fmt::Display for Source {
@@ -99,6 +102,7 @@ impl std::fmt::Display for Source {
         match self {
             Source::Policy => f.write_str("policy"),
             Source::Fallback(class) => write!(f, "fallback:{}", class.as_str()),
+            Source::Hold => f.write_str("hold"),
         }
     }
 }
@@ -110,6 +114,8 @@ pub struct Decision {
     pub source: Source,
     /// What to record if the answer that leaves is APPROVE (`velocity.*` limits).
     pub records: Vec<Record>,
+    /// A RETRY that holds the transaction for this many approvers' sign-off.
+    pub hold: Option<u32>,
 }
 
 /// The shape a policy must return; anything else is an invalid decision.
@@ -121,6 +127,13 @@ struct PolicyDecision {
     reason: Option<String>,
     #[serde(default)]
     record: Vec<PolicyRecord>,
+    hold: Option<PolicyHold>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyHold {
+    approvals: u32,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +161,7 @@ impl Decision {
             reason: Some(format!("cosigner-guard fallback: {}", class.as_str())),
             source: Source::Fallback(class),
             records: Vec::new(),
+            hold: None,
         }
     }
 
@@ -158,18 +172,25 @@ impl Decision {
             reason: Some("cosigner-guard: this requestId was already seen with a different payload".into()),
             source: Source::Fallback(FailureClass::RequestIdReuse),
             records: Vec::new(),
+            hold: None,
         }
     }
 
     /// Parses the policy's output; never trusts the map it returns.
     pub fn from_policy_output(value: &serde_json::Value) -> Result<Self, String> {
-        let PolicyDecision { action, reason, record } =
+        let PolicyDecision { action, reason, record, hold } =
             PolicyDecision::deserialize(value).map_err(|e| e.to_string())?;
         if record.len() > MAX_RECORDS {
             return Err(format!("more than {MAX_RECORDS} records"));
         }
         let records = record.into_iter().map(PolicyRecord::parse).collect::<Result<_, _>>()?;
-        Ok(Self { action, reason, source: Source::Policy, records })
+        let hold = match hold {
+            None => None,
+            Some(_) if action != Action::Retry => return Err("only a RETRY can hold a transaction".into()),
+            Some(PolicyHold { approvals: 0 }) => return Err("a hold needs at least 1 approval".into()),
+            Some(PolicyHold { approvals }) => Some(approvals),
+        };
+        Ok(Self { action, reason, source: Source::Policy, records, hold })
     }
 
     /// The `rejectionReason` sent on the wire: the reason of any decision other than APPROVE.
@@ -203,6 +224,10 @@ mod tests {
             (json!({"action": "APPROVE", "record": [{"key": "k", "amount": "-1"}]}), false, "a negative amount"),
             (json!({"action": "APPROVE", "record": [{"key": "", "amount": "1"}]}), false, "an empty key"),
             (json!({"action": "APPROVE", "record": [{"key": "k", "amount": "1", "at": 5}]}), false, "unknown key"),
+            (json!({"action": "RETRY", "hold": {"approvals": 2}}), true, "a hold"),
+            (json!({"action": "APPROVE", "hold": {"approvals": 2}}), false, "a hold that is not a RETRY"),
+            (json!({"action": "RETRY", "hold": {"approvals": 0}}), false, "a hold nobody needs to approve"),
+            (json!({"action": "RETRY", "hold": {"approval": 2}}), false, "a misspelt hold"),
         ];
         for (value, ok, msg) in cases {
             assert_eq!(Decision::from_policy_output(&value).is_ok(), ok, "{msg}");
@@ -218,8 +243,13 @@ mod tests {
 
     #[test]
     fn approve_never_carries_a_rejection_reason() {
-        let d =
-            Decision { action: Action::Approve, reason: Some("ok".into()), source: Source::Policy, records: vec![] };
+        let d = Decision {
+            action: Action::Approve,
+            reason: Some("ok".into()),
+            source: Source::Policy,
+            records: vec![],
+            hold: None,
+        };
         assert_eq!(d.rejection_reason(), None);
     }
 }

@@ -1,5 +1,6 @@
-//! The development set-up behind `serve --dev`: a self-signed certificate, a handler key pair and a
-//! demo Co-signer key pair, created once in an ignored local directory.
+//! The development set-up behind `serve --dev`: a self-signed certificate, a handler key pair, a
+//! demo Co-signer key pair and three demo approvers' key pairs, created once in an ignored local
+//! directory.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,7 +33,15 @@ dir = "../policies"
 
 [admin]
 listen = "127.0.0.1:9090"
+
+# Demo approvers for held transfers: `cosigner-guard holds approve ID --key approvers/alice_private.pem`.
+[holds.approvers]
+alice = "approvers/alice_public.pem"
+bob = "approvers/bob_public.pem"
+carol = "approvers/carol_public.pem"
 "#;
+
+const DEV_APPROVERS: [&str; 3] = ["alice", "bob", "carol"];
 
 /// Creates the development files unless a complete set exists; returns the config path.
 pub fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
@@ -40,7 +49,7 @@ pub fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
     if config.exists() {
         return Ok(config);
     }
-    for sub in ["tls", "keys"] {
+    for sub in ["tls", "keys", "approvers"] {
         std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
     let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
@@ -51,6 +60,11 @@ pub fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
         let pair = keys::generate_rsa_2048()?;
         replace(&dir.join(format!("keys/{name}_private.pem")), &pair.private_pem, true)?;
         replace(&dir.join(format!("keys/{name}_public.pem")), &pair.public_pem, false)?;
+    }
+    for name in DEV_APPROVERS {
+        let pair = crate::holds::generate_approver_key().map_err(anyhow::Error::msg)?;
+        replace(&dir.join(format!("approvers/{name}_private.pem")), &pair.private_pem, true)?;
+        replace(&dir.join(format!("approvers/{name}_public.pem")), &pair.public_pem, false)?;
     }
     // Written last: its presence means the set is complete.
     replace(&config, DEV_CONFIG, false)?;
@@ -71,7 +85,9 @@ pub fn banner(dir: &Path, settings: &Settings) -> anyhow::Result<String> {
          Handler public key (give it to the Co-signer), SHA-256 {fp}:\n{pem}\
          Demo Co-signer private key: {dir}/keys/cosigner_private.pem\n\
          Policies:               {policies}  (edits go live on save)\n\
-         Status:                 http://{admin}/status\n\n\
+         Status:                 http://{admin}/status\n\
+         Held transfers:         cosigner-guard holds list; approve with\n                         \
+         cosigner-guard holds approve ID --key {dir}/approvers/alice_private.pem\n\n\
          Send a request as the Co-signer would, from another terminal:\n  \
          cargo run --example cosigner -- examples/payloads/eth_transfer.json\n",
         port = settings.server.listen.port(),
@@ -79,7 +95,7 @@ pub fn banner(dir: &Path, settings: &Settings) -> anyhow::Result<String> {
         fp = handler.fingerprint(),
         pem = handler.public_pem(),
         policies = settings.policy.dir.display(),
-        admin = settings.admin.map_or("(disabled)".to_string(), |a| a.to_string()),
+        admin = settings.admin.as_ref().map_or("(disabled)".to_string(), |a| a.listen.to_string()),
     ))
 }
 

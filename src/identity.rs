@@ -29,8 +29,8 @@ fn pick(object: &Map<String, Value>, fields: &[&str]) -> Value {
     Value::Object(fields.iter().map(|f| (f.to_string(), object.get(*f).cloned().unwrap_or(Value::Null))).collect())
 }
 
-/// The stage-independent identity of a request.
-fn identity(kind: RequestKind, payload: &Map<String, Value>) -> Value {
+/// The stage-independent identity of a request: what a hold shows its approvers.
+pub fn identity(kind: RequestKind, payload: &Map<String, Value>) -> Value {
     match kind {
         RequestKind::ConfigChange => pick(payload, &CONFIG_CHANGE_FIELDS),
         RequestKind::Transaction => {
@@ -48,8 +48,13 @@ fn identity(kind: RequestKind, payload: &Map<String, Value>) -> Value {
 
 /// SHA-256 of what the request moves: equal for a retry and for both stages of one transaction.
 pub fn digest(kind: RequestKind, payload: &Map<String, Value>) -> [u8; 32] {
+    digest_of(&identity(kind, payload))
+}
+
+/// SHA-256 of an identity document; the approver's tool recomputes it from the hold it is shown.
+pub fn digest_of(identity: &Value) -> [u8; 32] {
     // serde_json's map is ordered by key, so equal identities serialize equally.
-    let bytes = serde_json::to_vec(&identity(kind, payload)).unwrap_or_default();
+    let bytes = serde_json::to_vec(identity).unwrap_or_default();
     let mut digest = [0; 32];
     digest.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes).as_ref());
     digest

@@ -219,7 +219,7 @@ pub struct GeneratedKeyPair {
 
 impl GeneratedKeyPair {
     /// From a PKCS#8 private key and a SubjectPublicKeyInfo public key, both DER.
-    fn from_der(private_pkcs8: &[u8], public_spki: &[u8]) -> Self {
+    pub(crate) fn from_der(private_pkcs8: &[u8], public_spki: &[u8]) -> Self {
         Self {
             private_pem: pem::encode(&pem::Pem::new("PRIVATE KEY", private_pkcs8.to_vec())),
             public_pem: pem::encode(&pem::Pem::new("PUBLIC KEY", public_spki.to_vec())),

@@ -1,5 +1,5 @@
 //! Prometheus metrics: decisions, refusals, latencies, reloads, the active revision, in-flight
-//! requests, decision-log errors, the state store. Rendered in the text format at the admin listener's `/metrics`.
+//! requests, decision-log errors, the state store, holds and their verdicts and notifications. Rendered in the text format at the admin listener's `/metrics`.
 
 use std::sync::Mutex;
 
@@ -28,6 +28,9 @@ pub struct Metrics {
     log_errors: Counter,
     state_conflicts: Counter,
     state_up: Gauge,
+    holds: Family<Labels1, Gauge>,
+    verdicts: Family<Labels1, Counter>,
+    notifications: Family<Labels1, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -75,6 +78,12 @@ impl Metrics {
         let state_up = Gauge::default();
         registry.register("state_up", "Whether the state store answers (1) or not (0)", state_up.clone());
         state_up.set(1);
+        let holds = Family::<Labels1, Gauge>::default();
+        registry.register("holds", "Holds kept in the state store, by status (at the last scrape)", holds.clone());
+        let verdicts = Family::<Labels1, Counter>::default();
+        registry.register("hold_verdicts", "Approvers' verdicts received, by outcome", verdicts.clone());
+        let notifications = Family::<Labels1, Counter>::default();
+        registry.register("hold_notifications", "Hold notifications, by result", notifications.clone());
         Self {
             registry,
             decisions,
@@ -88,7 +97,26 @@ impl Metrics {
             log_errors,
             state_conflicts,
             state_up,
+            holds,
+            verdicts,
+            notifications,
         }
+    }
+
+    /// How many holds are in each status; every status appears, zero included.
+    pub fn set_holds(&self, counts: &[(&'static str, i64)]) {
+        for (status, count) in counts {
+            self.holds.get_or_create(&[("status", status.to_string())]).set(*count);
+        }
+    }
+
+    /// A verdict's outcome: `approve`, `reject`, or why it was refused.
+    pub fn verdict(&self, outcome: &'static str) {
+        self.verdicts.get_or_create(&[("outcome", outcome.to_string())]).inc();
+    }
+
+    pub fn notified(&self, result: &'static str) {
+        self.notifications.get_or_create(&[("result", result.to_string())]).inc();
     }
 
     pub fn decided(&self, kind: RequestKind, decision: &Decision, seconds: f64) {

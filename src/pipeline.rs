@@ -1,7 +1,7 @@
 //! The decision path for one request, as small steps in order:
 //! body → [`Pipeline::open`] (envelope, Co-signer request) → [`Pipeline::decide`] (request-id
-//! guard, input document, read state → evaluate → commit) → [`Pipeline::seal`] (the answer for
-//! the wire). The server composes the steps with the decision log (and [`Pipeline::withdraw`]
+//! guard, input document with the transaction's hold, read state → evaluate → hold gate →
+//! commit → hold creation) → [`Pipeline::seal`] (the answer for the wire). The server composes the steps with the decision log (and [`Pipeline::withdraw`]
 //! when the log refuses an approval) and the metrics.
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::decision::{Action, Decision, FailureClass};
 use crate::envelope::{self, Answer, EnvelopeError, Mode, SealError, Sealed};
+use crate::holds::{self, Hold, HoldSettings, HoldTrace, Holds};
 use crate::keys::{CosignerKeyring, HandlerKey};
 use crate::policy::{Evaluation, Evaluator, Ledger, PolicyStore, RequestContext, VelocityRead, input_document};
 use crate::request::{CosignerRequest, RequestError, RequestKind};
@@ -69,6 +70,10 @@ pub struct Decided {
     pub prints: Vec<String>,
     pub eval_seconds: f64,
     pub state: StateTrace,
+    /// The transaction's hold, as this decision left it.
+    pub hold: Option<HoldTrace>,
+    /// The hold this decision created, for the notifier.
+    pub created_hold: Option<Hold>,
 }
 
 /// What the decision read from and wrote to the state store: enough to re-run it exactly.
@@ -114,6 +119,7 @@ pub struct Pipeline {
     policy: Arc<PolicyStore>,
     evaluator: Arc<Evaluator>,
     state: Arc<StateStore>,
+    holds: Holds,
 }
 
 impl Pipeline {
@@ -123,8 +129,14 @@ impl Pipeline {
         policy: Arc<PolicyStore>,
         evaluator: Arc<Evaluator>,
         state: Arc<StateStore>,
+        holds: HoldSettings,
     ) -> Self {
-        Self { keyring, handler_key, policy, evaluator, state }
+        let holds = Holds::new(state.clone(), holds);
+        Self { keyring, handler_key, policy, evaluator, state, holds }
+    }
+
+    pub fn holds(&self) -> &Holds {
+        &self.holds
     }
 
     pub fn policy(&self) -> &Arc<PolicyStore> {
@@ -160,33 +172,56 @@ impl Pipeline {
     /// failure becomes the fallback. Gives up at `deadline`.
     pub async fn decide(&self, request: CosignerRequest, context: &RequestContext, deadline: Instant) -> Decided {
         let kind = request.kind;
-        let at_us = context.received_at.timestamp_micros().max(0) as u64;
+        let now = context.received_at;
+        let at_us = now.timestamp_micros().max(0) as u64;
         let mut trace = StateTrace { id: request.ledger_id().to_string(), ..StateTrace::default() };
         let digest = crate::identity::digest(kind, &request.payload);
+        let digest_hex = crate::keys::hex(&digest);
+        let summary = holds::summary(kind, &request.payload);
         let request_id = request.request_id.clone();
-        let input = input_document(kind, request.payload, context);
+        let mut input = input_document(kind, request.payload, context);
         let started = Instant::now();
-        let done = |decision, policy_revision, input, prints, trace| Decided {
+        let done = |decision, policy_revision, input, prints, trace, hold: Option<(Hold, bool)>| Decided {
             decision,
             policy_revision,
             input,
             prints,
             eval_seconds: started.elapsed().as_secs_f64(),
             state: trace,
+            hold: hold.as_ref().map(|(hold, created)| HoldTrace::of(hold, now, *created)),
+            created_hold: hold.and_then(|(hold, created)| created.then_some(hold)),
         };
-        let policy_input = match regorus::Value::deserialize(&input) {
-            Ok(policy_input) => policy_input,
+        // The guard's write overlaps reading the hold and the first evaluation; nothing is
+        // committed before it answers.
+        let (seen, (hold, first)) = tokio::join!(self.state.remember(&request_id, digest, at_us), async {
+            let hold = self.holds.get(&trace.id).await;
+            if let Ok(Some(hold)) = &hold {
+                input["context"]["hold"] = hold.view(now);
+            }
+            let first = match regorus::Value::deserialize(&input) {
+                Ok(policy_input) => {
+                    let evaluated = self.evaluate_once(kind, &policy_input, &trace.id, at_us, deadline).await;
+                    Ok((policy_input, evaluated))
+                }
+                Err(e) => Err(e),
+            };
+            (hold, first)
+        });
+        let (policy_input, (mut evaluation, mut policy_revision)) = match first {
+            Ok(first) => first,
             Err(e) => {
                 tracing::error!(error = %e, "input document could not be converted for the policy engine");
                 let revision = self.policy.active().revision.clone();
-                return done(self.fallback(FailureClass::EvalError), revision, input, Vec::new(), trace);
+                return done(self.fallback(FailureClass::EvalError), revision, input, Vec::new(), trace, None);
             }
         };
-        // The guard's write overlaps the first evaluation; nothing is committed before it answers.
-        let (seen, (mut evaluation, mut policy_revision)) = tokio::join!(
-            self.state.remember(&request_id, digest, at_us),
-            self.evaluate_once(kind, &policy_input, &trace.id, at_us, deadline)
-        );
+        let hold = match hold {
+            Ok(hold) => hold,
+            Err(error) => {
+                tracing::error!(%error, "the transaction's hold could not be read");
+                return done(self.fallback(FailureClass::State), policy_revision, input, Vec::new(), trace, None);
+            }
+        };
         trace.evaluations = 1;
         let mut prints;
         let decision = loop {
@@ -207,7 +242,8 @@ impl Pipeline {
                 }
                 Ok(Seen::First | Seen::Same) => {}
             }
-            let decision = evaluation.decision;
+            // Before the commit: an approval the hold turns into RETRY or REJECT records nothing.
+            let decision = holds::gate(hold.as_ref(), &digest_hex, evaluation.decision, now);
             if decision.action != Action::Approve || (reads.is_empty() && decision.records.is_empty()) {
                 break decision;
             }
@@ -233,7 +269,20 @@ impl Pipeline {
                 }
             }
         };
-        done(decision, policy_revision, input, prints, trace)
+        let (decision, hold) = match (decision.hold, hold) {
+            (Some(required), None) if decision.action == Action::Retry => {
+                let reason = decision.reason.clone();
+                match self.holds.create(&trace.id, &digest_hex, required, reason, summary, now).await {
+                    Ok(created) => (decision, Some(created)),
+                    Err(error) => {
+                        tracing::error!(%error, "the hold could not be created");
+                        (self.fallback(FailureClass::State), None)
+                    }
+                }
+            }
+            (_, hold) => (decision, hold.map(|hold| (hold, false))),
+        };
+        done(decision, policy_revision, input, prints, trace, hold)
     }
 
     /// One evaluation against the active snapshot, its state reads served by a fresh ledger.

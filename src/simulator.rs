@@ -1,5 +1,7 @@
 //! A Co-signer stand-in for demos, tests and load generation: signs payloads as the Co-signer does,
 //! posts them over TLS to a handler whose certificate it pins, and verifies the signed answer.
+//! Its small HTTP client also carries the `holds` commands to the admin API and hold
+//! notifications to their webhook.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,6 +112,15 @@ impl Connection {
             .header(hyper::header::HOST, &self.host)
             .header(hyper::header::CONTENT_TYPE, "text/plain")
             .body(Full::new(body.into()))?;
+        self.send(request).await
+    }
+
+    /// POSTs a JSON document to `path` (relative to the base URL).
+    pub async fn post_json(&mut self, path: &str, body: &Value) -> anyhow::Result<(StatusCode, Bytes)> {
+        let request = hyper::Request::post(format!("{}{path}", self.base_path))
+            .header(hyper::header::HOST, &self.host)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(serde_json::to_vec(body)?.into()))?;
         self.send(request).await
     }
 

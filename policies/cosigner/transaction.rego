@@ -4,16 +4,23 @@
 # exactly with the decimal.* builtins; a limit that is not a decimal counts as exceeded.
 package cosigner.transaction
 
+import data.lib.holds
+import data.lib.tap
 import data.treasury
 import rego.v1
 
 tx := input.request
 
-# `else` gives exactly one decision, and an approval evaluates one body. An approval records what
+# `else` gives exactly one decision. A transfer that breaks a rule is rejected; a large one waits
+# for approvers (see "Held for approval" below); the rest is approved. An approval records what
 # the limits over time count (see "Limits over time" below); a rejection records nothing.
-decision := {"action": "APPROVE", "record": [r | some r in records]} if {
-	count(violations) == 0
-} else := {"action": "REJECT", "reason": concat("; ", sort(violations))}
+decision := {"action": "REJECT", "reason": concat("; ", sort(violations))} if {
+	count(violations) > 0
+} else := holds.decide(approval, treasury.hold_for_approval.approvals, hold_reason) if {
+	needs_approval
+} else := approval
+
+approval := {"action": "APPROVE", "record": [r | some r in records]}
 
 violations contains msg if {
 	not tx.operation in treasury.allowed_operations
@@ -100,3 +107,16 @@ violations contains msg if {
 }
 
 records contains {"key": "one-time-address", "amount": "1"} if one_time
+
+# Held for approval: a transfer worth more than data.treasury.hold_for_approval.above_usd (the
+# destinations' amountUSD, Fireblocks' estimate) waits — answered RETRY — until that many
+# configured approvers sign it off (`cosigner-guard holds approve`). A destination without a USD
+# value is held too: unknown is not small.
+needs_approval if tap.usd(tx) > treasury.hold_for_approval.above_usd
+
+needs_approval if {
+	some d in tx.destinations
+	not is_number(d.amountUSD)
+}
+
+hold_reason := sprintf("%v USD is above %v USD: needs %v approvals", [tap.usd(tx), treasury.hold_for_approval.above_usd, treasury.hold_for_approval.approvals])

@@ -9,7 +9,7 @@ eth := {
 	"sourceType": "VAULT", "sourceId": "0",
 	"destType": "VAULT", "destAddressType": "WHITELISTED",
 	"asset": "ETH", "amountStr": "0.5",
-	"destinations": [{"dstAddress": "0xabc", "action": "ALLOW"}],
+	"destinations": [{"dstAddress": "0xabc", "amountUSD": 1500, "action": "ALLOW"}],
 	"requestId": "r-1",
 }
 
@@ -78,4 +78,44 @@ test_every_destination_must_be_allowed_by_the_workspace_policy if {
 test_all_violations_are_listed_in_order if {
 	d := decide({"operation": "RAW", "asset": "DOGE"})
 	d.reason == "asset DOGE is not on the allow-list; operation RAW is not allowed"
+}
+
+# Held for approval: above 100,000 USD (data.treasury.hold_for_approval), two approvers.
+usdc_big := {"asset": "USDC", "amountStr": "150000", "destinations": [{"dstAddress": "0xabc", "amountUSD": 150000, "action": "ALLOW"}]}
+
+with_hold(changes, hold) := d if {
+	defaults := {"required": 2, "approvals": [], "rejections": [], "expires_at": "2026-01-01T00:55:00.000Z"}
+	request := {"kind": "transaction", "request": object.union(eth, changes), "context": {"hold": object.union(defaults, hold)}}
+	d := transaction.decision with input as request
+}
+
+test_a_transfer_above_100k_usd_is_held_for_two_approvals if {
+	d := decide(usdc_big)
+	d.action == "RETRY"
+	d.hold == {"approvals": 2}
+	contains(d.reason, "150000 USD is above 100000 USD")
+	not d.record
+}
+
+test_exactly_100k_usd_is_not_held if {
+	decide(object.union(usdc_big, {"destinations": [{"dstAddress": "0xabc", "amountUSD": 100000, "action": "ALLOW"}]})).action == "APPROVE"
+}
+
+test_a_destination_without_a_usd_value_is_held if {
+	decide({"destinations": [{"dstAddress": "0xabc", "action": "ALLOW"}]}).hold == {"approvals": 2}
+}
+
+test_a_released_hold_approves_and_records if {
+	d := with_hold(usdc_big, {"status": "approved"})
+	d == {"action": "APPROVE", "record": [{"key": "vault:0:USDC", "amount": "150000"}]}
+}
+
+test_a_rejected_hold_rejects_with_the_approvers_reason if {
+	d := with_hold(usdc_big, {"status": "rejected", "rejections": [{"approver": "bob", "at": "2026-01-01T00:01:00.000Z", "reason": "unknown beneficiary"}]})
+	d == {"action": "REJECT", "reason": "rejected by bob: unknown beneficiary"}
+}
+
+test_a_broken_rule_rejects_even_when_approvers_released_it if {
+	d := with_hold(object.union(usdc_big, {"sourceId": "9"}), {"status": "approved"})
+	d.action == "REJECT"
 }

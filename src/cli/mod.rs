@@ -1,5 +1,6 @@
 //! Command-line interface: flags → typed settings, and the commands themselves.
 
+mod holds;
 mod policy_tools;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the Co-signer callback endpoints.
     Serve(ServeArgs),
-    /// Write a handler key pair (PEM; RSA-2048 unless --algorithm es256) and print the public key for the Co-signer.
+    /// Write a handler key pair (PEM; RSA-2048 unless --algorithm es256) and print the public key for
+    /// the Co-signer; with --approver NAME, an approver's Ed25519 key pair for `[holds.approvers]`.
     Keygen(KeygenArgs),
     /// Run the policy set's Rego unit tests and fixture cases (`*_test.yaml`).
     Test(policy_tools::TestArgs),
@@ -36,6 +38,8 @@ pub enum Command {
     Check(policy_tools::PolicySets),
     /// Decide one request as the server would, and show the input document and why.
     Eval(policy_tools::EvalArgs),
+    /// List held transfers, and approve or reject them with an approver key (via the admin API).
+    Holds(holds::HoldsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -55,8 +59,11 @@ pub struct KeygenArgs {
     pub out: PathBuf,
     /// RS256 (RSA-2048, every Co-signer) or ES256 (P-256, recent SGX Co-signers;
     /// set protocol.signing_algorithm = "ES256").
-    #[arg(long, value_enum, default_value = "rs256")]
+    #[arg(long, value_enum, default_value = "rs256", conflicts_with = "approver")]
     pub algorithm: keys::SigningAlgorithm,
+    /// Write NAME_private.pem and NAME_public.pem, an approver's Ed25519 key pair, instead.
+    #[arg(long, value_name = "NAME")]
+    pub approver: Option<String>,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -65,7 +72,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args, cli.log_format).map(|()| ExitCode::SUCCESS),
         Command::Keygen(args) => {
             crate::telemetry::init(format, None);
-            keygen(&args.out, args.algorithm).map(|()| ExitCode::SUCCESS)
+            match &args.approver {
+                Some(name) => approver_keygen(&args.out, name),
+                None => keygen(&args.out, args.algorithm),
+            }
+            .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Holds(args) => {
+            crate::telemetry::init(format, Some("warn"));
+            holds::run(args)
         }
         // The policy tools print results; only warnings and errors go to the log.
         Command::Test(args) => {
@@ -118,6 +133,29 @@ fn keygen(out: &Path, algorithm: keys::SigningAlgorithm) -> anyhow::Result<()> {
     println!("Wrote {} (keep it secret) and {}.", private.display(), public.display());
     println!("Give this public key to the Co-signer as the callback handler's public key:\n");
     print!("{}", pair.public_pem);
+    println!("\nSHA-256 fingerprint (of the DER public key): {}", pair.fingerprint);
+    Ok(())
+}
+
+fn approver_keygen(out: &Path, name: &str) -> anyhow::Result<()> {
+    if !crate::holds::valid_approver_name(name) {
+        anyhow::bail!("--approver: a name is up to 64 letters, digits and . _ - @");
+    }
+    let pair = crate::holds::generate_approver_key().map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let private = out.join(format!("{name}_private.pem"));
+    let public = out.join(format!("{name}_public.pem"));
+    dev::write_new(&private, &pair.private_pem, true)?;
+    dev::write_new(&public, &pair.public_pem, false)?;
+    println!(
+        "Wrote {} (the approver keeps it; it never goes to the server) and {}.",
+        private.display(),
+        public.display()
+    );
+    println!(
+        "Add the approver to the handler's configuration:\n\n[holds.approvers]\n{name} = \"{}\"",
+        public.display()
+    );
     println!("\nSHA-256 fingerprint (of the DER public key): {}", pair.fingerprint);
     Ok(())
 }

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::config::Settings;
 use crate::envelope::Mode;
+use crate::holds::HoldSettings;
 use crate::keys::{CosignerKey, CosignerKeyring};
 use crate::pipeline::{self, Pipeline};
 use crate::policy::analysis::RuleKind;
@@ -199,7 +200,8 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         let evaluator = Arc::new(Evaluator::new(1, options.eval_timeout, Fallbacks::default())?);
         // An empty store: `velocity.*` reads see no history.
         let state = Arc::new(StateStore::in_memory()?);
-        let pipeline = Pipeline::new(CosignerKeyring::default(), None, store.clone(), evaluator, state);
+        let pipeline =
+            Pipeline::new(CosignerKeyring::default(), None, store.clone(), evaluator, state, HoldSettings::default());
         let (request, context) = pipeline::open(mode, kind, &body, received_at, &keyring)?;
         let deadline = Instant::now() + options.eval_timeout + Duration::from_secs(1);
         let evaluated = pipeline.decide(request, &context, deadline).await;

@@ -1,5 +1,6 @@
-//! The admin listener: liveness, readiness, status and metrics, away from the Co-signer-facing
-//! port. It starts before the policies load, so readiness can say "not yet".
+//! The admin listener: liveness, readiness, status, metrics and the holds API, away from the
+//! Co-signer-facing port, over TLS when `[admin] tls_cert/tls_key` are set. It starts before the
+//! policies load, so readiness can say "not yet".
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,36 +14,58 @@ use axum::routing::get;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use super::listener::{self, Connections};
 use super::tls::CertificateStore;
 use crate::decision_log::DecisionLog;
 use crate::envelope::Mode;
+use crate::holds::Status;
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
 
 pub struct AdminState {
     modes: Vec<&'static str>,
     tls: Option<Arc<CertificateStore>>,
     metrics: Arc<Metrics>,
+    notifier: Notifier,
     /// Set once the policies are loaded and the decision log is open.
     loaded: OnceLock<(Arc<Pipeline>, Arc<DecisionLog>)>,
     listening: AtomicBool,
 }
 
 impl AdminState {
-    pub fn new(modes: &[Mode], tls: Option<Arc<CertificateStore>>, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        modes: &[Mode],
+        tls: Option<Arc<CertificateStore>>,
+        metrics: Arc<Metrics>,
+        notifier: Notifier,
+    ) -> Arc<Self> {
         Arc::new(Self {
             modes: modes.iter().map(|m| m.as_str()).collect(),
             tls,
             metrics,
+            notifier,
             loaded: OnceLock::new(),
             listening: AtomicBool::new(false),
         })
     }
 
-    pub fn loaded(&self, pipeline: Arc<Pipeline>, log: Arc<DecisionLog>) {
+    pub fn set_loaded(&self, pipeline: Arc<Pipeline>, log: Arc<DecisionLog>) {
         let _ = self.loaded.set((pipeline, log));
+    }
+
+    pub fn loaded(&self) -> Option<&(Arc<Pipeline>, Arc<DecisionLog>)> {
+        self.loaded.get()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 
     pub fn set_listening(&self, listening: bool) {
@@ -72,12 +95,12 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub fn start(listener: TcpListener, state: Arc<AdminState>) -> Self {
+    pub fn start(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<AdminState>) -> Self {
         let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-        tracing::info!(%addr, "admin listening");
+        tracing::info!(%addr, tls = tls.is_some(), "admin listening");
         let (stop, mut stopped) = tokio::sync::watch::channel(());
         let connections = Connections::default();
-        let task = tokio::spawn(listener::serve(listener, None, router(state), connections, async move {
+        let task = tokio::spawn(listener::serve(listener, tls, router(state), connections, async move {
             let _ = stopped.changed().await;
         }));
         Self { addr, stop, task }
@@ -99,6 +122,7 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .merge(super::holds_api::router())
         .with_state(state)
 }
 
@@ -138,5 +162,15 @@ async fn status(State(state): State<Arc<AdminState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    // Holds live in the (maybe shared) store: counted at each scrape, as every replica sees them.
+    if let Some((pipeline, _)) = state.loaded.get()
+        && let Ok(holds) = pipeline.holds().list().await
+    {
+        let now = chrono::Utc::now();
+        let statuses = [Status::Pending, Status::Approved, Status::Rejected, Status::Expired];
+        let counts = statuses
+            .map(|status| (status.as_str(), holds.iter().filter(|hold| hold.status(now) == status).count() as i64));
+        state.metrics.set_holds(&counts);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
 }

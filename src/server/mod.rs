@@ -1,6 +1,7 @@
 //! The HTTPS front end: the Co-signer listener, the admin listener, and the reload watchers.
 
 mod admin;
+mod holds_api;
 mod listener;
 mod routes;
 pub mod tls;
@@ -19,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Settings;
 use crate::decision_log::{DecisionLog, Sink};
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
 use crate::policy::watch::{self, Watch, WatchedPath};
 use crate::policy::{CompileOptions, Evaluator, Fallbacks, PolicyStore};
@@ -46,14 +48,22 @@ impl Server {
     /// Starts the admin listener (not ready yet), loads the policies, opens the decision log, binds
     /// the Co-signer listener and starts the reload watchers. Needs a Tokio runtime.
     pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
-        let Settings { server, protocol, policy, reload, admin, decision_log, log: _, state, warnings } = settings;
+        let Settings { server, protocol, policy, reload, admin, decision_log, log: _, state, holds, warnings } =
+            settings;
         for warning in warnings {
             tracing::warn!("{warning}");
         }
         let metrics = Arc::new(Metrics::new());
-        let admin_state = AdminState::new(&protocol.modes, server.tls.clone(), metrics.clone());
+        let notifier = Notifier::new(holds.notify.clone(), metrics.clone());
+        let admin_state = AdminState::new(&protocol.modes, server.tls.clone(), metrics.clone(), notifier.clone());
         let admin = match admin {
-            Some(addr) => Some(Admin::start(bind(addr, "admin.listen").await?, admin_state.clone())),
+            Some(settings) => {
+                let tls = match &settings.tls {
+                    Some(certs) => Some(TlsAcceptor::from(certs.server_config().map_err(anyhow::Error::msg)?)),
+                    None => None,
+                };
+                Some(Admin::start(bind(settings.listen, "admin.listen").await?, tls, admin_state.clone()))
+            }
             None => None,
         };
 
@@ -86,11 +96,13 @@ impl Server {
             store.clone(),
             evaluator,
             state.clone(),
+            holds,
         ));
         let callback = routes::Callback {
             pipeline: pipeline.clone(),
             log: log.clone(),
             metrics,
+            notifier,
             limits: routes::Limits {
                 max_body_bytes: server.max_body_bytes,
                 read_timeout: server.read_timeout,
@@ -133,7 +145,7 @@ impl Server {
         {
             watches.push(watch_certificates(certs, cert_paths, reload.debounce)?);
         }
-        admin_state.loaded(pipeline, log.clone());
+        admin_state.set_loaded(pipeline, log.clone());
         let connections = Connections {
             max: server.max_connections,
             read_timeout: server.read_timeout,

@@ -20,7 +20,9 @@ use tracing::Instrument;
 use crate::decision::FailureClass;
 use crate::decision_log::{DecisionLog, LogError};
 use crate::envelope::Mode;
+use crate::holds::HoldTrace;
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::pipeline::{Pipeline, Refusal, StateTrace};
 use crate::request::RequestKind;
 
@@ -38,6 +40,8 @@ pub struct Callback {
     pub pipeline: Arc<Pipeline>,
     pub log: Arc<DecisionLog>,
     pub metrics: Arc<Metrics>,
+    /// Tells the hold webhook about holds decisions create.
+    pub notifier: Notifier,
     pub limits: Limits,
     /// Requests past this many at once are shed with 503 instead of queueing without bound.
     pub in_flight: Semaphore,
@@ -85,6 +89,9 @@ struct DecisionRecord<'a> {
     /// What the policy read from the state store and what the approval recorded.
     #[serde(skip_serializing_if = "StateTrace::is_empty")]
     state: &'a StateTrace,
+    /// The transaction's hold: created by this decision, still pending, or released (with who).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hold: Option<&'a HoldTrace>,
 }
 
 /// What the decision log records of a refused request.
@@ -182,6 +189,7 @@ impl Callback {
             latency_us,
             input,
             state: &evaluated.state,
+            hold: evaluated.hold.as_ref(),
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         let logged = tokio::time::timeout(remaining, self.log.append(&record))
@@ -197,6 +205,9 @@ impl Callback {
             }
         }
 
+        if let Some(hold) = &evaluated.created_hold {
+            self.notifier.hold_event("hold_created", hold);
+        }
         self.metrics.decided(kind, &decision, started.elapsed().as_secs_f64());
         tracing::info!(
             request_id,

@@ -20,6 +20,8 @@ const RECORDED: TableDefinition<(&str, &str), u64> = TableDefinition::new("recor
 const VERSIONS: TableDefinition<&str, u64> = TableDefinition::new("versions");
 /// requestId → (identity digest, first seen µs).
 const REQUEST_IDS: TableDefinition<&str, (&[u8], u64)> = TableDefinition::new("request_ids");
+/// transaction → (revision, created µs, hold as JSON).
+const HOLDS: TableDefinition<&str, (u64, u64, &str)> = TableDefinition::new("holds");
 /// Small facts kept across restarts: the longest window ever read.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const LONGEST_WINDOW: &str = "longest_window_us";
@@ -50,6 +52,13 @@ enum Op {
         marks_before: u64,
         longest: u64,
         reply: Reply<()>,
+    },
+    PutHold {
+        id: String,
+        revision: u64,
+        created_us: u64,
+        json: String,
+        reply: Reply<bool>,
     },
     /// Nothing to write: makes what came before durable.
     Flush(Reply<()>),
@@ -187,6 +196,32 @@ impl Embedded {
         self.send(|reply| Op::Prune { events_before, marks_before, longest, reply }).await
     }
 
+    pub fn hold(&self, id: &str) -> Result<Option<(u64, String)>, StateError> {
+        let txn = self.db.begin_read().or_fail()?;
+        let holds = txn.open_table(HOLDS).or_fail()?;
+        Ok(holds.get(id).or_fail()?.map(|v| {
+            let (revision, _, json) = v.value();
+            (revision, json.to_string())
+        }))
+    }
+
+    pub async fn put_hold(&self, id: &str, revision: u64, created_us: u64, json: String) -> Result<bool, StateError> {
+        self.send(|reply| Op::PutHold { id: id.to_string(), revision, created_us, json, reply }).await
+    }
+
+    pub fn holds(&self) -> Result<Vec<String>, StateError> {
+        let txn = self.db.begin_read().or_fail()?;
+        let holds = txn.open_table(HOLDS).or_fail()?;
+        let mut found = Vec::new();
+        for entry in holds.iter().or_fail()? {
+            let (_, value) = entry.or_fail()?;
+            let (_, created, json) = value.value();
+            found.push((created, json.to_string()));
+        }
+        found.sort();
+        Ok(found.into_iter().map(|(_, json)| json).collect())
+    }
+
     pub async fn flush(&self) -> Result<(), StateError> {
         self.send(Op::Flush).await
     }
@@ -211,12 +246,14 @@ fn open_tables(txn: &WriteTransaction) -> Result<(), StateError> {
     txn.open_table(VERSIONS).or_fail()?;
     txn.open_table(REQUEST_IDS).or_fail()?;
     txn.open_table(META).or_fail()?;
+    txn.open_table(HOLDS).or_fail()?;
     Ok(())
 }
 
 /// A finished operation's answer, sent only once its transaction is committed.
 enum Done {
     Commit(Reply<Committed>, Committed),
+    Put(Reply<bool>, bool),
     Remember(Reply<Seen>, Seen),
     Unit(Reply<()>),
 }
@@ -228,6 +265,7 @@ impl Done {
         }
         match self {
             Done::Commit(reply, out) => answer(reply, out, failure),
+            Done::Put(reply, out) => answer(reply, out, failure),
             Done::Unit(reply) => answer(reply, (), failure),
             Done::Remember(reply, out) => answer(reply, out, failure),
         }
@@ -285,6 +323,9 @@ fn apply_batch(db: &Database, batch: Vec<Op>, durable: bool, done: &mut Vec<Done
                 apply_prune(&txn, events_before, marks_before, longest)?;
                 Done::Unit(reply)
             }
+            Op::PutHold { id, revision, created_us, json, reply } => {
+                Done::Put(reply, apply_put_hold(&txn, &id, revision, created_us, &json)?)
+            }
             Op::Flush(reply) => Done::Unit(reply),
             Op::Stop => continue,
         });
@@ -336,6 +377,22 @@ fn bump(versions: &mut redb::Table<&str, u64>, key: &str) -> Result<(), StateErr
     Ok(())
 }
 
+fn apply_put_hold(
+    txn: &WriteTransaction,
+    id: &str,
+    revision: u64,
+    created_us: u64,
+    json: &str,
+) -> Result<bool, StateError> {
+    let mut holds = txn.open_table(HOLDS).or_fail()?;
+    let stored = holds.get(id).or_fail()?.map_or(0, |v| v.value().0);
+    if stored != revision {
+        return Ok(false);
+    }
+    holds.insert(id, (revision + 1, created_us, json)).or_fail()?;
+    Ok(true)
+}
+
 fn apply_remember(txn: &WriteTransaction, request_id: &str, digest: &[u8; 32], at_us: u64) -> Result<Seen, StateError> {
     let mut ids = txn.open_table(REQUEST_IDS).or_fail()?;
     let known = ids.get(request_id).or_fail()?.map(|v| v.value().0 == digest.as_slice());
@@ -371,6 +428,7 @@ fn apply_prune(txn: &WriteTransaction, events_before: u64, marks_before: u64, lo
     }
     txn.open_table(RECORDED).or_fail()?.retain(|_, at| at >= marks_before).or_fail()?;
     txn.open_table(REQUEST_IDS).or_fail()?.retain(|_, (_, at)| at >= marks_before).or_fail()?;
+    txn.open_table(HOLDS).or_fail()?.retain(|_, (_, created, _)| created >= marks_before).or_fail()?;
     let mut meta = txn.open_table(META).or_fail()?;
     let known = meta.get(LONGEST_WINDOW).or_fail()?.map_or(0, |v| v.value());
     if longest > known {

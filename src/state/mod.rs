@@ -1,5 +1,6 @@
 //! Memory across requests: what approved transactions recorded (for `velocity.*` limits over
-//! time) and the identity each `requestId` first came with (for the replay guard).
+//! time), the identity each `requestId` first came with (for the replay guard), and the holds
+//! waiting for approvers (compare-and-set on a revision).
 //!
 //! Two backends behind one interface: an embedded database (redb, one file, the default) and
 //! Redis (shared by replicas). Both give the same guarantees:
@@ -24,6 +25,7 @@ use serde::Serialize;
 
 use crate::decimal::Amount;
 use crate::decision::FallbackAction;
+use crate::holds::Hold;
 
 pub const MICROS_PER_SECOND: u64 = 1_000_000;
 
@@ -256,6 +258,38 @@ impl StateStore {
             Store::Redis(redis) => redis.remember(request_id, digest, ttl).await,
         };
         self.observe(result)
+    }
+
+    /// The hold of transaction `id` with its revision (for [`StateStore::put_hold`]).
+    pub async fn hold(&self, id: &str) -> Result<Option<(u64, Hold)>, StateError> {
+        let result = match &self.store {
+            Store::Embedded(db) => db.hold(id),
+            Store::Redis(redis) => redis.hold(id).await,
+        };
+        let found = self.observe(result)?;
+        found.map(|(revision, json)| Ok((revision, serde_json::from_str(&json).or_fail()?))).transpose()
+    }
+
+    /// Writes `hold` if its stored revision is still `revision` (0: not there yet); false if not.
+    pub async fn put_hold(&self, hold: &Hold, revision: u64) -> Result<bool, StateError> {
+        let json = serde_json::to_string(hold).or_fail()?;
+        let created_us =
+            chrono::DateTime::parse_from_rfc3339(&hold.created_at).or_fail()?.timestamp_micros().max(0) as u64;
+        let keep = self.marks_ttl_us();
+        let result = match &self.store {
+            Store::Embedded(db) => db.put_hold(&hold.id, revision, created_us, json).await,
+            Store::Redis(redis) => redis.put_hold(&hold.id, revision, created_us, &json, keep).await,
+        };
+        self.observe(result)
+    }
+
+    /// Every hold kept, oldest first.
+    pub async fn holds(&self) -> Result<Vec<Hold>, StateError> {
+        let result = match &self.store {
+            Store::Embedded(db) => db.holds(),
+            Store::Redis(redis) => redis.holds().await,
+        };
+        self.observe(result)?.iter().map(|json| serde_json::from_str(json).or_fail()).collect()
     }
 
     /// Checks the backend is reachable; what the recovery probe runs while the store is down.

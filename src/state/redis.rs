@@ -7,7 +7,9 @@
 //! - `{p}:ver:<key>`: the key's version, bumped with every change of its events;
 //! - `{p}:rec:<length of transaction>:<transaction>:<key>`: the exactly-once mark;
 //! - `{p}:rid:<requestId>`: the identity digest the request id first came with;
-//! - `{p}:horizon`: the longest prune horizon any replica asked for.
+//! - `{p}:horizon`: the longest prune horizon any replica asked for;
+//! - `{p}:hold:<transaction>`: a hold, `{rev, json}` (compare-and-set on `rev`), and `{p}:holds`
+//!   the kept holds by creation time.
 //!
 //! Events past the horizon are pruned from a key whenever it is written, and a key's structures
 //! expire once it has been idle longer than the horizon, so memory stays bounded without a sweeper.
@@ -77,6 +79,27 @@ if known == ARGV[1] then return 1 end
 return 2
 ";
 
+/// KEYS: the hold, the index; ARGV: expected revision, JSON, created µs, id, keep ms, cutoff µs.
+const PUT_HOLD: &str = r"
+local revision = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
+if revision ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'rev', revision + 1, 'json', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[6])
+return 1
+";
+
+/// KEYS: the index; ARGV: the hold key prefix. Every kept hold's JSON, oldest first.
+const HOLDS: &str = r"
+local found = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local json = redis.call('HGET', ARGV[1] .. id, 'json')
+  if json then table.insert(found, json) end
+end
+return found
+";
+
 pub struct Shared {
     connection: ConnectionManager,
     /// The runtime the connection lives on; blocking reads from evaluation threads run on it.
@@ -87,6 +110,8 @@ pub struct Shared {
     commit: Script,
     revert: Script,
     remember: Script,
+    put_hold: Script,
+    holds: Script,
 }
 
 impl Shared {
@@ -111,6 +136,8 @@ impl Shared {
             commit: Script::new(COMMIT),
             revert: Script::new(REVERT),
             remember: Script::new(REMEMBER),
+            put_hold: Script::new(PUT_HOLD),
+            holds: Script::new(HOLDS),
         })
     }
 
@@ -192,6 +219,47 @@ impl Shared {
             1 => Ok(Seen::Same),
             _ => Ok(Seen::Different),
         }
+    }
+
+    pub async fn hold(&self, id: &str) -> Result<Option<(u64, String)>, StateError> {
+        let mut connection = self.connection.clone();
+        let mut get = redis::cmd("HMGET");
+        get.arg(self.key("hold", id)).arg("rev").arg("json");
+        let found =
+            tokio::time::timeout(self.timeout, get.query_async::<(Option<u64>, Option<String>)>(&mut connection));
+        match found.await {
+            Ok(Ok((Some(revision), Some(json)))) => Ok(Some((revision, json))),
+            Ok(Ok(_)) => Ok(None),
+            Ok(Err(e)) => Err(StateError(format!("redis: {e}"))),
+            Err(_) => Err(StateError(format!("redis did not answer within {:?}", self.timeout))),
+        }
+    }
+
+    pub async fn put_hold(
+        &self,
+        id: &str,
+        revision: u64,
+        created_us: u64,
+        json: &str,
+        keep_us: u64,
+    ) -> Result<bool, StateError> {
+        let mut invocation = self.put_hold.prepare_invoke();
+        invocation
+            .key(self.key("hold", id))
+            .key(format!("{{{}}}:holds", self.prefix))
+            .arg(revision)
+            .arg(json)
+            .arg(created_us)
+            .arg(id)
+            .arg(keep_us / 1000)
+            .arg(created_us.saturating_sub(keep_us));
+        Ok(self.run::<i64>(invocation).await? == 1)
+    }
+
+    pub async fn holds(&self) -> Result<Vec<String>, StateError> {
+        let mut invocation = self.holds.prepare_invoke();
+        invocation.key(format!("{{{}}}:holds", self.prefix)).arg(self.key("hold", ""));
+        self.run(invocation).await
     }
 
     pub async fn probe(&self) -> Result<(), StateError> {

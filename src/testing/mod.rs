@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::decimal::Amount;
 use crate::envelope::Mode;
+use crate::holds::HoldSettings;
 use crate::keys::{CosignerKey, CosignerKeyring};
 use crate::pipeline::{self, Pipeline};
 use crate::policy::analysis::RuleKind;
@@ -176,8 +177,14 @@ async fn fixture_case(
     let received_at = time(case.now.as_ref())?;
     let state = Arc::new(StateStore::in_memory().map_err(|e| at(&e.to_string()))?);
     seed(&state, &case.history).await.map_err(|e| at(&e))?;
-    let pipeline =
-        Pipeline::new(CosignerKeyring::default(), None, shared.policy.clone(), shared.evaluator.clone(), state);
+    let pipeline = Pipeline::new(
+        CosignerKeyring::default(),
+        None,
+        shared.policy.clone(),
+        shared.evaluator.clone(),
+        state,
+        HoldSettings::default(),
+    );
     let deadline = || Instant::now() + eval_timeout + Duration::from_secs(1);
     let mut prints = Vec::new();
     let outcome = match (&case.request, &case.jwt, &case.steps, &case.expect) {

@@ -369,7 +369,7 @@ pub fn start(config: &std::path::Path) -> (Running, u16) {
     (running, port)
 }
 
-/// As [`start`], with extra environment, also returning the log lines up to the listening one.
+/// As [`start`], with extra environment, also returning the log lines up to the listening one (included).
 pub fn start_with_log(config: &std::path::Path, env: &[(&str, &str)]) -> (Running, u16, Vec<String>) {
     let mut child = std::process::Command::new(BIN)
         .args(["--log-format", "json", "serve", "--config"])
@@ -384,12 +384,12 @@ pub fn start_with_log(config: &std::path::Path, env: &[(&str, &str)]) -> (Runnin
     let addr = loop {
         assert!(std::time::Instant::now() < deadline, "no listening line");
         let line = lines.next().expect("server exited early").unwrap();
-        if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+        seen.push(line);
+        if let Ok(event) = serde_json::from_str::<serde_json::Value>(seen.last().unwrap())
             && event["message"] == "listening"
         {
             break event["addr"].as_str().unwrap().to_string();
         }
-        seen.push(line);
     };
     // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));

@@ -1,0 +1,208 @@
+//! `cosigner-guard holds list|show|approve|reject`: an approver's tool, talking to the admin API.
+//! Before signing, it recomputes the hold's digest from the identity it shows, so what the
+//! approver reads is what the signature binds.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::holds::{ApproverSigningKey, Hold, SignedVerdict, Verdict};
+use crate::simulator::{Connection, Target};
+
+#[derive(Debug, Args)]
+pub struct HoldsArgs {
+    /// The admin listener's base URL.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9090", global = true)]
+    pub admin: String,
+    /// For an https admin URL: the certificate (PEM) to trust, as `[admin] tls_cert`.
+    #[arg(long, value_name = "PEM", global = true)]
+    pub admin_ca: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: HoldsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HoldsCommand {
+    /// List holds: id, status, approvals/required, reason, asset, amount, destination, age.
+    List {
+        /// Only holds in this status.
+        #[arg(long, value_parser = ["pending", "approved", "rejected", "expired"])]
+        status: Option<String>,
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one hold in full.
+    Show { id: String },
+    /// Approve a hold with your approver key.
+    Approve {
+        id: String,
+        /// Your approver private key (PKCS#8 PEM, Ed25519 or P-256).
+        #[arg(long, value_name = "PEM")]
+        key: PathBuf,
+    },
+    /// Reject a hold with your approver key: one rejection rejects the transaction.
+    Reject {
+        id: String,
+        #[arg(long, value_name = "PEM")]
+        key: PathBuf,
+        /// Why: recorded with the verdict and sent to the Co-signer.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+pub fn run(args: HoldsArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let ca = match &args.admin_ca {
+            Some(path) => Some(std::fs::read(path).with_context(|| format!("--admin-ca {}", path.display()))?),
+            None => None,
+        };
+        let target = Target::new(&args.admin, ca.as_deref()).await?;
+        let mut admin =
+            target.connect().await.with_context(|| format!("cannot reach the admin API at {}", args.admin))?;
+        match args.command {
+            HoldsCommand::List { status, json } => list(&mut admin, status.as_deref(), json).await,
+            HoldsCommand::Show { id } => {
+                let hold = fetch(&mut admin, &id).await?;
+                println!("{}", serde_json::to_string_pretty(&hold)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            HoldsCommand::Approve { id, key } => verdict(&mut admin, &id, &key, Verdict::Approve, "").await,
+            HoldsCommand::Reject { id, key, reason } => {
+                if reason.trim().is_empty() {
+                    bail!("--reason must say why");
+                }
+                verdict(&mut admin, &id, &key, Verdict::Reject, &reason).await
+            }
+        }
+    })
+}
+
+/// The admin API's answer as JSON, or its error message as the error.
+async fn call(answer: anyhow::Result<(hyper::StatusCode, axum::body::Bytes)>) -> anyhow::Result<Value> {
+    let (status, body) = answer?;
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if !status.is_success() {
+        let code = json["error"].as_str().unwrap_or("error");
+        let message =
+            json["message"].as_str().map_or_else(|| String::from_utf8_lossy(&body).into_owned(), String::from);
+        bail!("refused ({} {code}): {message}", status.as_u16());
+    }
+    Ok(json)
+}
+
+async fn fetch(admin: &mut Connection, id: &str) -> anyhow::Result<Value> {
+    call(admin.get(&format!("/holds/{}", path_segment(id))).await).await
+}
+
+/// Hold ids are UUIDs or Co-signer request ids; anything else is escaped for the path.
+fn path_segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn list(admin: &mut Connection, status: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let query = status.map(|s| format!("?status={s}")).unwrap_or_default();
+    let answer = call(admin.get(&format!("/holds{query}")).await).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let holds = answer["holds"].as_array().cloned().unwrap_or_default();
+    if holds.is_empty() {
+        println!("no holds");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = Utc::now();
+    let text = |v: &Value| v.as_str().map_or_else(|| "-".to_string(), str::to_string);
+    let rows: Vec<[String; 8]> = holds
+        .iter()
+        .map(|hold| {
+            let summary = &hold["summary"];
+            [
+                text(&hold["id"]),
+                text(&hold["status"]),
+                format!("{}/{}", hold["approvals"].as_array().map_or(0, Vec::len), hold["required"]),
+                text(&hold["reason"]),
+                text(if summary["asset"].is_string() { &summary["asset"] } else { &summary["type"] }),
+                text(&summary["amount"]),
+                text(&summary["destination"]),
+                age(hold["created_at"].as_str(), now),
+            ]
+        })
+        .collect();
+    let header = ["ID", "STATUS", "APPROVALS", "REASON", "ASSET", "AMOUNT", "DESTINATION", "AGE"];
+    let widths: Vec<usize> =
+        (0..8).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn age(created_at: Option<&str>, now: DateTime<Utc>) -> String {
+    let Some(created) = created_at.and_then(|t| DateTime::parse_from_rfc3339(t).ok()) else { return "-".into() };
+    let seconds = (now - created.with_timezone(&Utc)).num_seconds().max(0);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s => format!("{}h", s / 3600),
+    }
+}
+
+async fn verdict(
+    admin: &mut Connection,
+    id: &str,
+    key: &std::path::Path,
+    verdict: Verdict,
+    reason: &str,
+) -> anyhow::Result<ExitCode> {
+    let key = ApproverSigningKey::from_pem_file(key).map_err(anyhow::Error::msg)?;
+    let shown = fetch(admin, id).await?;
+    let hold: Hold = serde_json::from_value(shown.clone()).context("the admin API's hold is not a hold")?;
+    // Never sign a digest the shown identity does not produce.
+    let identity = &hold.summary["identity"];
+    if crate::keys::hex(&crate::identity::digest_of(identity)) != hold.digest {
+        bail!("hold {id}: the identity shown does not match its digest; not signing");
+    }
+    let summary = &hold.summary;
+    println!(
+        "hold {id}: {} {} from {} to {} — {}",
+        summary["amount"].as_str().unwrap_or("-"),
+        summary["asset"].as_str().or(summary["type"].as_str()).unwrap_or("-"),
+        summary["source"].as_str().unwrap_or("-"),
+        summary["destination"].as_str().unwrap_or("-"),
+        hold.reason.as_deref().unwrap_or("held"),
+    );
+    let signed = SignedVerdict::sign(&hold, verdict, reason, &key, Utc::now());
+    let path = format!("/holds/{}/verdicts", path_segment(id));
+    let answer = call(admin.post_json(&path, &serde_json::to_value(&signed)?).await).await?;
+    let after = &answer["hold"];
+    println!(
+        "{} as {}: hold {id} is {} ({} of {} approvals)",
+        match verdict {
+            Verdict::Approve => "approved",
+            Verdict::Reject => "rejected",
+        },
+        answer["approver"].as_str().unwrap_or("?"),
+        after["status"].as_str().unwrap_or("?"),
+        after["approvals"].as_array().map_or(0, Vec::len),
+        after["required"],
+    );
+    Ok(ExitCode::SUCCESS)
+}
