@@ -44,6 +44,8 @@ pub struct Case {
     /// Events in the state store before the case's first request (`velocity.*` limits).
     #[serde(default)]
     pub history: Vec<HistoryEvent>,
+    /// The request's transaction already held, in this state (a single-request case).
+    pub hold: Option<HoldSpec>,
     /// Requests decided one after another against the same store, each a new transaction (fresh
     /// `requestId`/`txId`) unless its patch sets them. Instead of `expect`.
     pub steps: Option<Vec<Step>>,
@@ -59,6 +61,28 @@ pub struct HistoryEvent {
     pub amount: String,
     /// RFC 3339.
     pub at: String,
+}
+
+/// A hold on the case's transaction, as approvers left it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldSpec {
+    pub status: crate::holds::Status,
+    /// Approvals required (default 2).
+    pub required: Option<u32>,
+    /// The approvers who approved.
+    #[serde(default)]
+    pub approvals: Vec<String>,
+    #[serde(default)]
+    pub rejections: Vec<RejectionSpec>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectionSpec {
+    pub approver: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::decimal::Amount;
 use crate::envelope::Mode;
-use crate::holds::HoldSettings;
+use crate::holds::{Approval, Hold, HoldSettings, Rejection, Status, timestamp};
 use crate::keys::{CosignerKey, CosignerKeyring};
 use crate::pipeline::{self, Pipeline};
 use crate::policy::analysis::RuleKind;
@@ -224,6 +224,13 @@ async fn fixture_case(
             if let Some(patch) = &case.patch {
                 fixtures::merge_patch(&mut base, patch);
             }
+            if let Some(hold) = &case.hold {
+                if steps.is_some() {
+                    return Err(at("`hold` seeds the hold of a single request, not of steps"));
+                }
+                let request = CosignerRequest::from_payload(kind, base.clone()).map_err(|e| at(&e.to_string()))?;
+                seed_hold(pipeline.state(), hold, &request, received_at).await.map_err(|e| at(&e))?;
+            }
             let context = case.context.as_ref();
             let context_at = |received_at| RequestContext {
                 received_at,
@@ -325,6 +332,37 @@ async fn seed(state: &StateStore, history: &[fixtures::HistoryEvent]) -> Result<
         state.commit(commit).await.map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Puts the case's hold on its transaction, bound to the request's identity, as if created ten
+/// minutes before the request and left by its approvers as the case says.
+async fn seed_hold(
+    state: &StateStore,
+    spec: &fixtures::HoldSpec,
+    request: &CosignerRequest,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    let minutes = chrono::Duration::minutes;
+    let at = timestamp(now - minutes(5));
+    let expires = if spec.status == Status::Expired { now - chrono::Duration::seconds(1) } else { now + minutes(45) };
+    let decided = matches!(spec.status, Status::Approved | Status::Rejected).then_some(spec.status);
+    let hold = Hold {
+        id: request.ledger_id().to_string(),
+        digest: crate::keys::hex(&crate::identity::digest(request.kind, &request.payload)),
+        required: spec.required.unwrap_or(2),
+        reason: spec.reason.clone(),
+        created_at: timestamp(now - minutes(10)),
+        expires_at: timestamp(expires),
+        decided,
+        approvals: spec.approvals.iter().map(|name| Approval { approver: name.clone(), at: at.clone() }).collect(),
+        rejections: spec
+            .rejections
+            .iter()
+            .map(|r| Rejection { approver: r.approver.clone(), at: at.clone(), reason: r.reason.clone() })
+            .collect(),
+        summary: crate::holds::summary(request.kind, &request.payload),
+    };
+    state.put_hold(&hold, 0).await.map_err(|e| format!("hold: {e}")).map(drop)
 }
 
 fn judge(want: &fixtures::Expect, decision: &crate::decision::Decision) -> Outcome {
