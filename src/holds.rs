@@ -531,6 +531,38 @@ mod tests {
         assert!(!key.verifies(&message("t1", "ab", Verdict::Approve, "2026-01-01T00:11:00.000Z"), &signature));
     }
 
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_hold_is_created_once_and_concurrent_verdicts_each_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut approvers = Vec::new();
+        let mut signers = Vec::new();
+        for name in ["alice", "bob"] {
+            let pair = generate_approver_key().unwrap();
+            std::fs::write(dir.path().join(name), &pair.private_pem).unwrap();
+            signers.push(ApproverSigningKey::from_pem_file(&dir.path().join(name)).unwrap());
+            approvers.push(Arc::new(ApproverKey::from_pem(name, pair.public_pem.as_bytes()).unwrap()));
+        }
+        let store = Arc::new(StateStore::in_memory().unwrap());
+        let holds = Holds::new(store, HoldSettings { approvers, ..HoldSettings::default() });
+        let now = Utc::now();
+        let create = || holds.create("t1", "ab", 2, Some("big".into()), json!({}), now);
+        let (first, second) = tokio::join!(create(), create());
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert!(first.1 != second.1, "exactly one of two concurrent requests creates the hold");
+        assert_eq!(first.0, second.0);
+
+        let hold = first.0;
+        let [alice, bob] = [0, 1].map(|i| SignedVerdict::sign(&hold, Verdict::Approve, "", &signers[i], now));
+        let (a, b) = tokio::join!(holds.verdict("t1", &alice, now), holds.verdict("t1", &bob, now));
+        assert_eq!((a.unwrap().1, b.unwrap().1), ("alice".to_string(), "bob".to_string()));
+        let released = holds.get("t1").await.unwrap().unwrap();
+        assert_eq!(released.status(now), Status::Approved, "neither concurrent approval was lost");
+        assert_eq!(released.approvals.len(), 2);
+        assert!(matches!(holds.verdict("t1", &alice, now).await, Err(Refused::NotPending(Status::Approved))));
+        let late = now + chrono::Duration::minutes(11);
+        assert!(matches!(holds.verdict("t1", &alice, late).await, Err(Refused::Stale(_))), "an old signature");
+    }
+
     #[test]
     fn approver_keys_are_ed25519_or_p256() {
         let ed = generate_approver_key().unwrap();

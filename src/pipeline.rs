@@ -273,7 +273,18 @@ impl Pipeline {
             (Some(required), None) if decision.action == Action::Retry => {
                 let reason = decision.reason.clone();
                 match self.holds.create(&trace.id, &digest_hex, required, reason, summary, now).await {
-                    Ok(created) => (decision, Some(created)),
+                    Ok(created) => {
+                        let approvers = self.holds.settings().approvers.len();
+                        if created.1 && approvers < required as usize {
+                            tracing::warn!(
+                                hold = trace.id,
+                                required,
+                                approvers,
+                                "a hold needs more approvals than [holds.approvers] has approvers: it can only expire"
+                            );
+                        }
+                        (decision, Some(created))
+                    }
                     Err(error) => {
                         tracing::error!(%error, "the hold could not be created");
                         (self.fallback(FailureClass::State), None)

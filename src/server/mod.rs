@@ -56,6 +56,7 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let notifier = Notifier::new(holds.notify.clone(), metrics.clone());
         let admin_state = AdminState::new(&protocol.modes, server.tls.clone(), metrics.clone(), notifier.clone());
+        let admin_certs = admin.as_ref().and_then(|settings| settings.tls.clone());
         let admin = match admin {
             Some(settings) => {
                 let tls = match &settings.tls {
@@ -144,6 +145,9 @@ impl Server {
             && !cert_paths.is_empty()
         {
             watches.push(watch_certificates(certs, cert_paths, reload.debounce)?);
+        }
+        if let Some(certs) = admin_certs.as_ref().filter(|_| reload.watch) {
+            watches.push(watch_certificates(certs, certificate_watch_paths(certs), reload.debounce)?);
         }
         admin_state.set_loaded(pipeline, log.clone());
         let connections = Connections {
