@@ -233,7 +233,7 @@ async fn starter_fixture_expectations_are_what_the_running_server_answers() {
         let fixtures: Value = yaml_serde::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         // Cases that seed the state store or set the time are the fixture runner's alone: a live
         // server has its own clock and store.
-        let live = |case: &&Value| ["history", "steps", "now"].iter().all(|key| case.get(key).is_none());
+        let live = |case: &&Value| ["history", "hold", "steps", "now"].iter().all(|key| case.get(key).is_none());
         for case in fixtures["cases"].as_array().unwrap().iter().filter(live) {
             let mut payload = match &case["request"] {
                 Value::String(file) => {
