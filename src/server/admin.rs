@@ -156,6 +156,12 @@ async fn status(State(state): State<Arc<AdminState>>) -> Response {
         "state": pipeline.state().status(),
         "cosigner_keys": keys,
         "handler_key_fingerprint": pipeline.handler_key().map(|k| k.fingerprint()),
+        "holds": {
+            "ttl_seconds": pipeline.holds().settings().ttl.as_secs(),
+            "approvers": pipeline.holds().settings().approvers.iter()
+                .map(|a| json!({"name": a.name, "fingerprint": a.fingerprint}))
+                .collect::<Vec<_>>(),
+        },
         "tls_certificate_fingerprint": state.tls.as_ref().map(|t| t.fingerprint()),
     }))
     .into_response()
