@@ -167,9 +167,10 @@ impl Pipeline {
     }
 
     /// Decides a request: the request-id guard, then evaluation against the active snapshot with
-    /// the state store's reads, then — for an approval — the atomic commit of its records, again
-    /// from the evaluation when a concurrent decision changed what it read. Never fails: every
-    /// failure becomes the fallback. Gives up at `deadline`.
+    /// the transaction's hold in its input and the state store's reads, then the hold's gate, then
+    /// — for an approval — the atomic commit of its records, again from the evaluation when a
+    /// concurrent decision changed what it read, and last the hold a RETRY asks for. Never fails:
+    /// every failure becomes the fallback. Gives up at `deadline`.
     pub async fn decide(&self, request: CosignerRequest, context: &RequestContext, deadline: Instant) -> Decided {
         let kind = request.kind;
         let now = context.received_at;
@@ -177,7 +178,6 @@ impl Pipeline {
         let mut trace = StateTrace { id: request.ledger_id().to_string(), ..StateTrace::default() };
         let digest = crate::identity::digest(kind, &request.payload);
         let digest_hex = crate::keys::hex(&digest);
-        let summary = holds::summary(kind, &request.payload);
         let request_id = request.request_id.clone();
         let mut input = input_document(kind, request.payload, context);
         let started = Instant::now();
@@ -269,31 +269,45 @@ impl Pipeline {
                 }
             }
         };
-        let (decision, hold) = match (decision.hold, hold) {
-            (Some(required), None) if decision.action == Action::Retry => {
-                let reason = decision.reason.clone();
-                match self.holds.create(&trace.id, &digest_hex, required, reason, summary, now).await {
-                    Ok(created) => {
-                        let approvers = self.holds.settings().approvers.len();
-                        if created.1 && approvers < required as usize {
-                            tracing::warn!(
-                                hold = trace.id,
-                                required,
-                                approvers,
-                                "a hold needs more approvals than [holds.approvers] has approvers: it can only expire"
-                            );
-                        }
-                        (decision, Some(created))
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "the hold could not be created");
-                        (self.fallback(FailureClass::State), None)
-                    }
-                }
-            }
-            (_, hold) => (decision, hold.map(|hold| (hold, false))),
-        };
+        // What the approvers are shown: computed only when a hold is created.
+        let summary = || holds::summary(kind, input["request"].as_object().unwrap_or(&serde_json::Map::new()));
+        let (decision, hold) = self.hold_if_asked(decision, hold, &trace.id, &digest_hex, summary, now).await;
         done(decision, policy_revision, input, prints, trace, hold)
+    }
+
+    /// Creates the hold a RETRY asks for, unless the transaction has one; returns the decision
+    /// (the `state` fallback if the hold cannot be kept) and the transaction's hold.
+    async fn hold_if_asked(
+        &self,
+        decision: Decision,
+        existing: Option<Hold>,
+        id: &str,
+        digest: &str,
+        summary: impl FnOnce() -> Value,
+        now: DateTime<Utc>,
+    ) -> (Decision, Option<(Hold, bool)>) {
+        let required = match (decision.hold, existing) {
+            (Some(required), None) if decision.action == Action::Retry => required,
+            (_, existing) => return (decision, existing.map(|hold| (hold, false))),
+        };
+        match self.holds.create(id, digest, required, decision.reason.clone(), summary(), now).await {
+            Ok((hold, created)) => {
+                let approvers = self.holds.settings().approvers.len();
+                if created && approvers < required as usize {
+                    tracing::warn!(
+                        hold = id,
+                        required,
+                        approvers,
+                        "a hold needs more approvals than [holds.approvers] has approvers: it can only expire"
+                    );
+                }
+                (decision, Some((hold, created)))
+            }
+            Err(error) => {
+                tracing::error!(%error, "the hold could not be created");
+                (self.fallback(FailureClass::State), None)
+            }
+        }
     }
 
     /// One evaluation against the active snapshot, its state reads served by a fresh ledger.
