@@ -1,5 +1,6 @@
-//! What the state store adds to a decision: one `velocity.*` read and one record, with the
-//! embedded store (in memory, and on disk with its fsync) and Redis on loopback.
+//! What the state store adds to a decision: one `velocity.*` read and one record, and the
+//! lookup of the transaction's hold, with the embedded store (in memory, and on disk with its
+//! fsync) and Redis on loopback.
 //!
 //!     cargo bench --bench state
 //!
@@ -119,6 +120,14 @@ fn commit_one_record(bencher: Bencher, backend: &str) {
     });
 }
 
+/// Looking up a transaction's hold when it has none: what every decision pays for holds.
+#[divan::bench(args = BACKENDS)]
+fn hold_lookup(bencher: Bencher, backend: &str) {
+    let Some(store) = store(backend, &format!("hold-{backend}")) else { return };
+    let s = setup();
+    bencher.bench(|| s.runtime.block_on(store.hold("no-such-transaction")).expect("lookup"));
+}
+
 /// The decision step for a new transaction, with the starter policies. Each one is received a day
 /// after the last, so its window holds no events: the fixed cost of one read and one record.
 #[divan::bench(args = ["none", "memory", "embedded", "redis"], sample_count = 200)]
@@ -158,7 +167,14 @@ fn decide(bencher: Bencher, backend: &str) {
 fn starter_without_limits() -> PathBuf {
     let dir = setup().dir.path().join("starter-without-limits");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    for file in ["cosigner/transaction.rego", "cosigner/config_change.rego", "treasury/data.json"] {
+    let files = [
+        "cosigner/transaction.rego",
+        "cosigner/config_change.rego",
+        "lib/holds.rego",
+        "lib/tap.rego",
+        "treasury/data.json",
+    ];
+    for file in files {
         std::fs::create_dir_all(dir.join(file).parent().expect("parent")).expect("mkdir");
         std::fs::copy(root.join(file), dir.join(file)).expect("copy");
     }
