@@ -195,7 +195,8 @@ async fn run(
     Ok(Outcome { latencies, errors: errors.load(Ordering::Relaxed) })
 }
 
-/// Pre-built request bodies: distinct requestIds and amounts, signed once in jwt mode.
+/// Pre-built request bodies: the documented 0.01 ETH transfer (its rawTx checked on every request)
+/// under distinct requestIds, signed once in jwt mode.
 fn pool(args: &Args, root: &Path, cosigner_private: &str) -> anyhow::Result<(String, Vec<Vec<u8>>)> {
     let base: Value = serde_json::from_slice(&std::fs::read(root.join("examples/payloads/eth_transfer.json"))?)?;
     let key = EncodingKey::from_rsa_pem(cosigner_private.as_bytes())?;
@@ -205,7 +206,6 @@ fn pool(args: &Args, root: &Path, cosigner_private: &str) -> anyhow::Result<(Str
         let id = format!("9c794cee-7e27-46c9-9e9a-{i:012}");
         payload["txId"] = Value::from(id.clone());
         payload["requestId"] = Value::from(id);
-        payload["amountStr"] = Value::from(format!("0.{:018}", i + 1));
         payload["sourceId"] = Value::from((i % args.vaults).to_string());
         bodies.push(match args.mode.as_str() {
             "jwt" => sign_request(&payload, &key)?.into_bytes(),

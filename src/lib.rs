@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod policy;
+pub mod rawtx;
 pub mod request;
 pub mod server;
 pub mod simulator;

@@ -27,9 +27,9 @@ async fn starter_policies_decide_the_documented_requests() {
         ("documented BTC transfer to a one-time address under the cap", TX, btc.clone(), "APPROVE", None),
         ("documented whitelisting request", CC, wallet.clone(), "APPROVE", None),
         (
-            "ETH exactly at the limit",
+            "ETH exactly at the limit (no rawTx: an approval-stage request)",
             TX,
-            with(eth.clone(), json!({"amountStr": "10.000000000000000000"})),
+            with(eth.clone(), json!({"amountStr": "10.000000000000000000", "rawTx": null})),
             "APPROVE",
             None,
         ),

@@ -5,6 +5,7 @@
 package cosigner.transaction
 
 import data.lib.holds
+import data.lib.rawtx
 import data.lib.tap
 import data.treasury
 import rego.v1
@@ -76,6 +77,18 @@ violations contains msg if {
 	some d in tx.destinations
 	d.action != "ALLOW"
 	msg := sprintf("destination %v was not allowed by the workspace policy (action %v)", [d.dstAddress, d.action])
+}
+
+# What is signed is what is described: each rawTx entry must agree with the fields every rule above
+# read (see lib/rawtx.rego). A workspace that promises to send rawTx sets data.rawtx.required, so
+# a request without one — or with one this library cannot check — is refused too.
+violations contains sprintf("raw transaction: %s", [p]) if some p in rawtx.problems(tx)
+
+violations contains "raw transaction: could not be checked" if not rawtx.problems(tx)
+
+violations contains sprintf("raw transaction not verified (data.rawtx.required): %s", [u]) if {
+	data.rawtx.required == true
+	some u in rawtx.unchecked(tx)
 }
 
 # Limits over time. velocity.sum/count read what approved transfers recorded in a rolling window

@@ -119,3 +119,26 @@ test_a_broken_rule_rejects_even_when_approvers_released_it if {
 	d := with_hold(object.union(usdc_big, {"sourceId": "9"}), {"status": "approved"})
 	d.action == "REJECT"
 }
+
+# Raw transactions (lib/rawtx.rego): a workspace that promises to send them sets data.rawtx.required.
+test_a_missing_raw_transaction_is_refused_when_the_workspace_promises_one if {
+	d := decide({}) with data.rawtx.required as true
+	d.action == "REJECT"
+	d.reason == "raw transaction not verified (data.rawtx.required): the request carries no rawTx"
+}
+
+test_a_missing_raw_transaction_is_allowed_by_default if decide({}).action == "APPROVE"
+
+test_raw_transaction_problems_are_the_reason if {
+	d := decide({"rawTx": [{"rawTx": "00", "payload": "00"}]})
+	d.action == "REJECT"
+	contains(d.reason, "raw transaction: rawTx[0]: payload is not the keccak-256 hash of its rawTx")
+}
+
+# If lib.rawtx.problems were ever undefined (a bug), nothing must pass unchecked.
+undefined_problems(_) := set() if false
+
+test_a_raw_transaction_the_library_cannot_judge_is_refused if {
+	d := decide({}) with data.lib.rawtx.problems as undefined_problems
+	d.reason == "raw transaction: could not be checked"
+}

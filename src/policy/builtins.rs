@@ -5,8 +5,12 @@
 //! - `decimal.cmp(a, b)`: `-1`, `0` or `1`; undefined unless both are valid.
 //! - `decimal.sum(list)`: the exact sum as a decimal string; undefined unless all are valid and
 //!   have at most 18 fractional digits.
+//! - `decimal.to_units(s, decimals)`: `s` in the smallest unit of a currency with that many
+//!   decimals, as an integer string (`"0.01"`, 18 → `"10000000000000000"`); undefined unless `s`
+//!   is valid and has no more fractional digits than that.
 //!
-//! The `velocity.*` builtins (limits over time) are registered here too; see [`super::velocity`].
+//! The `velocity.*` builtins (limits over time) and the raw-transaction builtins are registered
+//! here too; see [`super::velocity`] and [`super::rawtx`].
 
 use std::cmp::Ordering;
 
@@ -35,7 +39,13 @@ pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
         1,
         Box::new(|args: Vec<Value>| Ok(sum(&args[0]).map_or(Value::Undefined, Value::from))),
     )?;
-    super::velocity::register(engine)
+    engine.add_extension(
+        "decimal.to_units".into(),
+        2,
+        Box::new(|args: Vec<Value>| Ok(to_units(&args[0], &args[1]).map_or(Value::Undefined, Value::from))),
+    )?;
+    super::velocity::register(engine)?;
+    super::rawtx::register(engine)
 }
 
 /// A non-negative decimal: integer digits without leading zeros, fraction without trailing zeros.
@@ -70,6 +80,17 @@ fn parse(value: &Value) -> Option<Decimal<'_>> {
         return None;
     }
     Some(Decimal { int: int.trim_start_matches('0'), frac: frac.trim_end_matches('0') })
+}
+
+fn to_units(amount: &Value, decimals: &Value) -> Option<String> {
+    let decimal = parse(amount)?;
+    let decimals = decimals.as_u64().ok().filter(|d| *d <= 77)? as usize;
+    if decimal.frac.len() > decimals {
+        return None;
+    }
+    let units = format!("{}{}{}", decimal.int, decimal.frac, "0".repeat(decimals - decimal.frac.len()));
+    let units = units.trim_start_matches('0');
+    Some(if units.is_empty() { "0".into() } else { units.into() })
 }
 
 fn sum(list: &Value) -> Option<String> {
@@ -111,6 +132,18 @@ mod tests {
             assert!(parse(&s(bad)).is_none(), "{bad:?}");
         }
         assert!(parse(&Value::from(5)).is_none(), "a number is not a decimal string");
+    }
+
+    #[test]
+    fn amounts_convert_to_smallest_units_exactly() {
+        let units = |a: &str, d: u64| to_units(&s(a), &Value::from(d));
+        assert_eq!(units("0.010000000000000000", 18).as_deref(), Some("10000000000000000"));
+        assert_eq!(units("0.00087600", 8).as_deref(), Some("87600"));
+        assert_eq!(units("150000", 6).as_deref(), Some("150000000000"));
+        assert_eq!(units("0", 6).as_deref(), Some("0"));
+        assert_eq!(units("0.0000001", 6), None, "finer than the currency's smallest unit");
+        assert_eq!(units("1e5", 6), None);
+        assert_eq!(to_units(&s("1"), &s("6")), None, "decimals must be a number");
     }
 
     #[test]

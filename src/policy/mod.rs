@@ -4,6 +4,7 @@ pub mod analysis;
 mod builtins;
 mod evaluator;
 mod input;
+mod rawtx;
 mod snapshot;
 mod store;
 pub mod velocity;

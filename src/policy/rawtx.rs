@@ -1,0 +1,70 @@
+//! The raw-transaction builtins: hashes and decoders over [`crate::rawtx`], for
+//! `policies/lib/rawtx.rego`.
+//!
+//! - `eth.keccak256(hex)`, `btc.sha256d(hex)`: the hash as lowercase hex; undefined unless `hex` is
+//!   a hex string.
+//! - `eth.decode_tx(hex)`, `eth.decode_erc20(hex)`, `btc.decode_preimage(hex, network)`: the
+//!   decoded object, or `{"error": "…"}` saying why the bytes are not one — so a policy can name the
+//!   problem, and cannot mistake a bad transaction for an absent one.
+
+use regorus::{Engine, Value};
+use serde::Serialize;
+
+use crate::rawtx::{self, DecodeError, btc, eth};
+
+pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
+    engine.add_extension(
+        "eth.keccak256".into(),
+        1,
+        Box::new(|args: Vec<Value>| Ok(hash(&args[0], rawtx::keccak256))),
+    )?;
+    engine.add_extension("btc.sha256d".into(), 1, Box::new(|args: Vec<Value>| Ok(hash(&args[0], rawtx::sha256d))))?;
+    engine.add_extension(
+        "eth.decode_tx".into(),
+        1,
+        Box::new(|args: Vec<Value>| Ok(decoded(bytes(&args[0]).and_then(|b| eth::decode_transaction(&b))))),
+    )?;
+    engine.add_extension(
+        "eth.decode_erc20".into(),
+        1,
+        Box::new(|args: Vec<Value>| Ok(decoded(bytes(&args[0]).and_then(|b| eth::decode_erc20(&b))))),
+    )?;
+    engine.add_extension(
+        "btc.decode_preimage".into(),
+        2,
+        Box::new(|args: Vec<Value>| {
+            let network = match &args[1] {
+                Value::String(name) => btc::Network::parse(name),
+                _ => None,
+            };
+            let Some(network) = network else {
+                return Ok(error("the network must be \"mainnet\" or \"testnet\""));
+            };
+            Ok(decoded(bytes(&args[0]).and_then(|b| btc::decode_preimage(&b, network))))
+        }),
+    )?;
+    Ok(())
+}
+
+fn bytes(value: &Value) -> Result<Vec<u8>, DecodeError> {
+    match value {
+        Value::String(text) => rawtx::from_hex(text),
+        _ => Err(DecodeError::Hex("not a string")),
+    }
+}
+
+fn hash(value: &Value, function: fn(&[u8]) -> [u8; 32]) -> Value {
+    bytes(value).map_or(Value::Undefined, |b| Value::from(rawtx::to_hex(&function(&b))))
+}
+
+fn decoded<T: Serialize>(result: Result<T, DecodeError>) -> Value {
+    match result.map(|decoded| serde_json::to_value(decoded)) {
+        Ok(Ok(json)) => Value::from(json),
+        Ok(Err(e)) => error(&e.to_string()),
+        Err(e) => error(&e.to_string()),
+    }
+}
+
+fn error(message: &str) -> Value {
+    Value::from(serde_json::json!({ "error": message }))
+}
