@@ -47,7 +47,16 @@ fn snapshot(write: impl FnOnce(&Path)) -> Arc<PolicySnapshot> {
 }
 
 fn copy_starter(to: &Path) {
-    for file in ["cosigner/transaction.rego", "cosigner/config_change.rego", "treasury/data.json"] {
+    let files = [
+        "cosigner/transaction.rego",
+        "cosigner/config_change.rego",
+        "lib/holds.rego",
+        "lib/rawtx.rego",
+        "lib/tap.rego",
+        "rawtx/data.json",
+        "treasury/data.json",
+    ];
+    for file in files {
         std::fs::create_dir_all(to.join(file).parent().expect("parent")).expect("mkdir");
         std::fs::copy(root().join("policies").join(file), to.join(file)).expect("copy");
     }

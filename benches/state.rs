@@ -171,7 +171,9 @@ fn starter_without_limits() -> PathBuf {
         "cosigner/transaction.rego",
         "cosigner/config_change.rego",
         "lib/holds.rego",
+        "lib/rawtx.rego",
         "lib/tap.rego",
+        "rawtx/data.json",
         "treasury/data.json",
     ];
     for file in files {

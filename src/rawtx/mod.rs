@@ -140,6 +140,40 @@ mod tests {
         assert_eq!(to_hex(&sha256d(b"hello")), "9595c9df90075148eb06860365df33584b75bff782a510c6cd4883a419833d50");
     }
 
+    /// Every truncation, every byte replaced by 0x00, 0x7f, 0x80 or 0xff, and a byte inserted at
+    /// every position of real transactions: each decoder answers, never panics. (Coverage-guided
+    /// fuzzing of the same decoders: `tests/fuzz`, targets `rawtx_eth` and `rawtx_btc`.)
+    #[test]
+    fn mutated_transactions_never_panic_a_decoder() {
+        let eth = from_hex(
+            "02ef0104843b9aca008506a0c1987d825208945dc69b1fbb13bafd09af88a782f0f285772ad5f8872386f26fc1000080c0",
+        )
+        .unwrap();
+        let call = from_hex("a9059cbb0000000000000000000000005dc69b1fbb13bafd09af88a782f0f285772ad5f8000000000000000000000000000000000000000000000000000000009502f900").unwrap();
+        let btc = from_hex("0100000002c845e228b169e8713414f51f5a60a1c670aaf57138811279ddc3b530fe4c4ac8000000001976a91495f6fbf9976938f6bffc646adf8b54a8f70620eb88acffffffffa3d781905b0122466f72efa1f751cf8e2cb9f6fda8efedf989443bd358ec5f480000000000ffffffff0230560100000000001976a9148ca80d9b17cdba4b0f9b117c92852ca04a69783988ac2b4901000000000016001495f6fbf9976938f6bffc646adf8b54a8f70620eb0000000001000000").unwrap();
+        type Decoder = fn(&[u8]) -> bool;
+        let decoders: [(&[u8], Decoder); 3] = [
+            (&eth, |b| eth::decode_transaction(b).is_ok()),
+            (&call, |b| eth::decode_erc20(b).is_ok()),
+            (&btc, |b| btc::decode_preimage(b, btc::Network::Testnet).is_ok()),
+        ];
+        for (seed, decode) in decoders {
+            assert!(decode(seed), "the seed decodes");
+            for cut in 0..seed.len() {
+                assert!(!decode(&seed[..cut]), "a truncated transaction is refused ({cut} bytes)");
+            }
+            for at in 0..seed.len() {
+                for byte in [0x00, 0x7f, 0x80, 0xff] {
+                    let mut mutant = seed.to_vec();
+                    mutant[at] = byte;
+                    decode(&mutant);
+                    mutant.insert(at, byte);
+                    decode(&mutant);
+                }
+            }
+        }
+    }
+
     #[test]
     fn integers_of_any_length_print_exactly() {
         assert_eq!(uint_to_decimal(&[]), "0");
