@@ -47,6 +47,10 @@ struct Args {
     /// The handler's public key, to verify its answer (jwt mode).
     #[arg(long, default_value = ".cosigner-guard-dev/keys/callback_public.pem")]
     handler_key: PathBuf,
+    /// Send it as a new request: a fresh `requestId` (and `txId`, for a transaction). An edited copy
+    /// of a payload already sent otherwise meets the handler's requestId guard.
+    #[arg(long)]
+    fresh_id: bool,
 }
 
 fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
@@ -56,8 +60,15 @@ fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let payload: Value = serde_json::from_slice(&read(&args.payload)?).context("payload is not JSON")?;
+    let mut payload: Value = serde_json::from_slice(&read(&args.payload)?).context("payload is not JSON")?;
     let kind = args.kind.unwrap_or(if payload.get("txId").is_some() { Kind::Transaction } else { Kind::ConfigChange });
+    if args.fresh_id {
+        let id = Value::from(uuid::Uuid::now_v7().to_string());
+        if kind == Kind::Transaction {
+            payload["txId"] = id.clone();
+        }
+        payload["requestId"] = id;
+    }
     let endpoint = match kind {
         Kind::Transaction => "tx_sign_request",
         Kind::ConfigChange => "config_change_sign_request",

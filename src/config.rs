@@ -291,7 +291,8 @@ impl Settings {
     }
 
     fn resolve(raw: RawConfig, base: &Path) -> Result<Self, ConfigError> {
-        let at = |p: &Path| base.join(p);
+        // `env:NAME` names an environment variable, not a file: it is not relative to anything.
+        let at = |p: &Path| if crate::server::env_material(p).is_some() { p.to_path_buf() } else { base.join(p) };
         let mut warnings = Vec::new();
         let debounce_ms = raw.reload.debounce_ms.unwrap_or(DEFAULT_DEBOUNCE_MS);
         if debounce_ms == 0 || debounce_ms > 10_000 {

@@ -151,7 +151,7 @@ impl Writer {
         match &self.sink {
             Sink::Off | Sink::Stdout => Ok(Output::Stdout(std::io::stdout())),
             Sink::File { path, .. } => {
-                let file = OpenOptions::new().create(true).append(true).open(path)?;
+                let file = open_file(path)?;
                 let written = file.metadata().map(|m| m.len()).unwrap_or(0);
                 Ok(Output::File { file: BufWriter::with_capacity(256 * 1024, file), written })
             }
@@ -244,6 +244,12 @@ impl Writer {
 }
 
 /// `log` → `log.1` → `log.2` … keeping `keep` rotated files.
+/// The log file, for appending; created readable by its owner only, as it holds full payloads.
+pub fn open_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
 fn rotate(path: &Path, keep: usize) -> std::io::Result<()> {
     let numbered = |n: usize| PathBuf::from(format!("{}.{n}", path.display()));
     if keep == 0 {

@@ -201,12 +201,17 @@ async fn key_material_can_come_from_the_environment_and_exposed_key_files_are_wa
     child.signal("-TERM");
     child.wait();
 
-    // The same key from an environment variable instead of a file.
-    let text = std::fs::read_to_string(&config).unwrap().replace("\"keys/handler.pem\"", "\"env:TEST_HANDLER_KEY\"");
+    // The same keys, the handler's and the TLS one, from environment variables instead of files.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("\"keys/handler.pem\"", "\"env:TEST_HANDLER_KEY\"")
+        .replace("\"tls/key.pem\"", "\"env:TEST_TLS_KEY\"");
     std::fs::write(&config, text).unwrap();
     let pem = std::fs::read_to_string(&key_file).unwrap();
     std::fs::remove_file(&key_file).unwrap();
-    let (mut child, port, log) = start_with_log(&config, &[("TEST_HANDLER_KEY", &pem)]);
+    std::fs::remove_file(dir.path().join("tls/key.pem")).unwrap();
+    let env = [("TEST_HANDLER_KEY", pem.as_str()), ("TEST_TLS_KEY", common::keys().tls_key_pem.as_str())];
+    let (mut child, port, log) = start_with_log(&config, &env);
     assert!(!log.iter().any(|l| l.contains("protocol.signing_key")), "no file, no warning: {log:?}");
     assert_eq!(post_signed(port, &payload("eth_transfer.json")).await["action"], "APPROVE");
     child.signal("-TERM");

@@ -184,6 +184,40 @@ fn check_reports_every_parse_error_and_refuses_recursive_functions() {
     assert!(err.contains("r.rego:3") && err.contains("calls itself"), "{err}");
 }
 
+/// `check --config` does what start-up does except bind, like `nginx -t`: the key and certificate
+/// files must exist and load, the decision log and state directory be writable.
+#[test]
+fn check_with_a_config_loads_everything_start_up_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Spec::both(r#"decision := {"action": "APPROVE"}"#)
+        .decision_log("sink = \"file\"\npath = \"logs/decisions.jsonl\"");
+    let config = spec.write(dir.path());
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let config = config.to_str().unwrap();
+    let (code, out, err) = run(&["check", "--config", config], dir.path());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("(keys, certificates, decision log, state store)"), "{out}");
+
+    for (file, setting) in [("tls/cert.pem", "server.tls_cert"), ("keys/handler.pem", "protocol.signing_key")] {
+        let saved = std::fs::read(dir.path().join(file)).unwrap();
+        std::fs::remove_file(dir.path().join(file)).unwrap();
+        let (code, _, err) = run(&["check", "--config", config], dir.path());
+        assert_eq!(code, Some(1), "without {file}");
+        assert!(err.contains(setting), "{file}: {err}");
+        std::fs::write(dir.path().join(file), saved).unwrap();
+    }
+
+    // The decision log holds full payloads: created readable by its owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("logs/decisions.jsonl")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    std::fs::remove_dir_all(dir.path().join("logs")).unwrap();
+    let (code, _, err) = run(&["check", "--config", config], dir.path());
+    assert_eq!(code, Some(1));
+    assert!(err.contains("decision_log.path"), "{err}");
+}
+
 #[test]
 fn eval_shows_the_input_document_the_decision_and_why() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
 //! The policy author's commands: `test`, `check` and `eval`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,9 +110,24 @@ pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Parses every file (reporting every parse error), then compiles the set exactly as `serve` does.
+/// Exit codes: 0 all is well, 1 an error (each printed). With `--config`, everything `serve` does
+/// before it binds: the configuration with its keys and certificates, the decision log's file, the
+/// state store's directory, the policy set and — under `reload.require_tests` — its tests.
 pub fn check(sets: PolicySets) -> anyhow::Result<ExitCode> {
     let (dirs, options) = sets.resolve()?;
-    let mut ok = true;
+    let (mut ok, mut require_tests) = (true, false);
+    if let Some(config) = &sets.config {
+        match Settings::load(config) {
+            Ok(settings) => {
+                require_tests = settings.reload.require_tests;
+                ok &= check_start_up(config, &settings);
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", config.display());
+                ok = false;
+            }
+        }
+    }
     for dir in dirs {
         let source = match PolicySource::read(&dir) {
             Ok(source) => source,
@@ -133,7 +148,14 @@ pub fn check(sets: PolicySets) -> anyhow::Result<ExitCode> {
             ok = false;
             continue;
         }
-        match PolicySnapshot::load(&dir, &options) {
+        let loaded = PolicySnapshot::load(&dir, &options).map_err(|e| e.to_string()).and_then(|snapshot| {
+            if require_tests {
+                crate::testing::require_passing_tests(&snapshot).map(|()| snapshot)
+            } else {
+                Ok(snapshot)
+            }
+        });
+        match loaded {
             Ok(snapshot) => println!(
                 "ok: {} ({} files, revision {}; {} and {} defined)",
                 dir.display(),
@@ -149,6 +171,35 @@ pub fn check(sets: PolicySets) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// What start-up opens besides the policies: the files behind the settings `Settings::load` has
+/// already read (keys, certificates) are fine by now; the decision log and the state directory
+/// must be writable.
+fn check_start_up(config: &Path, settings: &Settings) -> bool {
+    let mut ok = true;
+    for warning in &settings.warnings {
+        println!("warning: {warning}");
+    }
+    if let crate::decision_log::Sink::File { path, .. } = &settings.decision_log.sink
+        && let Err(e) = crate::decision_log::open_file(path)
+    {
+        eprintln!("error: decision_log.path {}: {e}", path.display());
+        ok = false;
+    }
+    if let crate::state::Backend::Embedded { dir } = &settings.state.backend
+        && let Err(e) = std::fs::create_dir_all(dir).and_then(|()| {
+            let probe = dir.join(format!(".check-{}", std::process::id()));
+            std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe))
+        })
+    {
+        eprintln!("error: state.path {}: {e}", dir.display());
+        ok = false;
+    }
+    if ok {
+        println!("ok: {} (keys, certificates, decision log, state store)", config.display());
+    }
+    ok
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,6 +6,8 @@ mod listener;
 mod routes;
 pub mod tls;
 
+pub use tls::env_material;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -242,7 +244,7 @@ fn watch_policies(
 /// The directories holding the TLS pair (renames and symlink swaps happen there).
 fn certificate_watch_paths(certs: &CertificateStore) -> Vec<WatchedPath> {
     let mut paths: Vec<WatchedPath> = Vec::new();
-    for path in certs.paths() {
+    for path in certs.files() {
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
         if !paths.iter().any(|w| w.path == dir) {
             paths.push(WatchedPath { path: dir, recursive: false });

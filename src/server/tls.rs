@@ -57,8 +57,9 @@ impl CertificateStore {
         self.fingerprint.load().as_ref().clone()
     }
 
-    pub fn paths(&self) -> [&Path; 2] {
-        [&self.cert_path, &self.key_path]
+    /// The files the pair is read from (not the `env:` ones), to watch for changes.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        [self.cert_path.as_path(), self.key_path.as_path()].into_iter().filter(|p| env_material(p).is_none())
     }
 
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, String> {
@@ -78,8 +79,18 @@ impl ResolvesServerCert for CertificateStore {
     }
 }
 
+/// The environment variable a key-material setting names (`env:NAME`), if it names one.
+pub fn env_material(setting: &Path) -> Option<&str> {
+    setting.to_str()?.strip_prefix("env:")
+}
+
 fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let read = |p: &Path| match env_material(p) {
+        Some(var) => {
+            std::env::var(var).map(String::into_bytes).map_err(|_| format!("environment variable {var} is not set"))
+        }
+        None => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())),
+    };
     Ok((read(cert)?, read(key)?))
 }
 
