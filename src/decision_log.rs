@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 /// Records waiting for the writer beyond this are dropped (non-durable) or wait (durable).
 const QUEUE_DEPTH: usize = 16 * 1024;
 const BATCH: usize = 1024;
+/// How often a failing sink is tried again, without waiting for a request (a load balancer that
+/// took the instance out of rotation on `/readyz` sends none).
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sink {
@@ -56,7 +59,14 @@ pub enum LogError {
 }
 
 enum Message {
-    Record { line: Vec<u8>, ack: Option<oneshot::Sender<Result<(), String>>> },
+    Record {
+        line: Vec<u8>,
+        ack: Option<oneshot::Sender<Result<(), String>>>,
+    },
+    /// Write to a freshly opened file from now on (after logrotate renamed the old one: SIGHUP).
+    Reopen,
+    /// Try a failing sink again.
+    Probe,
     Close(oneshot::Sender<()>),
 }
 
@@ -80,7 +90,18 @@ impl DecisionLog {
         let (queue, records) = mpsc::channel(QUEUE_DEPTH);
         let flag = Arc::clone(&healthy);
         std::thread::Builder::new().name("decision-log".into()).spawn(move || writer.run(records, &flag, &metrics))?;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(probe(queue.downgrade(), Arc::clone(&healthy)));
+        }
         Ok(Self { queue: Some(queue), durable: settings.durable, redact, healthy })
+    }
+
+    /// Starts a new file at the configured path for the records that follow (logrotate's
+    /// `create` rotation: it renamed the file, then sent SIGHUP).
+    pub async fn reopen(&self) {
+        if let Some(queue) = &self.queue {
+            let _ = queue.send(Message::Reopen).await;
+        }
     }
 
     pub fn is_durable(&self) -> bool {
@@ -129,10 +150,23 @@ impl DecisionLog {
     }
 }
 
+/// While the sink fails, asks the writer to try it again every [`PROBE_INTERVAL`]; ends with it.
+async fn probe(queue: mpsc::WeakSender<Message>, healthy: Arc<AtomicBool>) {
+    loop {
+        tokio::time::sleep(PROBE_INTERVAL).await;
+        let Some(queue) = queue.upgrade() else { return };
+        if !healthy.load(Ordering::Acquire) && queue.send(Message::Probe).await.is_err() {
+            return;
+        }
+    }
+}
+
 struct Writer {
     sink: Sink,
     durable: bool,
     out: Option<Output>,
+    /// When the sink started failing, for the record that says it works again.
+    failing_since: Option<String>,
 }
 
 enum Output {
@@ -142,7 +176,7 @@ enum Output {
 
 impl Writer {
     fn open(sink: &Sink, durable: bool) -> std::io::Result<Self> {
-        let mut writer = Self { sink: sink.clone(), durable, out: None };
+        let mut writer = Self { sink: sink.clone(), durable, out: None, failing_since: None };
         writer.out = Some(writer.open_output()?);
         Ok(writer)
     }
@@ -168,7 +202,7 @@ impl Writer {
                 }
             }
             let mut acks = Vec::with_capacity(batch.len());
-            let mut close = None;
+            let (mut close, mut reopen, mut probe) = (None, false, false);
             let mut lines = Vec::with_capacity(batch.len());
             for message in batch {
                 match message {
@@ -176,15 +210,37 @@ impl Writer {
                         lines.push(line);
                         acks.extend(ack);
                     }
+                    Message::Reopen => reopen = true,
+                    Message::Probe => probe = true,
                     Message::Close(ack) => close = Some(ack),
                 }
             }
-            let result = self.write_batch(&lines).map_err(|e| e.to_string());
-            if let Err(error) = &result {
-                metrics.log_error();
-                tracing::error!(%error, records = lines.len(), "decision log write failed");
+            // The probe is a record of its own: the log says when it could not be written.
+            if probe && lines.is_empty() && self.failing_since.is_some() {
+                lines.push(self.recovery_record());
             }
-            healthy.store(result.is_ok(), Ordering::Release);
+            let result = self.write_batch(&lines).map_err(|e| e.to_string());
+            match &result {
+                Err(error) => {
+                    metrics.log_error();
+                    tracing::error!(%error, records = lines.len(), "decision log write failed");
+                    self.failing_since.get_or_insert_with(now);
+                }
+                Ok(()) if !lines.is_empty() => {
+                    if let Some(since) = self.failing_since.take() {
+                        tracing::info!(%since, "decision log writable again");
+                    }
+                }
+                Ok(()) => {}
+            }
+            if !lines.is_empty() {
+                healthy.store(result.is_ok(), Ordering::Release);
+            }
+            if reopen {
+                // Dropping the output flushes nothing more: each batch is flushed as written.
+                self.out = None;
+                tracing::info!("decision log reopened");
+            }
             for ack in acks {
                 let _ = ack.send(result.clone());
             }
@@ -193,6 +249,17 @@ impl Writer {
                 return;
             }
         }
+    }
+
+    fn recovery_record(&self) -> Vec<u8> {
+        let record = serde_json::json!({
+            "event": "decision_log_recovered",
+            "at": now(),
+            "failing_since": self.failing_since,
+        });
+        let mut line = record.to_string().into_bytes();
+        line.push(b'\n');
+        line
     }
 
     /// Writes, flushes and (durable) syncs one batch.
@@ -244,6 +311,10 @@ impl Writer {
 }
 
 /// `log` → `log.1` → `log.2` … keeping `keep` rotated files.
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// The log file, for appending; created readable by its owner only, as it holds full payloads.
 pub fn open_file(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;

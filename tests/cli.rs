@@ -143,11 +143,13 @@ async fn the_binary_serves_signed_decisions_and_exits_cleanly_on_sigterm() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sighup_reloads_the_policies_even_with_watching_off() {
+async fn sighup_reloads_the_policies_even_with_watching_off_and_reopens_the_decision_log() {
     let dir = tempfile::tempdir().unwrap();
     let config = Spec::both(r#"decision := {"action": "REJECT", "reason": "before"}"#)
         .extra("[reload]\nwatch = false")
+        .decision_log("sink = \"file\"\npath = \"logs/decisions.jsonl\"\ndurable = true")
         .write(dir.path());
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
     let (mut child, port) = start(&config);
     let tx = payload("eth_transfer.json");
     assert_eq!(post_signed(port, &tx).await["rejectionReason"], "before");
@@ -157,12 +159,19 @@ async fn sighup_reloads_the_policies_even_with_watching_off() {
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(post_signed(port, &tx).await["rejectionReason"], "before", "no watching: nothing changes by itself");
+    // logrotate's default: rename the file, then SIGHUP.
+    let logs = dir.path().join("logs");
+    std::fs::rename(logs.join("decisions.jsonl"), logs.join("decisions.jsonl.1")).unwrap();
     child.signal("-HUP");
     let deadline = Instant::now() + Duration::from_secs(5);
     while post_signed(port, &tx).await["rejectionReason"] != "after" {
         assert!(Instant::now() < deadline, "SIGHUP did not reload");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let rotated = std::fs::read_to_string(logs.join("decisions.jsonl.1")).unwrap();
+    let fresh = std::fs::read_to_string(logs.join("decisions.jsonl")).expect("a new file after SIGHUP");
+    assert!(!rotated.contains("\"after\""), "nothing written to the renamed file after SIGHUP");
+    assert!(fresh.lines().last().unwrap().contains("\"after\""), "{fresh}");
     child.signal("-TERM");
     assert_eq!(child.wait(), Some(0));
 }

@@ -137,6 +137,34 @@ async fn a_failing_log_sink_turns_readiness_off_and_durable_decisions_into_the_f
     }
 }
 
+/// Once the sink works again, readiness comes back without a request (a load balancer sends none
+/// to an instance it took out), and the log says when it could not be written.
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_comes_back_by_itself_when_the_log_sink_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decisions.jsonl");
+    std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+    let spec =
+        Spec::both(r#"decision := {"action": "APPROVE"}"#).decision_log("sink = \"file\"\npath = \"decisions.jsonl\"");
+    let server = common::spawn_in(spec, dir).await;
+    decide(&server, "jwt", TX, &payload("eth_transfer.json")).await;
+    let start = Instant::now();
+    while server.admin_get("/readyz").await.0 != StatusCode::SERVICE_UNAVAILABLE {
+        assert!(start.elapsed() < Duration::from_secs(5), "readiness never dropped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::remove_file(&path).unwrap();
+    let start = Instant::now();
+    while server.admin_get("/readyz").await.0 != StatusCode::OK {
+        assert!(start.elapsed() < Duration::from_secs(10), "readiness never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(&path).unwrap();
+    let record: Value = serde_json::from_str(log.lines().next().expect("a record")).unwrap();
+    assert_eq!(record["event"], "decision_log_recovered", "{log}");
+    assert!(record["failing_since"].is_string(), "{record}");
+}
+
 async fn metrics(server: &TestServer) -> String {
     let target = cosigner_guard::simulator::Target::new(&format!("http://{}", server.admin), None).await.unwrap();
     let (status, body) = target.connect().await.unwrap().get("/metrics").await.unwrap();

@@ -162,6 +162,11 @@ impl PolicyStore {
                 tracing::info!(%revision, trigger, duration_ms, "policies reloaded");
                 ("activated", Some(revision.clone()), None)
             }
+            // Asked for (SIGHUP, the admin API), "unchanged" is an answer; after a file event, noise.
+            ReloadOutcome::Unchanged if trigger != "change" => {
+                tracing::info!(trigger, duration_ms, "policies unchanged");
+                ("unchanged", None, None)
+            }
             ReloadOutcome::Unchanged => {
                 tracing::debug!(trigger, duration_ms, "policies unchanged");
                 ("unchanged", None, None)

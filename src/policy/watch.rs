@@ -93,18 +93,3 @@ pub fn watch(
 fn mode(watched: &WatchedPath) -> RecursiveMode {
     if watched.recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive }
 }
-
-/// Sends a trigger on every `SIGHUP` until the process ends.
-pub fn on_sighup(trigger: mpsc::Sender<()>) {
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP");
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading");
-            let _ = trigger.send(()).await;
-        }
-    });
-}

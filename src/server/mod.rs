@@ -140,8 +140,9 @@ impl Server {
                  watcher; move decision_log.path elsewhere"
             );
         }
-        let (policy_watch, trigger) = watch_policies(&store, policy_paths, reload.debounce)?;
-        watch::on_sighup(trigger);
+        let (policy_watch, _) = watch_policies(&store, policy_paths, reload.debounce)?;
+        let pairs = server.tls.iter().chain(admin_certs.iter()).cloned().collect();
+        on_sighup(Arc::clone(&store), pairs, log.clone());
         let mut watches = vec![policy_watch];
         if let Some(certs) = &server.tls
             && !cert_paths.is_empty()
@@ -253,6 +254,35 @@ fn certificate_watch_paths(certs: &CertificateStore) -> Vec<WatchedPath> {
     paths
 }
 
+/// SIGHUP, as operators and logrotate send it: reload the policies and the TLS pairs now, and start
+/// a new decision log file at the configured path (logrotate renamed the old one).
+fn on_sighup(store: Arc<PolicyStore>, pairs: Vec<Arc<CertificateStore>>, log: Arc<DecisionLog>) {
+    tokio::spawn(async move {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the policies and certificates, reopening the decision log");
+            log.reopen().await;
+            let (store, pairs) = (Arc::clone(&store), pairs.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                store.reload("sighup");
+                pairs.iter().for_each(|pair| reload_certificates(pair));
+            })
+            .await;
+        }
+    });
+}
+
+fn reload_certificates(certs: &CertificateStore) {
+    match certs.reload() {
+        Ok(true) => tracing::info!(fingerprint = %certs.fingerprint(), "TLS certificate reloaded"),
+        Ok(false) => tracing::debug!(fingerprint = %certs.fingerprint(), "TLS certificate unchanged"),
+        Err(error) => tracing::error!(%error, "TLS certificate reload failed; keeping the current one"),
+    }
+}
+
 /// Reloads the TLS pair after changes in `paths`.
 fn watch_certificates(
     certs: &Arc<CertificateStore>,
@@ -260,17 +290,7 @@ fn watch_certificates(
     quiet: Duration,
 ) -> anyhow::Result<Watch> {
     let certs = Arc::clone(certs);
-    let (watch, _) = watch::watch(
-        "tls",
-        paths,
-        quiet,
-        |_: &Path| true,
-        move || match certs.reload() {
-            Ok(true) => tracing::info!(fingerprint = %certs.fingerprint(), "TLS certificate reloaded"),
-            Ok(false) => {}
-            Err(error) => tracing::error!(%error, "TLS certificate reload failed; keeping the current one"),
-        },
-    )
-    .context("cannot watch the TLS files")?;
+    let (watch, _) = watch::watch("tls", paths, quiet, |_: &Path| true, move || reload_certificates(&certs))
+        .context("cannot watch the TLS files")?;
     Ok(watch)
 }
