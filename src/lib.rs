@@ -5,6 +5,9 @@
 //! builds the input document and evaluates it, [`decision`] is the parsed answer, and the envelope
 //! seals it for the wire. [`pipeline`] strings the steps together.
 
+/// The version and the git revision it was built from: `0.1.0 (3ed822c1a2b4)`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("COSIGNER_GUARD_GIT_REVISION"), ")");
+
 pub mod cli;
 pub mod config;
 pub mod decimal;

@@ -24,6 +24,7 @@ pub struct Metrics {
     reloads: Family<Labels1, Counter>,
     revision: Family<Labels1, Gauge>,
     revision_now: Mutex<String>,
+    reload_failed: Gauge,
     in_flight: Gauge,
     log_errors: Counter,
     state_conflicts: Counter,
@@ -65,6 +66,20 @@ impl Metrics {
         registry.register("policy_reloads", "Policy reload attempts, by result", reloads.clone());
         let revision = Family::<Labels1, Gauge>::default();
         registry.register("policy_revision_info", "The active policy revision (value 1)", revision.clone());
+        let reload_failed = Gauge::default();
+        registry.register(
+            "policy_reload_failed",
+            "1 while the last reload failed and the previous policy set is still served, else 0",
+            reload_failed.clone(),
+        );
+        let build = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register("build_info", "The running build: version and git revision (value 1)", build.clone());
+        build
+            .get_or_create(&vec![
+                ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+                ("revision".to_string(), env!("COSIGNER_GUARD_GIT_REVISION").to_string()),
+            ])
+            .set(1);
         let in_flight = Gauge::default();
         registry.register("in_flight_requests", "Requests being decided now", in_flight.clone());
         let log_errors = Counter::default();
@@ -93,6 +108,7 @@ impl Metrics {
             reloads,
             revision,
             revision_now: Mutex::new(String::new()),
+            reload_failed,
             in_flight,
             log_errors,
             state_conflicts,
@@ -146,6 +162,7 @@ impl Metrics {
 
     pub fn reloaded(&self, result: &'static str) {
         self.reloads.get_or_create(&[("result", result.to_string())]).inc();
+        self.reload_failed.set(i64::from(result == "failed"));
     }
 
     /// Marks `revision` as the active one (an info metric: one series, value 1).

@@ -212,6 +212,30 @@ async fn metrics_count_decisions_refusals_latencies_and_reloads() {
     assert_eq!(metric(&after, &format!("cosigner_guard_policy_revision_info{{revision=\"{revision}\"}}")), 1.0);
     assert_eq!(after.matches("cosigner_guard_policy_revision_info{").count(), 1, "one active revision");
     assert!(after.contains("cosigner_guard_in_flight_requests"));
+    assert_eq!(metric(&after, "cosigner_guard_policy_reload_failed"), 0.0);
+    let build = format!("cosigner_guard_build_info{{version=\"{}\",revision=", env!("CARGO_PKG_VERSION"));
+    assert_eq!(metric(&after, &build), 1.0, "{after}");
+
+    // A broken set is not activated: the gauge says the served set is stale until a reload works.
+    common::write(
+        &server.policy_dir().join("tx.rego"),
+        "package cosigner.transaction
+decision := {\n",
+    );
+    let start = Instant::now();
+    while metric(&metrics(&server).await, "cosigner_guard_policy_reload_failed") != 1.0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "the failed reload is not shown");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // OpenMetrics text, under its own content type.
+    let mut stream = tokio::net::TcpStream::connect(server.admin).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let head = response.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert!(head.contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"), "{head}");
+    assert!(response.trim_end().ends_with("# EOF"), "{response}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,7 +15,7 @@ use crate::telemetry::LogFormat;
 use crate::{dev, keys};
 
 #[derive(Debug, Parser)]
-#[command(name = "cosigner-guard", version, about = "Policy-as-code Callback Handler for the Fireblocks API Co-signer")]
+#[command(name = "cosigner-guard", version = crate::VERSION, about = "Policy-as-code Callback Handler for the Fireblocks API Co-signer")]
 pub struct Cli {
     /// Log output: `pretty` for a terminal, `json` for production [default: log.format, else pretty].
     /// Level from RUST_LOG, else log.level, else info.

@@ -178,5 +178,6 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
             .map(|status| (status.as_str(), holds.iter().filter(|hold| hold.status(now) == status).count() as i64));
         state.metrics.set_holds(&counts);
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
+        .into_response()
 }
