@@ -304,6 +304,28 @@ async fn an_oversized_body_gets_413_without_being_read() {
     }
 }
 
+/// A plain client sends its whole body before it reads: the 413 must still reach it, not a reset.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_sends_its_whole_oversized_body_first_still_reads_the_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = spawn(Spec::both(r#"decision := {"action": "APPROVE"}"#).server("max_body_bytes = 65536")).await;
+    for (name, size) in [("declared too large", 8_000_000), ("just over the limit", 65_537)] {
+        let mut stream = server.target.tls_stream().await.unwrap();
+        let head = format!("POST /v2/tx_sign_request HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&vec![b'a'; size]).await.expect("the server reads what is sent");
+        stream.flush().await.unwrap();
+        let mut answer = vec![0; 4096];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut answer)).await;
+        let n = match read {
+            Ok(Ok(n)) => n,
+            other => panic!("{name}: no answer to read: {other:?}"),
+        };
+        let text = String::from_utf8_lossy(&answer[..n]);
+        assert!(text.starts_with("HTTP/1.1 413"), "{name}: {text}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn answers_can_be_signed_es256_with_a_p256_key() {
     let pair = cosigner_guard::keys::generate(cosigner_guard::keys::SigningAlgorithm::Es256).unwrap();

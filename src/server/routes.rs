@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, SecondsFormat, Utc};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -236,14 +236,41 @@ impl Callback {
 async fn read_body(request: Request, limit: usize) -> Result<axum::body::Bytes, Refusal> {
     let declared =
         request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let mut body = request.into_body();
     if declared.is_some_and(|len| len > limit as u64) {
+        linger(body);
         return Err(Refusal::BodyTooLarge(limit));
     }
-    match Limited::new(request.into_body(), limit).collect().await {
-        Ok(body) => Ok(body.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Refusal::BodyTooLarge(limit)),
-        Err(_) => Err(Refusal::BodyUnreadable),
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| Refusal::BodyUnreadable)?.into_data() else { continue };
+        if bytes.len() + data.len() > limit {
+            linger(body);
+            return Err(Refusal::BodyTooLarge(limit));
+        }
+        bytes.extend_from_slice(&data);
     }
+    Ok(bytes.into())
+}
+
+/// What an oversized request may still send after its 413, read and discarded — like nginx's
+/// lingering close: a connection closed while the client is sending is reset, and a plain client
+/// (one that sends its whole body before reading) sees the reset, never the 413.
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// Drains `body` in the background, up to [`LINGER_BYTES`] or [`LINGER_TIME`]; the 413 leaves first.
+fn linger(mut body: axum::body::Body) {
+    tokio::spawn(tokio::time::timeout(LINGER_TIME, async move {
+        let mut left = LINGER_BYTES;
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else { continue };
+            match left.checked_sub(data.len()) {
+                Some(rest) => left = rest,
+                None => return,
+            }
+        }
+    }));
 }
 
 /// The one place a refusal gets its HTTP status.
