@@ -82,9 +82,11 @@ violations contains msg if {
 # What is signed is what is described: each rawTx entry must agree with the fields every rule above
 # read (see lib/rawtx.rego). A workspace that promises to send rawTx sets data.rawtx.required, so
 # a request without one — or with one this library cannot check — is refused too.
-violations contains sprintf("raw transaction: %s", [p]) if some p in rawtx.problems(tx)
+raw_problems := rawtx.problems(tx)
 
-violations contains "raw transaction: could not be checked" if not rawtx.problems(tx)
+violations contains sprintf("raw transaction: %s", [p]) if some p in raw_problems
+
+violations contains "raw transaction: could not be checked" if not raw_problems
 
 violations contains sprintf("raw transaction not verified (data.rawtx.required): %s", [u]) if {
 	data.rawtx.required == true

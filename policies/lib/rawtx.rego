@@ -25,6 +25,8 @@
 #
 # Written so that nothing undefined can hide a problem: each set is a union of comprehensions
 # (always defined), and each comparison that could be undefined is made by a helper under `not`.
+# What the checks read is taken from the request once (`facts`): every call costs the interpreter
+# about a microsecond.
 package lib.rawtx
 
 import rego.v1
@@ -35,44 +37,48 @@ assets := data.rawtx.assets
 
 checkable := {"eth", "erc20", "btc"}
 
-problems(request) := ((shape_problems(request) | hash_problems(request)) | eth_problems(request)) | btc_problems(request)
+problems(request) := ((shape_problems(f) | hash_problems(f)) | eth_problems(f)) | btc_problems(f) if {
+	f := facts(request)
+}
 
-unchecked(request) := ({"the request carries no rawTx" | not carries_raw(request)} | {msg |
-	carries_raw(request)
-	not checkable[kind(request)]
-	msg := sprintf("asset %v is not in data.rawtx.assets: its raw transaction is not checked", [object.get(request, "asset", "<missing>")])
+unchecked(request) := ({"the request carries no rawTx" | count(f.entries) == 0} | {msg |
+	count(f.entries) > 0
+	not checkable[f.kind]
+	msg := sprintf("asset %v is not in data.rawtx.assets: its raw transaction is not checked", [f.asset])
 }) | {msg |
-	carries_raw(request)
-	checkable[kind(request)]
-	op := object.get(request, "operation", "<missing>")
-	op != "TRANSFER"
-	msg := sprintf("operation %v is not a transfer: only the hashes were checked", [op])
+	count(f.entries) > 0
+	checkable[f.kind]
+	f.operation != "TRANSFER"
+	msg := sprintf("operation %v is not a transfer: only the hashes were checked", [f.operation])
+} if {
+	f := facts(request)
 }
 
 # ── The request's parts ──────────────────────────────────────────────────────────────────────
 
-asset(request) := object.get(assets, object.get(request, "asset", ""), {})
-
-kind(request) := object.get(asset(request), "kind", "")
-
-raw(request) := object.get(request, "rawTx", null)
-
-entries(request) := [e | r := raw(request); is_array(r); some e in r]
-
-carries_raw(request) if count(entries(request)) > 0
+facts(request) := {
+	"asset": object.get(request, "asset", "<missing>"),
+	"table": table,
+	"kind": object.get(table, "kind", ""),
+	"raw": raw,
+	"entries": [e | is_array(raw); some e in raw],
+	"operation": object.get(request, "operation", "<missing>"),
+	"destination": object.get(request, "destAddress", "<missing>"),
+	"amount": object.get(request, "amountStr", "<missing>"),
+	"destinations": object.get(request, "destinations", []),
+} if {
+	table := object.get(assets, object.get(request, "asset", ""), {})
+	raw := object.get(request, "rawTx", null)
+}
 
 # A transfer whose raw transaction this library can compare with its description.
-transfer_of(request, kinds) if {
-	kinds[kind(request)]
-	object.get(request, "operation", "") == "TRANSFER"
-	carries_raw(request)
+transfer_of(f, kinds) if {
+	kinds[f.kind]
+	f.operation == "TRANSFER"
+	count(f.entries) > 0
 }
 
 entry_hex(e) := object.get(e, "rawTx", "") if is_object(e)
-
-destination_address(request) := object.get(request, "destAddress", "<missing>")
-
-amount(request) := object.get(request, "amountStr", "<missing>")
 
 same_address(a, b) if {
 	is_string(a)
@@ -83,8 +89,8 @@ same_address(a, b) if {
 # `units` (an integer string) is exactly `amount` (a decimal string) with `decimals` places.
 same_units(units, amount, decimals) if decimal.to_units(amount, decimals) == units
 
-shape_problems(request) := {"rawTx is not a list" | r := raw(request); r != null; not is_array(r)} | {msg |
-	some i, e in entries(request)
+shape_problems(f) := {"rawTx is not a list" | f.raw != null; not is_array(f.raw)} | {msg |
+	some i, e in f.entries
 	not well_formed(e)
 	msg := sprintf("rawTx[%d] is not an object with rawTx and payload strings", [i])
 }
@@ -98,10 +104,10 @@ well_formed(e) if {
 
 hash_names := {"eth": "keccak-256", "erc20": "keccak-256", "btc": "double SHA-256"}
 
-hash_problems(request) := {msg |
-	name := hash_names[kind(request)]
-	some i, e in entries(request)
-	not hash_matches(kind(request), e)
+hash_problems(f) := {msg |
+	name := hash_names[f.kind]
+	some i, e in f.entries
+	not hash_matches(f.kind, e)
 	msg := sprintf("rawTx[%d]: payload is not the %s hash of its rawTx", [i, name])
 }
 
@@ -118,98 +124,104 @@ digest("btc", hex) := btc.sha256d(hex)
 
 # ── Ethereum and ERC-20 ──────────────────────────────────────────────────────────────────────
 
-eth_problems(request) := ({msg |
-	transfer_of(request, {"eth", "erc20"})
-	n := count(entries(request))
+eth_problems(f) := {msg |
+	transfer_of(f, {"eth", "erc20"})
+	n := count(f.entries)
 	n != 1
 	msg := sprintf("an Ethereum transaction is one rawTx entry, not %d", [n])
 } | {msg |
-	transfer_of(request, {"eth", "erc20"})
-	tx := eth.decode_tx(entry_hex(entries(request)[0]))
-	msg := sprintf("rawTx[0] is not an unsigned Ethereum transaction: %s", [tx.error])
-}) | {msg |
-	transfer_of(request, {"eth", "erc20"})
-	tx := eth.decode_tx(entry_hex(entries(request)[0]))
+	transfer_of(f, {"eth", "erc20"})
+	some msg in transaction_problems(f, eth.decode_tx(entry_hex(f.entries[0])))
+}
+
+transaction_problems(_, tx) := {sprintf("rawTx[0] is not an unsigned Ethereum transaction: %s", [tx.error])} if tx.error
+
+transaction_problems(f, tx) := chain_problems(f, tx) | native_problems(f, tx) if {
 	not tx.error
-	some msg in eth_transaction_problems(request, tx)
+	f.kind == "eth"
 }
 
-eth_transaction_problems(request, tx) := (chain_problems(request, tx) | native_problems(request, tx)) | token_problems(request, tx)
+transaction_problems(f, tx) := chain_problems(f, tx) | token_problems(f, tx) if {
+	not tx.error
+	f.kind == "erc20"
+}
 
-chain_problems(request, tx) := {msg |
-	want := object.get(asset(request), "chain_id", "<none in data.rawtx.assets>")
+chain_problems(f, tx) := {msg |
+	want := object.get(f.table, "chain_id", "<none in data.rawtx.assets>")
 	tx.chainId != want
-	msg := sprintf("rawTx[0] is for chain id %v, not %v's chain id %v", [tx.chainId, request.asset, want])
+	msg := sprintf("rawTx[0] is for chain id %v, not %v's chain id %v", [tx.chainId, f.asset, want])
 }
 
-native_problems(request, tx) := ({msg |
-	kind(request) == "eth"
-	not same_address(tx.to, destination_address(request))
-	msg := sprintf("rawTx[0] pays %v, not the destination %v", [tx.to, destination_address(request)])
+native_problems(f, tx) := ({msg |
+	not same_address(tx.to, f.destination)
+	msg := sprintf("rawTx[0] pays %v, not the destination %v", [tx.to, f.destination])
 } | {msg |
-	kind(request) == "eth"
-	not same_units(tx.value, amount(request), 18)
-	msg := sprintf("rawTx[0] moves %v wei, not amountStr %v %v", [tx.value, amount(request), request.asset])
-}) | {"rawTx[0] carries calldata: a native transfer has none" |
-	kind(request) == "eth"
-	tx.data != "0x"
-}
+	not same_units(tx.value, f.amount, 18)
+	msg := sprintf("rawTx[0] moves %v wei, not amountStr %v %v", [tx.value, f.amount, f.asset])
+}) | {"rawTx[0] carries calldata: a native transfer has none" | tx.data != "0x"}
 
-token_problems(request, tx) := ({msg |
-	kind(request) == "erc20"
-	contract := object.get(asset(request), "contract", "<none in data.rawtx.assets>")
+token_problems(f, tx) := ({msg |
+	contract := object.get(f.table, "contract", "<none in data.rawtx.assets>")
 	not same_address(tx.to, contract)
-	msg := sprintf("rawTx[0] calls %v, not the %v contract %v", [tx.to, request.asset, contract])
+	msg := sprintf("rawTx[0] calls %v, not the %v contract %v", [tx.to, f.asset, contract])
 } | {msg |
-	kind(request) == "erc20"
 	tx.value != "0"
 	msg := sprintf("rawTx[0] sends %v wei along with a token transfer", [tx.value])
-}) | {msg |
-	kind(request) == "erc20"
-	some msg in call_problems(request, eth.decode_erc20(tx.data))
-}
+}) | call_problems(f, eth.decode_erc20(tx.data))
 
-call_problems(request, call) := (({msg |
-	msg := sprintf("rawTx[0]'s calldata is not an ERC-20 call: %s", [call.error])
-} | {msg |
+call_problems(_, call) := {sprintf("rawTx[0]'s calldata is not an ERC-20 call: %s", [call.error])} if call.error
+
+call_problems(_, call) := {sprintf("rawTx[0] calls %v, not transfer", [call.method])} if {
 	not call.error
 	call.method != "transfer"
-	msg := sprintf("rawTx[0] calls %v, not transfer", [call.method])
-}) | {msg |
+}
+
+call_problems(f, call) := {msg |
+	not same_address(call.to, f.destination)
+	msg := sprintf("rawTx[0] transfers to %v, not the destination %v", [call.to, f.destination])
+} | {msg |
+	decimals := object.get(f.table, "decimals", "<none in data.rawtx.assets>")
+	not same_units(call.amount, f.amount, decimals)
+	msg := sprintf("rawTx[0] transfers %v units, not amountStr %v %v (%v decimals)", [call.amount, f.amount, f.asset, decimals])
+} if {
 	call.method == "transfer"
-	not same_address(call.to, destination_address(request))
-	msg := sprintf("rawTx[0] transfers to %v, not the destination %v", [call.to, destination_address(request)])
-}) | {msg |
-	call.method == "transfer"
-	decimals := object.get(asset(request), "decimals", "<none in data.rawtx.assets>")
-	not same_units(call.amount, amount(request), decimals)
-	msg := sprintf("rawTx[0] transfers %v units, not amountStr %v %v (%v decimals)", [call.amount, amount(request), request.asset, decimals])
 }
 
 # ── Bitcoin ──────────────────────────────────────────────────────────────────────────────────
 
-btc_problems(request) := {msg |
-	transfer_of(request, {"btc"})
-	network := object.get(asset(request), "network", "<none in data.rawtx.assets>")
-	preimages := [decode_preimage(e, network) | some e in entries(request)]
-	some msg in preimage_problems(request, preimages)
+btc_problems(f) := {msg |
+	transfer_of(f, {"btc"})
+	network := object.get(f.table, "network", "<none in data.rawtx.assets>")
+	preimages := [decode_preimage(e, network) | some e in f.entries]
+	some msg in preimage_problems(f, preimages)
 }
 
 decode_preimage(e, network) := btc.decode_preimage(entry_hex(e), network) if is_object(e)
 
 decode_preimage(e, _) := {"error": "not an object"} if not is_object(e)
 
-preimage_problems(request, preimages) := decode_problems(preimages) | {msg |
-	count(decode_problems(preimages)) == 0
-	some msg in transaction_problems(request, preimages)
+preimage_problems(f, preimages) := errors | {msg |
+	count(errors) == 0
+	some msg in bitcoin_problems(described(f), preimages)
+} if {
+	errors := {msg |
+		some i, p in preimages
+		msg := sprintf("rawTx[%d] is not a legacy Bitcoin signing preimage: %s", [i, p.error])
+	}
 }
 
-decode_problems(preimages) := {msg |
-	some i, p in preimages
-	msg := sprintf("rawTx[%d] is not a legacy Bitcoin signing preimage: %s", [i, p.error])
+# The described destinations: destinations[] when present, else destAddress and amountStr.
+described(f) := array.concat(listed, [{"address": f.destination, "amount": f.amount} | count(listed) == 0]) if {
+	listed := [{"address": object.get(d, "dstAddress", object.get(d, "displayDstAddress", "<missing>")), "amount": object.get(d, "amountNativeStr", "<missing>")} |
+		is_array(f.destinations)
+		some d in f.destinations
+		is_object(d)
+	]
 }
 
-transaction_problems(request, preimages) := (signing_problems(preimages) | destination_problems(request, preimages)) | output_problems(request, preimages)
+bitcoin_problems(described, preimages) := (signing_problems(preimages) | destination_problems(described, addresses, preimages[0].outputs)) | output_problems(addresses, preimages) if {
+	addresses := {d.address | some d in described}
+}
 
 signing_problems(preimages) := (({msg |
 	some i, p in preimages
@@ -236,41 +248,26 @@ same_transaction(a, b) if {
 
 outpoints(p) := [[x.txid, x.vout, x.sequence] | some x in p.inputs]
 
-# The described destinations: destinations[] when present, else destAddress and amountStr.
-described(request) := [{"address": object.get(d, "dstAddress", object.get(d, "displayDstAddress", "<missing>")), "amount": object.get(d, "amountNativeStr", "<missing>")} |
-	some d in destinations(request)
-] if {
-	count(destinations(request)) > 0
-}
-
-described(request) := [{"address": destination_address(request), "amount": amount(request)}] if {
-	count(destinations(request)) == 0
-}
-
-destinations(request) := [d | ds := object.get(request, "destinations", []); is_array(ds); some d in ds; is_object(d)]
-
-described_addresses(request) := {d.address | some d in described(request)}
-
-destination_problems(request, preimages) := {msg |
-	some d in described(request)
+destination_problems(described, addresses, outputs) := {msg |
+	some d in described
 	not decimal.to_units(d.amount, 8)
 	msg := sprintf("destination %v: amount %v is not a decimal of at most 8 places", [d.address, d.amount])
 } | {msg |
-	some address in described_addresses(request)
-	paid := decimal.sum([o.value | some o in preimages[0].outputs; o.address == address])
-	expected := decimal.sum([units | some d in described(request); d.address == address; units := decimal.to_units(d.amount, 8)])
+	some address in addresses
+	paid := decimal.sum([o.value | some o in outputs; o.address == address])
+	expected := decimal.sum([units | some d in described; d.address == address; units := decimal.to_units(d.amount, 8)])
 	paid != expected
 	msg := sprintf("rawTx pays %v %v satoshis, described as %v", [address, paid, expected])
 }
 
-output_problems(request, preimages) := {msg |
+output_problems(addresses, preimages) := {msg |
 	some j, o in preimages[0].outputs
-	not o.address in described_addresses(request)
+	not o.address in addresses
 	not change(o, preimages)
 	msg := sprintf("output %d pays %v satoshis to %v: neither a described destination nor change to a signing key", [j, o.value, object.get(o, "address", sprintf("a %v script", [o.type]))])
 } | {msg |
 	outputs := count(preimages[0].outputs)
-	paid := count(described_addresses(request))
+	paid := count(addresses)
 	outputs > paid + 1
 	msg := sprintf("%d outputs: more than the %d destinations and one change", [outputs, paid])
 }
