@@ -121,7 +121,12 @@ fn write(path: &Path, contents: &str, private: bool, create_new: bool) -> anyhow
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut file = match options.open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            anyhow::bail!("{} already exists: not overwriting a key (remove it, or write elsewhere)", path.display())
+        }
+        opened => opened.with_context(|| format!("writing {}", path.display()))?,
+    };
     file.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

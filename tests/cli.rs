@@ -32,6 +32,8 @@ fn keygen_writes_an_rsa_2048_pair_prints_it_and_refuses_to_overwrite() {
     }
     let again = Command::new(BIN).args(["keygen", "--out"]).arg(dir.path()).output().unwrap();
     assert_eq!(again.status.code(), Some(1), "an existing key is never overwritten");
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("callback_private.pem already exists: not overwriting a key"), "{said}");
 
     let es = tempfile::tempdir().unwrap();
     let out = Command::new(BIN).args(["keygen", "--algorithm", "es256", "--out"]).arg(es.path()).output().unwrap();
@@ -130,7 +132,39 @@ fn a_bad_configuration_stops_start_up_with_a_message_naming_the_fault() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{name}: start-up fails: {stderr}");
         assert!(stderr.contains(named), "{name}: the message names {named:?}: {stderr}");
+        assert!(!stderr.contains("shutting down"), "{name}: a failed start is not a shutdown: {stderr}");
     }
+}
+
+/// Pretty logs into a pipe (journald, a file, a collector) carry no colour codes; a stop says so
+/// once, and ends with a last line.
+#[test]
+fn a_stop_is_logged_once_and_piped_logs_carry_no_colour() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let config = approve_all().write(dir.path());
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "pretty", "serve", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut log = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log.contains("cli: listening") {
+        assert!(Instant::now() < deadline, "no listening line: {log}");
+        let mut buf = [0; 4096];
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "exited early: {log}");
+        log.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    stderr.read_to_string(&mut log).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{log}");
+    assert!(!log.contains('\u{1b}'), "no ANSI escapes: {log:?}");
+    assert_eq!(log.matches("shutting down").count(), 1, "{log}");
+    assert!(log.trim_end().lines().last().unwrap().ends_with("stopped"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

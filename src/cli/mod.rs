@@ -112,13 +112,15 @@ fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let modes: Vec<&str> = settings.protocol.modes.iter().map(|m| m.as_str()).collect();
         let server = Server::bind(settings).await?;
+        let shutdown = shutdown_signal()?;
         let addr = server.local_addr()?;
         let admin = server.admin_addr().map(|a| a.to_string());
         tracing::info!(%addr, tls = server.is_tls(), ?modes, admin, "listening");
         if let Some(banner) = banner {
             println!("{banner}");
         }
-        server.serve(shutdown_signal()).await;
+        server.serve(shutdown).await;
+        tracing::info!("stopped");
         Ok(())
     })
 }
@@ -160,24 +162,17 @@ fn approver_keygen(out: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown signal received");
+/// SIGINT or SIGTERM. The handlers are installed now, before the server says it is listening: a
+/// signal sent the moment after would otherwise kill the process without a clean stop.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        let signal = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal, "shutting down: no new connections; waiting for in-flight requests");
+    })
 }

@@ -73,7 +73,6 @@ pub async fn serve(
         });
     }
     drop(listener);
-    tracing::info!("shutting down: waiting for in-flight requests");
     if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown()).await.is_err() {
         tracing::warn!("shutdown deadline passed with requests still in flight");
     }
