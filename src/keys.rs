@@ -82,14 +82,22 @@ impl HandlerKey {
         if algorithm == SigningAlgorithm::Es256 {
             return Self::es256_from_pem(pem);
         }
-        let der = PrivateKeyDer::from_pem_slice(pem)
-            .map_err(|e| KeyError::Invalid(format!("not a PEM private key ({e})")))?;
+        let der = PrivateKeyDer::from_pem_slice(pem).map_err(|_| not_a_private_key(pem))?;
+        const USE_ES256: &str =
+            "this is an EC key: RS256 needs RSA-2048; for a P-256 key set protocol.signing_algorithm = \"ES256\"";
         let pair = match &der {
             PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
             PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
-            _ => return Err(KeyError::Invalid("not an RSA private key".into())),
+            _ => return Err(KeyError::Invalid(USE_ES256.into())),
         }
-        .map_err(|e| KeyError::Invalid(format!("not a usable RSA private key ({e})")))?;
+        .map_err(|_| match &der {
+            PrivateKeyDer::Pkcs8(k)
+                if EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, k.secret_pkcs8_der()).is_ok() =>
+            {
+                KeyError::Invalid(USE_ES256.into())
+            }
+            _ => KeyError::Invalid("not a usable RSA private key".into()),
+        })?;
         let bits = pair.public_modulus_len() * 8;
         if bits != HANDLER_KEY_BITS {
             return Err(KeyError::Invalid(format!(
@@ -101,13 +109,14 @@ impl HandlerKey {
     }
 
     fn es256_from_pem(pem: &[u8]) -> Result<Self, KeyError> {
-        let der = PrivateKeyDer::from_pem_slice(pem)
-            .map_err(|e| KeyError::Invalid(format!("not a PEM private key ({e})")))?;
+        let der = PrivateKeyDer::from_pem_slice(pem).map_err(|_| not_a_private_key(pem))?;
         let PrivateKeyDer::Pkcs8(der) = der else {
             return Err(KeyError::Invalid("an ES256 key must be a PKCS#8 P-256 key (\"BEGIN PRIVATE KEY\")".into()));
         };
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_pkcs8_der())
-            .map_err(|e| KeyError::Invalid(format!("not a P-256 private key, as ES256 needs ({e})")))?;
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_pkcs8_der()).map_err(|_| {
+                KeyError::Invalid("not a P-256 private key, as ES256 needs (an RSA key signs RS256)".into())
+            })?;
         let public_spki_der = spki_der(pair.public_key())?;
         Ok(Self { signer: Signer::Es256(pair), fingerprint: fingerprint(&public_spki_der), public_spki_der })
     }
@@ -165,12 +174,19 @@ impl CosignerKey {
     }
 
     pub fn from_pem(name: &str, pem: &[u8]) -> Result<Self, KeyError> {
-        let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem)
-            .map_err(|e| KeyError::Invalid(format!("not a PEM public key (\"BEGIN PUBLIC KEY\") ({e})")))?;
+        let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem).map_err(|_| {
+            KeyError::Invalid(match pem_label(pem) {
+                Some(label) if label.contains("PRIVATE KEY") => {
+                    "this is a private key: configure the Co-signer's public key (\"BEGIN PUBLIC KEY\")".into()
+                }
+                Some(label) => format!("this is a {label}, not a public key (\"BEGIN PUBLIC KEY\")"),
+                None => "not PEM: expected a public key (\"BEGIN PUBLIC KEY\")".into(),
+            })
+        })?;
         aws_lc_rs::rsa::PublicKey::from_der(spki.as_ref())
-            .map_err(|e| KeyError::Invalid(format!("not an RSA public key ({e})")))?;
+            .map_err(|_| KeyError::Invalid("not an RSA public key: the Co-signer signs with RSA (RS256)".into()))?;
         let key = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, spki.as_ref())
-            .map_err(|e| KeyError::Invalid(format!("not a usable RSA public key ({e})")))?;
+            .map_err(|_| KeyError::Invalid("not a usable RSA public key (2048 to 8192 bits)".into()))?;
         Ok(Self { name: name.into(), fingerprint: fingerprint(spki.as_ref()), key })
     }
 
@@ -262,6 +278,26 @@ fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
     std::fs::read(path).map_err(|cause| KeyError::Read { path: path.display().to_string(), cause })
 }
 
+/// The label of the first PEM block (`PUBLIC KEY`, `CERTIFICATE`, …), to say what a file is.
+fn pem_label(pem: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let start = text.find("-----BEGIN ")? + "-----BEGIN ".len();
+    let end = text[start..].find("-----")?;
+    Some(text[start..start + end].to_string())
+}
+
+/// Why `pem` is not a private key, in the operator's words.
+fn not_a_private_key(pem: &[u8]) -> KeyError {
+    KeyError::Invalid(match pem_label(pem) {
+        Some(label) if label == "PUBLIC KEY" || label == "RSA PUBLIC KEY" => {
+            "this is a public key: the handler signs with its private key (\"BEGIN PRIVATE KEY\")".into()
+        }
+        Some(label) if label == "CERTIFICATE" => "this is a certificate, not a private key".into(),
+        Some(label) => format!("a {label} block is not a private key"),
+        None => "not PEM: expected a private key (\"BEGIN PRIVATE KEY\")".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +318,21 @@ mod tests {
         let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pair.as_der().unwrap().as_ref().to_vec()));
         let error = HandlerKey::from_pem(pem.as_bytes()).unwrap_err().to_string();
         assert!(error.contains("RSA-2048") && error.contains("3072"), "{error}");
+    }
+
+    /// A key in the wrong place says what it is and what to do, not the parser's jargon.
+    #[test]
+    fn key_errors_say_what_the_file_is() {
+        let rsa = generate(SigningAlgorithm::Rs256).unwrap();
+        let ec = generate(SigningAlgorithm::Es256).unwrap();
+        let handler = |pem: &str| HandlerKey::from_pem(pem.as_bytes()).unwrap_err().to_string();
+        assert!(handler(&rsa.public_pem).contains("this is a public key"), "{}", handler(&rsa.public_pem));
+        assert!(handler(&ec.private_pem).contains("signing_algorithm = \"ES256\""), "{}", handler(&ec.private_pem));
+        assert!(handler("hello").contains("not PEM"));
+        let es256 = HandlerKey::from_pem_for(rsa.private_pem.as_bytes(), SigningAlgorithm::Es256).unwrap_err();
+        assert!(es256.to_string().contains("an RSA key signs RS256"), "{es256}");
+        let cosigner = |pem: &str| CosignerKey::from_pem("c", pem.as_bytes()).unwrap_err().to_string();
+        assert!(cosigner(&rsa.private_pem).contains("this is a private key"), "{}", cosigner(&rsa.private_pem));
+        assert!(cosigner(&ec.public_pem).contains("the Co-signer signs with RSA"), "{}", cosigner(&ec.public_pem));
     }
 }
