@@ -14,6 +14,20 @@ fn approve_all() -> Spec {
 }
 
 #[test]
+fn completions_and_the_version_with_its_git_revision() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains("holds") && script.contains("keygen"), "{shell}: {script}");
+    }
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    let version = String::from_utf8(out.stdout).unwrap();
+    let expected = format!("cosigner-guard {} (", env!("CARGO_PKG_VERSION"));
+    assert!(version.starts_with(&expected) && version.trim_end().ends_with(')'), "{version}");
+}
+
+#[test]
 fn keygen_writes_an_rsa_2048_pair_prints_it_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN).args(["keygen", "--out"]).arg(dir.path()).output().unwrap();

@@ -40,6 +40,11 @@ pub enum Command {
     Eval(policy_tools::EvalArgs),
     /// List held transfers, and approve or reject them with an approver key (via the admin API).
     Holds(holds::HoldsArgs),
+    /// Print a shell completion script: `cosigner-guard completions bash > /etc/bash_completion.d/cosigner-guard`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +86,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Holds(args) => {
             crate::telemetry::init(format, Some("warn"));
             holds::run(args)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cosigner-guard", &mut script);
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(ExitCode::SUCCESS),
+            }
         }
         // The policy tools print results; only warnings and errors go to the log.
         Command::Test(args) => {
