@@ -134,7 +134,13 @@ fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
         if let Some(banner) = banner {
             println!("{banner}");
         }
-        server.serve(shutdown).await;
+        notify_systemd("READY=1");
+        server
+            .serve(async {
+                shutdown.await;
+                notify_systemd("STOPPING=1");
+            })
+            .await;
         tracing::info!("stopped");
         Ok(())
     })
@@ -175,6 +181,23 @@ fn approver_keygen(out: &Path, name: &str) -> anyhow::Result<()> {
     );
     println!("\nSHA-256 fingerprint (of the DER public key): {}", pair.fingerprint);
     Ok(())
+}
+
+/// Tells systemd (`Type=notify`) the service's state; nothing unless it set `$NOTIFY_SOCKET`.
+fn notify_systemd(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let path = path.as_bytes();
+    let address = match path.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(std::path::Path::new(std::ffi::OsStr::from_bytes(path))),
+    };
+    let sent = UnixDatagram::unbound().and_then(|socket| socket.send_to_addr(state.as_bytes(), &address?));
+    if let Err(error) = sent {
+        tracing::warn!(%error, state, "cannot notify systemd");
+    }
 }
 
 /// SIGINT or SIGTERM. The handlers are installed now, before the server says it is listening: a
