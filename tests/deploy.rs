@@ -1,6 +1,6 @@
 //! The deployment examples are valid and agree with the server: the systemd unit verifies, the
-//! Kubernetes manifests parse,
-//! their embedded configuration loads as `serve` would load it, and the probes and ports match it.
+//! Kubernetes manifests parse, their embedded configuration loads as `serve` would load it, and the
+//! probes and ports match it.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod common;
