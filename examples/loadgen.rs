@@ -252,9 +252,15 @@ fn write_setup(dir: &Path, root: &Path, args: &Args) -> anyhow::Result<(String, 
     std::fs::write(dir.join("cosigner.pem"), &cosigner.public_pem)?;
     // Apart from the decision log and the state: the policy directory's parent is watched.
     let policies = dir.join("set/policies");
-    for file in ["cosigner/transaction.rego", "cosigner/config_change.rego", "treasury/data.json"] {
-        std::fs::create_dir_all(policies.join(file).parent().context("parent")?)?;
-        std::fs::copy(root.join("policies").join(file), policies.join(file))?;
+    // The starter set and the libraries it imports; not its tests.
+    for dir in ["cosigner", "lib", "rawtx", "treasury"] {
+        std::fs::create_dir_all(policies.join(dir))?;
+        for entry in std::fs::read_dir(root.join("policies").join(dir))? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if !name.contains("_test.") {
+                std::fs::copy(root.join("policies").join(dir).join(&name), policies.join(dir).join(&name))?;
+            }
+        }
     }
     let data_path = policies.join("treasury/data.json");
     let mut data: Value = serde_json::from_slice(&std::fs::read(&data_path)?)?;

@@ -326,6 +326,48 @@ async fn a_client_that_sends_its_whole_oversized_body_first_still_reads_the_413(
     }
 }
 
+/// The README's OpenSSL recipe ("Connecting a real Co-signer") makes a certificate a pinning client
+/// accepts; OpenSSL's default self-signed one (CA:TRUE) is what it refuses.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_openssl_recipe_makes_a_certificate_clients_pin() {
+    if std::process::Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("openssl is not installed: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = Spec::both(r#"decision := {"action": "APPROVE"}"#).write(dir.path());
+    let make = |to: &std::path::Path, extensions: &[&str]| {
+        let mut openssl = std::process::Command::new("openssl");
+        openssl.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825", "-subj", "/CN=localhost"]);
+        openssl.arg("-keyout").arg(to.join("key.pem")).arg("-out").arg(to.join("cert.pem"));
+        for extension in extensions {
+            openssl.args(["-addext", extension]);
+        }
+        assert!(openssl.output().unwrap().status.success());
+        std::fs::read(to.join("cert.pem")).unwrap()
+    };
+    let pinned = |cert: Vec<u8>, port: u16| async move {
+        let target = cosigner_guard::simulator::Target::new(&format!("https://localhost:{port}"), Some(&cert)).await?;
+        target.connect().await?.get("/").await
+    };
+    let recipe = make(&dir.path().join("tls"), &[
+        "subjectAltName=DNS:localhost",
+        "basicConstraints=critical,CA:FALSE",
+        "keyUsage=critical,digitalSignature,keyEncipherment",
+        "extendedKeyUsage=serverAuth",
+    ]);
+    let server = common::spawn_config(&config, dir).await;
+    assert!(pinned(recipe, server.target_port()).await.is_ok(), "the recipe's certificate is accepted");
+
+    // OpenSSL's default: CA:TRUE. Served by a second server, it fails the pinning client.
+    let dir = tempfile::tempdir().unwrap();
+    let config = Spec::both(r#"decision := {"action": "APPROVE"}"#).write(dir.path());
+    let default = make(&dir.path().join("tls"), &["subjectAltName=DNS:localhost"]);
+    let server = common::spawn_config(&config, dir).await;
+    let refused = pinned(default, server.target_port()).await.expect_err("CA:TRUE as a server certificate");
+    assert!(format!("{refused:#}").contains("CaUsedAsEndEntity"), "{refused:#}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn answers_can_be_signed_es256_with_a_p256_key() {
     let pair = cosigner_guard::keys::generate(cosigner_guard::keys::SigningAlgorithm::Es256).unwrap();
