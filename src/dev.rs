@@ -14,7 +14,7 @@ use crate::keys;
 
 pub const DEV_DIR: &str = ".cosigner-guard-dev";
 
-const DEV_CONFIG: &str = r#"# Written by `cosigner-guard serve --dev`: a local development set-up, not for production.
+const DEV_CONFIG: &str = r#"# Written by `cosigner-guard serve --dev` or `init`: a development set-up, not for production.
 [server]
 listen = "127.0.0.1:8443"
 tls_cert = "tls/cert.pem"
@@ -43,8 +43,74 @@ carol = "approvers/carol_public.pem"
 
 const DEV_APPROVERS: [&str; 3] = ["alice", "bob", "carol"];
 
-/// Creates the development files unless a complete set exists; returns the config path.
+macro_rules! starter_file {
+    ($path:literal) => {
+        ($path, include_str!(concat!("../", $path)))
+    };
+}
+
+/// The starter policy set, its tests and the payloads its fixtures read, built into the binary for
+/// `init` (a unit test keeps this list equal to the repository's files).
+const STARTER: &[(&str, &str)] = &[
+    starter_file!("examples/payloads/btc_one_time_address.json"),
+    starter_file!("examples/payloads/eth_transfer.json"),
+    starter_file!("examples/payloads/usdc_large_transfer.json"),
+    starter_file!("examples/payloads/usdc_transfer.json"),
+    starter_file!("examples/payloads/whitelist_wallet.json"),
+    starter_file!("policies/cosigner/config_change.rego"),
+    starter_file!("policies/cosigner/config_change_test.rego"),
+    starter_file!("policies/cosigner/config_change_test.yaml"),
+    starter_file!("policies/cosigner/transaction.rego"),
+    starter_file!("policies/cosigner/transaction_test.rego"),
+    starter_file!("policies/cosigner/transaction_test.yaml"),
+    starter_file!("policies/lib/consistency.rego"),
+    starter_file!("policies/lib/consistency_test.rego"),
+    starter_file!("policies/lib/decimal_test.rego"),
+    starter_file!("policies/lib/destinations.rego"),
+    starter_file!("policies/lib/destinations_test.rego"),
+    starter_file!("policies/lib/holds.rego"),
+    starter_file!("policies/lib/holds_test.rego"),
+    starter_file!("policies/lib/limits.rego"),
+    starter_file!("policies/lib/limits_test.rego"),
+    starter_file!("policies/lib/rawtx.rego"),
+    starter_file!("policies/lib/rawtx_test.rego"),
+    starter_file!("policies/lib/tap.rego"),
+    starter_file!("policies/lib/tap_test.rego"),
+    starter_file!("policies/lib/time_rules.rego"),
+    starter_file!("policies/lib/time_rules_test.rego"),
+    starter_file!("policies/rawtx/data.json"),
+    starter_file!("policies/treasury/data.json"),
+];
+
+/// `cosigner-guard init DIR`: a new project an installed binary can serve and test — the starter
+/// policies with their tests, the payloads their fixtures read, and the development set-up (a
+/// config, a self-signed certificate, handler, demo Co-signer and demo approvers' keys).
+pub fn init(dir: &Path) -> anyhow::Result<PathBuf> {
+    if dir.join("config.toml").exists() || dir.join("policies").exists() {
+        anyhow::bail!("{} already has a config.toml or policies/: not overwriting a project", dir.display());
+    }
+    for (path, text) in STARTER {
+        let to = dir.join(path);
+        std::fs::create_dir_all(to.parent().unwrap_or(dir)).with_context(|| format!("creating {}", to.display()))?;
+        write_new(&to, text, false)?;
+    }
+    prepare_with(dir, "policies")
+}
+
+/// Creates the development files unless a complete set exists; returns the config path. The dev
+/// set-up serves the repository's `policies/`.
 pub fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
+    let config = dir.join("config.toml");
+    if !config.exists() && !dir.parent().unwrap_or(Path::new(".")).join("policies").is_dir() {
+        anyhow::bail!(
+            "serve --dev serves ./policies, and there is none here: run it in a clone of the repository, \
+             or start a project with `cosigner-guard init DIR` and `cosigner-guard serve --config DIR/config.toml`"
+        );
+    }
+    prepare_with(dir, "../policies")
+}
+
+fn prepare_with(dir: &Path, policies: &str) -> anyhow::Result<PathBuf> {
     let config = dir.join("config.toml");
     if config.exists() {
         return Ok(config);
@@ -67,7 +133,7 @@ pub fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
         replace(&dir.join(format!("approvers/{name}_public.pem")), &pair.public_pem, false)?;
     }
     // Written last: its presence means the set is complete.
-    replace(&config, DEV_CONFIG, false)?;
+    replace(&config, &DEV_CONFIG.replace("\"../policies\"", &format!("{policies:?}")), false)?;
     Ok(config)
 }
 
@@ -129,4 +195,31 @@ fn write(path: &Path, contents: &str, private: bool, create_new: bool) -> anyhow
     };
     file.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `init` writes what the repository has: a file added to `policies/` or the payloads must be
+    /// added to `STARTER` too.
+    #[test]
+    fn the_starter_list_is_the_repository_s_files() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut found = Vec::new();
+        let mut dirs = vec![root.join("policies"), root.join("examples/payloads")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    found.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        found.sort();
+        let listed: Vec<String> = STARTER.iter().map(|(path, _)| path.to_string()).collect();
+        assert_eq!(listed, found);
+    }
 }

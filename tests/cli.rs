@@ -31,6 +31,34 @@ fn systemd_is_told_when_the_server_is_ready_and_when_it_stops() {
     assert_eq!(child.wait(), Some(0));
 }
 
+/// An installed binary starts a project anywhere: `init` writes one that tests and checks clean;
+/// `serve --dev` away from a repository says what it needs instead of half-creating a set-up.
+#[test]
+fn init_starts_a_project_and_dev_mode_says_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("treasury-guard");
+    let out = Command::new(BIN).arg("init").arg(&project).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let test = Command::new(BIN).args(["test", "--fail-on-empty"]).arg(project.join("policies")).output().unwrap();
+    assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stdout));
+    let check = Command::new(BIN).args(["check", "--config"]).arg(project.join("config.toml")).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let again = Command::new(BIN).arg("init").arg(&project).output().unwrap();
+    assert_eq!(again.status.code(), Some(1), "an existing project is not overwritten");
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let dev = Command::new(BIN).args(["serve", "--dev"]).current_dir(elsewhere.path()).output().unwrap();
+    let said = String::from_utf8_lossy(&dev.stderr);
+    assert_eq!(dev.status.code(), Some(1));
+    assert!(said.contains("cosigner-guard init DIR"), "{said}");
+    assert!(!elsewhere.path().join(".cosigner-guard-dev").exists(), "nothing half-created");
+}
+
 #[test]
 fn completions_and_the_version_with_its_git_revision() {
     for shell in ["bash", "zsh", "fish"] {

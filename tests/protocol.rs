@@ -350,12 +350,15 @@ async fn the_readme_openssl_recipe_makes_a_certificate_clients_pin() {
         let target = cosigner_guard::simulator::Target::new(&format!("https://localhost:{port}"), Some(&cert)).await?;
         target.connect().await?.get("/").await
     };
-    let recipe = make(&dir.path().join("tls"), &[
-        "subjectAltName=DNS:localhost",
-        "basicConstraints=critical,CA:FALSE",
-        "keyUsage=critical,digitalSignature,keyEncipherment",
-        "extendedKeyUsage=serverAuth",
-    ]);
+    let recipe = make(
+        &dir.path().join("tls"),
+        &[
+            "subjectAltName=DNS:localhost",
+            "basicConstraints=critical,CA:FALSE",
+            "keyUsage=critical,digitalSignature,keyEncipherment",
+            "extendedKeyUsage=serverAuth",
+        ],
+    );
     let server = common::spawn_config(&config, dir).await;
     assert!(pinned(recipe, server.target_port()).await.is_ok(), "the recipe's certificate is accepted");
 

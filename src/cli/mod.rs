@@ -40,6 +40,12 @@ pub enum Command {
     Eval(policy_tools::EvalArgs),
     /// List held transfers, and approve or reject them with an approver key (via the admin API).
     Holds(holds::HoldsArgs),
+    /// Start a new project in DIR: the starter policies with their tests, a config, a self-signed
+    /// certificate, handler and demo keys — then `serve --config DIR/config.toml`.
+    Init {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Print a shell completion script: `cosigner-guard completions bash > /etc/bash_completion.d/cosigner-guard`.
     Completions {
         #[arg(value_enum)]
@@ -86,6 +92,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Holds(args) => {
             crate::telemetry::init(format, Some("warn"));
             holds::run(args)
+        }
+        Command::Init { dir } => {
+            let config = dev::init(&dir)?;
+            println!(
+                "Wrote a new project in {dir}:\n  policies/   the starter set, with its tests (cosigner-guard test {dir}/policies)\n  \
+                 config.toml a development configuration, with a self-signed certificate and demo keys\n\n\
+                 Serve it: cosigner-guard serve --config {config}",
+                dir = dir.display(),
+                config = config.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
