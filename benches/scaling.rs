@@ -21,6 +21,8 @@ use divan::{Bencher, black_box};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod support;
+
 // The server's allocator, so the stages cost here what they cost there.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -46,21 +48,6 @@ fn snapshot(write: impl FnOnce(&Path)) -> Arc<PolicySnapshot> {
     Arc::new(PolicySnapshot::load(dir.path(), &options).expect("policies"))
 }
 
-fn copy_starter(to: &Path) {
-    let files = [
-        "cosigner/transaction.rego",
-        "cosigner/config_change.rego",
-        "lib/holds.rego",
-        "lib/rawtx.rego",
-        "lib/tap.rego",
-        "rawtx/data.json",
-        "treasury/data.json",
-    ];
-    for file in files {
-        std::fs::create_dir_all(to.join(file).parent().expect("parent")).expect("mkdir");
-        std::fs::copy(root().join("policies").join(file), to.join(file)).expect("copy");
-    }
-}
 
 fn input(payload: Value) -> regorus::Value {
     let Value::Object(payload) = payload else { panic!("an object") };
@@ -88,7 +75,7 @@ fn policy_rules(bencher: Bencher, rules: usize) {
                 "violations contains \"rule {i}\" if {{\n\tinput.request.destAddress == \"0xblocked{i}\"\n}}\n"
             ));
         }
-        copy_starter(dir);
+        support::copy_starter(dir);
         std::fs::write(dir.join("cosigner/transaction.rego"), rego).expect("write");
     });
     decide(bencher, &snapshot, eth_transfer(), "APPROVE");
@@ -99,7 +86,7 @@ fn data_entries(bencher: Bencher, entries: usize) {
     let payload = eth_transfer();
     let destination = payload["destAddress"].as_str().expect("destAddress").to_lowercase();
     let snapshot = snapshot(|dir| {
-        copy_starter(dir);
+        support::copy_starter(dir);
         let mut allowed: serde_json::Map<String, Value> =
             (0..entries - 1).map(|i| (format!("0x{i:040x}"), Value::Bool(true))).collect();
         allowed.insert(destination, Value::Bool(true));
@@ -118,7 +105,7 @@ fn data_entries(bencher: Bencher, entries: usize) {
 
 #[divan::bench(args = [1, 100, 1000])]
 fn destinations(bencher: Bencher, count: usize) {
-    let snapshot = snapshot(copy_starter);
+    let snapshot = snapshot(support::copy_starter);
     let mut payload = eth_transfer();
     let one = payload["destinations"][0].clone();
     payload["destinations"] = Value::Array(vec![one; count]);

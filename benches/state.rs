@@ -26,6 +26,8 @@ use cosigner_guard::request::{CosignerRequest, RequestKind};
 use cosigner_guard::state::{Backend, Commit, Record, StateSettings, StateStore};
 use divan::Bencher;
 
+mod support;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -166,20 +168,7 @@ fn decide(bencher: Bencher, backend: &str) {
 /// A copy of the starter set whose ETH transfers read and record nothing.
 fn starter_without_limits() -> PathBuf {
     let dir = setup().dir.path().join("starter-without-limits");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let files = [
-        "cosigner/transaction.rego",
-        "cosigner/config_change.rego",
-        "lib/holds.rego",
-        "lib/rawtx.rego",
-        "lib/tap.rego",
-        "rawtx/data.json",
-        "treasury/data.json",
-    ];
-    for file in files {
-        std::fs::create_dir_all(dir.join(file).parent().expect("parent")).expect("mkdir");
-        std::fs::copy(root.join(file), dir.join(file)).expect("copy");
-    }
+    support::copy_starter(&dir);
     let data = dir.join("treasury/data.json");
     let mut value: serde_json::Value = serde_json::from_slice(&std::fs::read(&data).expect("data")).expect("json");
     value.as_object_mut().expect("object").remove("daily_limit_per_vault");
