@@ -48,7 +48,6 @@ fn snapshot(write: impl FnOnce(&Path)) -> Arc<PolicySnapshot> {
     Arc::new(PolicySnapshot::load(dir.path(), &options).expect("policies"))
 }
 
-
 fn input(payload: Value) -> regorus::Value {
     let Value::Object(payload) = payload else { panic!("an object") };
     let context = RequestContext { received_at: Utc::now(), mode: Mode::Json, cosigner_key: None };
