@@ -304,6 +304,24 @@ async fn an_oversized_body_gets_413_without_being_read() {
     }
 }
 
+/// Numbers reach the policy correctly rounded: `1000.0000000000001` is above a 1,000 cap, not
+/// `1000.0` (serde_json's fast float parsing is off by one unit in the last place on such inputs).
+#[tokio::test(flavor = "multi_thread")]
+async fn numbers_reach_the_policy_correctly_rounded() {
+    let server = spawn(Spec::both(
+        r#"decision := {"action": "REJECT", "reason": "over"} if input.request.amountUSD > 1000
+           else := {"action": "APPROVE"}"#,
+    ))
+    .await;
+    for (literal, want) in [("1000.0000000000001", "REJECT"), ("1000.0", "APPROVE"), ("999.9999999999999", "APPROVE")] {
+        let body = format!(r#"{{"requestId": "n-{literal}", "txId": "n-{literal}", "amountUSD": {literal}}}"#);
+        let (status, answer) = server.post("/tx_sign_request", body).await;
+        assert_eq!(status, hyper::StatusCode::OK);
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["action"], want, "amountUSD {literal}");
+    }
+}
+
 /// A plain client sends its whole body before it reads: the 413 must still reach it, not a reset.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_sends_its_whole_oversized_body_first_still_reads_the_413() {
