@@ -41,7 +41,7 @@ violations contains msg if {
 violations contains msg if {
 	tx.sourceType == "VAULT"
 	not tx.sourceId in treasury.source_vaults
-	msg := sprintf("source vault %v is not allowed to send automatically", [tx.sourceId])
+	msg := sprintf("source vault %v is not allowed to send automatically", [object.get(tx, "sourceId", "<missing>")])
 }
 
 violations contains "amountStr is missing or not a decimal string" if not decimal.valid(tx.amountStr)
@@ -76,7 +76,7 @@ violations contains msg if {
 violations contains msg if {
 	some d in tx.destinations
 	d.action != "ALLOW"
-	msg := sprintf("destination %v was not allowed by the workspace policy (action %v)", [d.dstAddress, d.action])
+	msg := sprintf("destination %v was not allowed by the workspace policy (action %v)", [object.get(d, "dstAddress", "<missing>"), d.action])
 }
 
 # What is signed is what is described: each rawTx entry must agree with the fields every rule above
@@ -105,7 +105,7 @@ violations contains msg if {
 	decimal.valid(tx.amountStr)
 	sent := velocity.sum(vault_key, "24h")
 	not decimal.cmp(decimal.sum([sent, tx.amountStr]), limit) <= 0
-	msg := sprintf("vault %v has sent %v %v in the last 24 hours: %v more exceeds its daily limit of %v", [tx.sourceId, sent, tx.asset, tx.amountStr, limit])
+	msg := sprintf("vault %v has sent %v %v in the last 24 hours: %v more exceeds its daily limit of %v", [object.get(tx, "sourceId", "<missing>"), sent, tx.asset, tx.amountStr, limit])
 }
 
 records contains {"key": vault_key, "amount": tx.amountStr} if {
