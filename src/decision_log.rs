@@ -310,7 +310,6 @@ impl Writer {
     }
 }
 
-/// `log` → `log.1` → `log.2` … keeping `keep` rotated files.
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -321,6 +320,7 @@ pub fn open_file(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).mode(0o600).open(path)
 }
 
+/// `log` → `log.1` → `log.2` … keeping `keep` rotated files.
 fn rotate(path: &Path, keep: usize) -> std::io::Result<()> {
     let numbered = |n: usize| PathBuf::from(format!("{}.{n}", path.display()));
     if keep == 0 {
