@@ -167,6 +167,8 @@ struct Writer {
     out: Option<Output>,
     /// When the sink started failing, for the record that says it works again.
     failing_since: Option<String>,
+    /// The hash of the last record written to the file: the next one's `prev` (see `log_chain`).
+    prev: String,
 }
 
 enum Output {
@@ -176,7 +178,13 @@ enum Output {
 
 impl Writer {
     fn open(sink: &Sink, durable: bool) -> std::io::Result<Self> {
-        let mut writer = Self { sink: sink.clone(), durable, out: None, failing_since: None };
+        // The chain continues from the last record on disk, across restarts and rotations.
+        let prev = match sink {
+            Sink::File { path, .. } => crate::log_chain::head(&[path.clone(), numbered(path, 1)])?,
+            Sink::Off | Sink::Stdout => None,
+        };
+        let prev = prev.unwrap_or_else(|| crate::log_chain::GENESIS.to_string());
+        let mut writer = Self { sink: sink.clone(), durable, out: None, failing_since: None, prev };
         writer.out = Some(writer.open_output()?);
         Ok(writer)
     }
@@ -271,6 +279,7 @@ impl Writer {
             Some(out) => out,
             None => self.open_output()?,
         };
+        let (durable, mut prev) = (self.durable, self.prev.clone());
         let result = (|| match &mut out {
             Output::Stdout(stdout) => {
                 let mut lock = stdout.lock();
@@ -281,11 +290,13 @@ impl Writer {
             }
             Output::File { file, written } => {
                 for line in lines {
-                    file.write_all(line)?;
-                    *written += line.len() as u64;
+                    let (sealed, hash) = crate::log_chain::seal(&prev, line);
+                    file.write_all(&sealed)?;
+                    *written += sealed.len() as u64;
+                    prev = hash;
                 }
                 file.flush()?;
-                if self.durable {
+                if durable {
                     file.get_ref().sync_data()?;
                 }
                 Ok(())
@@ -293,6 +304,7 @@ impl Writer {
         })();
         // On an error the output is dropped, and reopened with the next batch.
         result?;
+        self.prev = prev;
         self.out = Some(out);
         self.rotate_if_full()
     }
@@ -320,9 +332,14 @@ pub fn open_file(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).mode(0o600).open(path)
 }
 
+/// The `n`th rotated file of `path`: `decisions.jsonl.1` is the newest.
+fn numbered(path: &Path, n: usize) -> PathBuf {
+    PathBuf::from(format!("{}.{n}", path.display()))
+}
+
 /// `log` → `log.1` → `log.2` … keeping `keep` rotated files.
 fn rotate(path: &Path, keep: usize) -> std::io::Result<()> {
-    let numbered = |n: usize| PathBuf::from(format!("{}.{n}", path.display()));
+    let numbered = |n: usize| numbered(path, n);
     if keep == 0 {
         return std::fs::remove_file(path);
     }

@@ -18,6 +18,7 @@ pub mod envelope;
 pub mod holds;
 pub mod identity;
 pub mod keys;
+pub mod log_chain;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;

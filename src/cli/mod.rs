@@ -40,6 +40,12 @@ pub enum Command {
     Eval(policy_tools::EvalArgs),
     /// List held transfers, and approve or reject them with an approver key (via the admin API).
     Holds(holds::HoldsArgs),
+    /// Check the decision log's hash chain: `log verify FILE...` (oldest first, e.g.
+    /// `decisions.jsonl.2 decisions.jsonl.1 decisions.jsonl`). Exit 0 intact, 2 broken, 1 unreadable.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// Start a new project in DIR: the starter policies with their tests, a config, a self-signed
     /// certificate, handler and demo keys — then `serve --config DIR/config.toml`.
     Init {
@@ -50,6 +56,15 @@ pub enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Verify that no record was edited, deleted, inserted or reordered; print the head hash.
+    Verify {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -93,6 +108,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::telemetry::init(format, Some("warn"));
             holds::run(args)
         }
+        Command::Log { command: LogCommand::Verify { files } } => match crate::log_chain::verify(&files)? {
+            Ok(verified) => {
+                let start = if verified.from_genesis { "from its first record" } else { "after rotated-away records" };
+                println!("ok: {} records chained {start}; head {}", verified.records, verified.head);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(broken) => {
+                eprintln!("broken: {broken}");
+                Ok(ExitCode::from(2))
+            }
+        },
         Command::Init { dir } => {
             let config = dev::init(&dir)?;
             println!(
