@@ -364,7 +364,8 @@ async fn the_request_deadline_answers_the_timeout_fallback_in_time() {
 async fn the_decision_log_file_rotates_at_its_size_and_keeps_the_configured_number() {
     let server = spawn(
         Spec::both(r#"decision := {"action": "APPROVE"}"#)
-            .decision_log("sink = \"file\"\npath = \"decisions.jsonl\"\nmax_bytes = 4096\nkeep = 2"),
+            // Durable, so every record (and rotation) is done before its answer: nothing moves while read.
+            .decision_log("sink = \"file\"\npath = \"decisions.jsonl\"\nmax_bytes = 4096\nkeep = 2\ndurable = true"),
     )
     .await;
     for i in 0..12 {
