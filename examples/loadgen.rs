@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
         bail!("{} not found: run `cargo build --release` first", args.binary.display());
     }
     let work = tempfile::tempdir()?;
-    let (cosigner_private, cert) = write_setup(work.path(), root, &args)?;
+    let (cosigner_private, cert) = write_setup(work.path(), &args)?;
     let mut server = Server::start(&args.binary, &work.path().join("config.toml"))?;
     let target = Target::new(&format!("https://localhost:{}", server.port), Some(cert.as_bytes())).await?;
     let (path, bodies) = pool(&args, root, &cosigner_private)?;
@@ -239,7 +239,7 @@ fn crypto_floor_us() -> f64 {
 
 /// Keys, certificate and a config serving (a copy of) the starter policies with the decision log
 /// to a file.
-fn write_setup(dir: &Path, root: &Path, args: &Args) -> anyhow::Result<(String, String)> {
+fn write_setup(dir: &Path, args: &Args) -> anyhow::Result<(String, String)> {
     let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
     let algorithm = if args.es256 { SigningAlgorithm::Es256 } else { SigningAlgorithm::Rs256 };
     let handler = generate(algorithm)?;
@@ -252,16 +252,7 @@ fn write_setup(dir: &Path, root: &Path, args: &Args) -> anyhow::Result<(String, 
     std::fs::write(dir.join("cosigner.pem"), &cosigner.public_pem)?;
     // Apart from the decision log and the state: the policy directory's parent is watched.
     let policies = dir.join("set/policies");
-    // The starter set and the libraries it imports; not its tests.
-    for dir in ["cosigner", "lib", "rawtx", "treasury"] {
-        std::fs::create_dir_all(policies.join(dir))?;
-        for entry in std::fs::read_dir(root.join("policies").join(dir))? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if !name.contains("_test.") {
-                std::fs::copy(root.join("policies").join(dir).join(&name), policies.join(dir).join(&name))?;
-            }
-        }
-    }
+    cosigner_guard::dev::write_starter_policies(&policies)?;
     let data_path = policies.join("treasury/data.json");
     let mut data: Value = serde_json::from_slice(&std::fs::read(&data_path)?)?;
     data["source_vaults"] = (0..args.vaults).map(|v| Value::from(v.to_string())).collect();

@@ -292,7 +292,7 @@ impl Settings {
 
     fn resolve(raw: RawConfig, base: &Path) -> Result<Self, ConfigError> {
         // `env:NAME` names an environment variable, not a file: it is not relative to anything.
-        let at = |p: &Path| if crate::server::env_material(p).is_some() { p.to_path_buf() } else { base.join(p) };
+        let at = |p: &Path| if env_material(p).is_some() { p.to_path_buf() } else { base.join(p) };
         let mut warnings = Vec::new();
         let debounce_ms = raw.reload.debounce_ms.unwrap_or(DEFAULT_DEBOUNCE_MS);
         if debounce_ms == 0 || debounce_ms > 10_000 {
@@ -590,6 +590,11 @@ fn resolve_state(raw: RawState, at: &impl Fn(&Path) -> PathBuf) -> Result<StateS
     })
 }
 
+/// The environment variable a key-material setting names (`env:NAME`), if it names one.
+pub fn env_material(setting: &Path) -> Option<&str> {
+    setting.to_str()?.strip_prefix("env:")
+}
+
 /// Key material named by a config value: a file path (relative to the config file), or
 /// `env:NAME` for PEM text in an environment variable. A private key file readable by group or
 /// others gets a warning.
@@ -600,7 +605,7 @@ fn read_key_material(
     private: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<u8>, ConfigError> {
-    if let Some(var) = value.to_str().and_then(|v| v.strip_prefix("env:")) {
+    if let Some(var) = env_material(value) {
         return std::env::var(var)
             .map(String::into_bytes)
             .map_err(|_| key_error(setting, format!("environment variable {var} is not set")));

@@ -339,17 +339,16 @@ fn numbered(path: &Path, n: usize) -> PathBuf {
 
 /// `log` → `log.1` → `log.2` … keeping `keep` rotated files.
 fn rotate(path: &Path, keep: usize) -> std::io::Result<()> {
-    let numbered = |n: usize| numbered(path, n);
     if keep == 0 {
         return std::fs::remove_file(path);
     }
-    let _ = std::fs::remove_file(numbered(keep));
+    let _ = std::fs::remove_file(numbered(path, keep));
     for n in (1..keep).rev() {
-        if numbered(n).exists() {
-            std::fs::rename(numbered(n), numbered(n + 1))?;
+        if numbered(path, n).exists() {
+            std::fs::rename(numbered(path, n), numbered(path, n + 1))?;
         }
     }
-    std::fs::rename(path, numbered(1))
+    std::fs::rename(path, numbered(path, 1))
 }
 
 fn parse_pointer(pointer: &str) -> Vec<String> {

@@ -82,6 +82,18 @@ const STARTER: &[(&str, &str)] = &[
     starter_file!("policies/treasury/data.json"),
 ];
 
+/// Writes the starter policy set — policies, libraries and data, not tests — into `dir`: what
+/// the benchmarks and the load generator serve.
+pub fn write_starter_policies(dir: &Path) -> anyhow::Result<()> {
+    for (path, text) in STARTER {
+        let Some(path) = path.strip_prefix("policies/").filter(|p| !p.contains("_test.")) else { continue };
+        let to = dir.join(path);
+        std::fs::create_dir_all(to.parent().unwrap_or(dir)).with_context(|| format!("creating {}", to.display()))?;
+        std::fs::write(&to, text).with_context(|| format!("writing {}", to.display()))?;
+    }
+    Ok(())
+}
+
 /// `cosigner-guard init DIR`: a new project an installed binary can serve and test — the starter
 /// policies with their tests, the payloads their fixtures read, and the development set-up (a
 /// config, a self-signed certificate, handler, demo Co-signer and demo approvers' keys).

@@ -280,10 +280,7 @@ fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
 
 /// The label of the first PEM block (`PUBLIC KEY`, `CERTIFICATE`, …), to say what a file is.
 fn pem_label(pem: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(pem).ok()?;
-    let start = text.find("-----BEGIN ")? + "-----BEGIN ".len();
-    let end = text[start..].find("-----")?;
-    Some(text[start..start + end].to_string())
+    pem::parse(pem).ok().map(|block| block.tag().to_string())
 }
 
 /// Why `pem` is not a private key, in the operator's words.

@@ -14,6 +14,15 @@ fn verify(files: &[&Path]) -> (Option<i32>, String) {
     (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
+/// A server configuration that approves everything and logs durably to `decisions.jsonl`, with `extra` log settings.
+fn approving(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Spec::both(r#"decision := {"action": "APPROVE"}"#)
+        .decision_log(&format!("sink = \"file\"\npath = \"decisions.jsonl\"\ndurable = true\n{extra}"))
+        .write(dir.path());
+    (dir, config)
+}
+
 /// Runs the server on `config` for `requests` decisions, then stops it.
 async fn decide(config: &Path, requests: usize, first: usize) {
     let (mut child, port) = start(config);
@@ -28,10 +37,7 @@ async fn decide(config: &Path, requests: usize, first: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chain_holds_across_restarts_and_breaks_where_a_record_was_tampered_with() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Spec::both(r#"decision := {"action": "APPROVE"}"#)
-        .decision_log("sink = \"file\"\npath = \"decisions.jsonl\"\ndurable = true")
-        .write(dir.path());
+    let (dir, config) = approving("");
     decide(&config, 3, 0).await;
     decide(&config, 3, 3).await; // a restart continues the chain
     let log = dir.path().join("decisions.jsonl");
@@ -89,10 +95,7 @@ async fn the_chain_holds_across_restarts_and_breaks_where_a_record_was_tampered_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chain_continues_across_rotated_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Spec::both(r#"decision := {"action": "APPROVE"}"#)
-        .decision_log("sink = \"file\"\npath = \"decisions.jsonl\"\ndurable = true\nmax_bytes = 4096\nkeep = 10")
-        .write(dir.path());
+    let (dir, config) = approving("max_bytes = 4096\nkeep = 10");
     decide(&config, 8, 0).await;
     let file =
         |n: usize| dir.path().join(if n == 0 { "decisions.jsonl".into() } else { format!("decisions.jsonl.{n}") });

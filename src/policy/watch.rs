@@ -1,4 +1,4 @@
-//! Reload triggers: file-system events (debounced into one call per burst) and `SIGHUP`.
+//! Reload on file-system events, debounced into one call per burst (SIGHUP: `server::on_sighup`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,9 +48,8 @@ pub fn watch(
     quiet: Duration,
     relevant: impl Fn(&Path) -> bool + Send + 'static,
     on_change: impl Fn() + Send + Sync + 'static,
-) -> notify::Result<(Watch, mpsc::Sender<()>)> {
-    let (trigger, mut events) = mpsc::channel::<()>(1);
-    let sender = trigger.clone();
+) -> notify::Result<Watch> {
+    let (sender, mut events) = mpsc::channel::<()>(1);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
         // Reading files (our own reloads included) must not trigger reloads.
         Ok(event) if matches!(event.kind, EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_))) => {}
@@ -87,7 +86,7 @@ pub fn watch(
             }
         }
     });
-    Ok((Watch { task }, trigger))
+    Ok(Watch { task })
 }
 
 fn mode(watched: &WatchedPath) -> RecursiveMode {

@@ -6,8 +6,6 @@ mod listener;
 mod routes;
 pub mod tls;
 
-pub use tls::env_material;
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -140,10 +138,12 @@ impl Server {
                  watcher; move decision_log.path elsewhere"
             );
         }
-        let (policy_watch, _) = watch_policies(&store, policy_paths, reload.debounce)?;
         let pairs = server.tls.iter().chain(admin_certs.iter()).cloned().collect();
         on_sighup(Arc::clone(&store), pairs, log.clone());
-        let mut watches = vec![policy_watch];
+        let mut watches = Vec::new();
+        if !policy_paths.is_empty() {
+            watches.push(watch_policies(&store, policy_paths, reload.debounce)?);
+        }
         if let Some(certs) = &server.tls
             && !cert_paths.is_empty()
         {
@@ -221,12 +221,8 @@ fn policy_watch_paths(dir: &Path) -> Vec<WatchedPath> {
     paths
 }
 
-/// Reloads the policy set on a trigger: SIGHUP, and changes in `paths` (none: SIGHUP only).
-fn watch_policies(
-    store: &Arc<PolicyStore>,
-    paths: Vec<WatchedPath>,
-    quiet: Duration,
-) -> anyhow::Result<(Watch, tokio::sync::mpsc::Sender<()>)> {
+/// Reloads the policy set after changes in `paths`.
+fn watch_policies(store: &Arc<PolicyStore>, paths: Vec<WatchedPath>, quiet: Duration) -> anyhow::Result<Watch> {
     let dir = store.dir().to_path_buf();
     let store = Arc::clone(store);
     let watched = dir.clone();
@@ -290,7 +286,6 @@ fn watch_certificates(
     quiet: Duration,
 ) -> anyhow::Result<Watch> {
     let certs = Arc::clone(certs);
-    let (watch, _) = watch::watch("tls", paths, quiet, |_: &Path| true, move || reload_certificates(&certs))
-        .context("cannot watch the TLS files")?;
-    Ok(watch)
+    watch::watch("tls", paths, quiet, |_: &Path| true, move || reload_certificates(&certs))
+        .context("cannot watch the TLS files")
 }
