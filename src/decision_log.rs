@@ -22,6 +22,9 @@ const BATCH: usize = 1024;
 /// took the instance out of rotation on `/readyz` sends none).
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
+/// What a redacted value becomes in the log.
+pub const REDACTED: &str = "[REDACTED]";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sink {
     /// No decision log (`decision_log.enabled = false`).
@@ -357,7 +360,7 @@ fn parse_pointer(pointer: &str) -> Vec<String> {
 
 fn redact_at(value: &mut Value, path: &[String]) {
     let Some((head, rest)) = path.split_first() else {
-        *value = Value::String("[REDACTED]".into());
+        *value = Value::String(REDACTED.into());
         return;
     };
     match value {

@@ -109,6 +109,36 @@ impl Hold {
     }
 }
 
+/// `input.context.hold` as a policy saw it, read back into a hold (replay, shadow evaluation).
+pub fn from_view(view: &Value) -> Option<Hold> {
+    #[derive(Deserialize)]
+    struct View {
+        id: String,
+        status: Status,
+        required: u32,
+        approvals: Vec<Approval>,
+        rejections: Vec<Rejection>,
+        reason: Option<String>,
+        created_at: String,
+        expires_at: String,
+        digest: String,
+        summary: Value,
+    }
+    let view = View::deserialize(view).ok()?;
+    Some(Hold {
+        id: view.id,
+        digest: view.digest,
+        required: view.required,
+        reason: view.reason,
+        created_at: view.created_at,
+        expires_at: view.expires_at,
+        decided: matches!(view.status, Status::Approved | Status::Rejected).then_some(view.status),
+        approvals: view.approvals,
+        rejections: view.rejections,
+        summary: view.summary,
+    })
+}
+
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
 }

@@ -24,6 +24,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod rawtx;
+pub mod replay;
 pub mod request;
 pub mod server;
 pub mod simulator;

@@ -91,6 +91,9 @@ pub struct StateTrace {
     pub new: Vec<String>,
     /// Evaluations it took: more than one when a concurrent decision changed a key it read.
     pub evaluations: u32,
+    /// A re-decision read state its record does not hold: it is not an exact replay.
+    #[serde(skip)]
+    pub unrecorded: bool,
 }
 
 impl StateTrace {
@@ -200,7 +203,7 @@ impl Pipeline {
             }
             let first = match regorus::Value::deserialize(&input) {
                 Ok(policy_input) => {
-                    let evaluated = self.evaluate_once(kind, &policy_input, &trace.id, at_us, deadline).await;
+                    let evaluated = self.evaluate_once(kind, &policy_input, &trace.id, now, deadline).await;
                     Ok((policy_input, evaluated))
                 }
                 Err(e) => Err(e),
@@ -256,7 +259,7 @@ impl Pipeline {
                 }
                 Ok(Committed::Conflict) if trace.evaluations < MAX_EVALUATIONS => {
                     (evaluation, policy_revision) =
-                        self.evaluate_once(kind, &policy_input, &trace.id, at_us, deadline).await;
+                        self.evaluate_once(kind, &policy_input, &trace.id, now, deadline).await;
                     trace.evaluations += 1;
                 }
                 Ok(Committed::Conflict) => {
@@ -316,13 +319,71 @@ impl Pipeline {
         kind: RequestKind,
         input: &regorus::Value,
         id: &str,
-        at_us: u64,
+        now: DateTime<Utc>,
+        deadline: Instant,
+    ) -> (Evaluation, String) {
+        self.evaluate_with(kind, input.clone(), Ledger::new(self.state.clone(), id, now), deadline).await
+    }
+
+    async fn evaluate_with(
+        &self,
+        kind: RequestKind,
+        input: regorus::Value,
+        ledger: Ledger,
         deadline: Instant,
     ) -> (Evaluation, String) {
         let snapshot = self.policy.active();
         let revision = snapshot.revision.clone();
-        let ledger = Ledger::new(self.state.clone(), id, at_us);
-        (self.evaluator.decide(snapshot, kind, input.clone(), deadline, Some(ledger)).await, revision)
+        (self.evaluator.decide(snapshot, kind, input, deadline, Some(ledger)).await, revision)
+    }
+
+    /// Decides a request again as it was first decided, without a side effect: the policy sees
+    /// the `recorded` state reads (then `live`, read-only, for any other) and the `hold` the
+    /// request saw, and the hold's gate applies; nothing is remembered, committed or held.
+    /// Replay, shadow evaluation and fixtures made from a record use it.
+    pub async fn redecide(
+        &self,
+        request: CosignerRequest,
+        context: &RequestContext,
+        hold: Option<&Hold>,
+        recorded: Vec<VelocityRead>,
+        live: Option<Arc<StateStore>>,
+        deadline: Instant,
+    ) -> Decided {
+        let started = Instant::now();
+        let (kind, now) = (request.kind, context.received_at);
+        let digest = crate::keys::hex(&crate::identity::digest(kind, &request.payload));
+        let id = request.ledger_id().to_string();
+        let mut input = input_document(kind, request.payload, context);
+        if let Some(hold) = hold {
+            input["context"]["hold"] = hold.view(now);
+        }
+        let mut trace = StateTrace { id, evaluations: 1, ..StateTrace::default() };
+        let (decision, revision, prints) = match regorus::Value::deserialize(&input) {
+            Ok(policy_input) => {
+                let ledger = Ledger::recorded(recorded, live, &trace.id, now);
+                let (evaluation, revision) = self.evaluate_with(kind, policy_input, ledger, deadline).await;
+                if let Some(ledger) = &evaluation.ledger {
+                    trace.reads = ledger.reads().to_vec();
+                    trace.unrecorded = ledger.read_unrecorded();
+                }
+                (holds::gate(hold, &digest, evaluation.decision, now), revision, evaluation.prints)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "input document could not be converted for the policy engine");
+                (self.fallback(FailureClass::EvalError), self.policy.active().revision.clone(), Vec::new())
+            }
+        };
+        Decided {
+            decision,
+            policy_revision: revision,
+            input,
+            prints,
+            eval_seconds: started.elapsed().as_secs_f64(),
+            state: trace,
+            hold: hold.map(|hold| HoldTrace::of(hold, now, false)),
+            created_hold: None,
+        }
     }
 
     /// Takes back what `decided` recorded: its approval did not leave (the durable log refused it).

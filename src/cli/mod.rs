@@ -1,5 +1,6 @@
 //! Command-line interface: flags → typed settings, and the commands themselves.
 
+mod evidence;
 mod holds;
 mod policy_tools;
 
@@ -46,6 +47,12 @@ pub enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Decide every decision of a decision log again against a policy set, with what the policy saw
+    /// then (input, time, state reads); report what would change. Exit 0 nothing, 2 something, 1 error.
+    Replay(evidence::ReplayArgs),
+    /// Print a fixture file (`*_test.yaml`) whose one case is a logged decision:
+    /// `fixture --from-log FILE --decision-id ID > policies/tests/incident_test.yaml`.
+    Fixture(evidence::FixtureArgs),
     /// Start a new project in DIR: the starter policies with their tests, a config, a self-signed
     /// certificate, handler and demo keys — then `serve --config DIR/config.toml`.
     Init {
@@ -108,17 +115,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::telemetry::init(format, Some("warn"));
             holds::run(args)
         }
-        Command::Log { command: LogCommand::Verify { files } } => match crate::log_chain::verify(&files)? {
-            Ok(verified) => {
-                let start = if verified.from_genesis { "from its first record" } else { "after rotated-away records" };
-                println!("ok: {} records chained {start}; head {}", verified.records, verified.head);
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(broken) => {
-                eprintln!("broken: {broken}");
-                Ok(ExitCode::from(2))
-            }
-        },
+        Command::Log { command: LogCommand::Verify { files } } => evidence::verify(&files),
+        Command::Replay(args) => {
+            crate::telemetry::init(format, Some("warn"));
+            evidence::replay(args)
+        }
+        Command::Fixture(args) => evidence::fixture(args),
         Command::Init { dir } => {
             let config = dev::init(&dir)?;
             println!(

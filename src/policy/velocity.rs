@@ -4,16 +4,19 @@
 //!
 //! Each evaluation runs with its [`Ledger`] installed on the evaluation thread: the builtins read
 //! the state store through it, and it keeps what was read (for the decision log and replay) and
-//! the version of every key read (for the commit's conflict check). Without a ledger (Rego unit
-//! tests) the store is empty: sums are `"0"` and counts `0`.
+//! the version of every key read (for the commit's conflict check). A ledger can also serve reads
+//! recorded by an earlier decision (replay, shadow evaluation). It fixes `time.now_ns()` to the
+//! request's receipt. Without a ledger (Rego unit tests) the store is empty — sums are `"0"` and
+//! counts `0` — and `time.now_ns()` is the clock.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use regorus::{Engine, Value};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::state::{self, StateError, StateStore, WindowTotal};
 
@@ -25,37 +28,60 @@ thread_local! {
 }
 
 /// One value a policy read, as the decision log shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VelocityRead {
-    pub function: &'static str,
+    /// `sum` or `count`.
+    pub function: String,
     pub key: String,
     pub window: String,
     pub value: serde_json::Value,
 }
 
-/// What one evaluation read from the state store.
+/// What one evaluation read from the state store, and the moment it is taken at.
 pub struct Ledger {
-    store: Arc<StateStore>,
+    /// Reads recorded when the request was first decided (replay, shadow, a fixture made from a
+    /// record): served first, so the policy sees exactly what it saw then.
+    recorded: Vec<VelocityRead>,
+    /// Serves the reads not recorded; without it such a read fails (nothing may be made up).
+    store: Option<Arc<StateStore>>,
     /// The transaction being decided: its own records never count against it.
     id: String,
     at_us: u64,
+    /// What `time.now_ns()` returns: the request's receipt, so a replay sees the same clock.
+    now_ns: i64,
     reads: Vec<VelocityRead>,
     totals: HashMap<(String, u64), WindowTotal>,
     /// The first version seen of each key read.
     versions: BTreeMap<String, u64>,
     failure: Option<StateError>,
+    /// A read was neither recorded nor servable by a store.
+    unrecorded: bool,
 }
 
 impl Ledger {
-    pub fn new(store: Arc<StateStore>, id: &str, at_us: u64) -> Self {
+    /// A ledger reading `store`, for a request received at `received_at`.
+    pub fn new(store: Arc<StateStore>, id: &str, received_at: DateTime<Utc>) -> Self {
+        Self::recorded(Vec::new(), Some(store), id, received_at)
+    }
+
+    /// A ledger serving `recorded` reads first, then `store` if there is one.
+    pub fn recorded(
+        recorded: Vec<VelocityRead>,
+        store: Option<Arc<StateStore>>,
+        id: &str,
+        received_at: DateTime<Utc>,
+    ) -> Self {
         Self {
+            recorded,
             store,
             id: id.to_string(),
-            at_us,
+            at_us: received_at.timestamp_micros().max(0) as u64,
+            now_ns: received_at.timestamp_nanos_opt().unwrap_or(i64::MAX),
             reads: Vec::new(),
             totals: HashMap::new(),
             versions: BTreeMap::new(),
             failure: None,
+            unrecorded: false,
         }
     }
 
@@ -63,7 +89,7 @@ impl Ledger {
         &self.reads
     }
 
-    /// Every key read, with the version the decision is based on.
+    /// Every key read from the store, with the version the decision is based on.
     pub fn versions(&self) -> Vec<(String, u64)> {
         self.versions.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
@@ -73,17 +99,44 @@ impl Ledger {
         self.failure.as_ref()
     }
 
-    fn total(&mut self, key: &str, window: Duration) -> Result<WindowTotal, StateError> {
-        let window_us = window.as_micros() as u64;
-        if let Some(total) = self.totals.get(&(key.to_string(), window_us)) {
-            return Ok(*total);
+    /// Whether the policy read something the record does not hold (a replay cannot be exact).
+    pub fn read_unrecorded(&self) -> bool {
+        self.unrecorded
+    }
+
+    fn value(
+        &mut self,
+        function: &'static str,
+        key: &str,
+        window: &str,
+        duration: Duration,
+    ) -> Result<serde_json::Value, StateError> {
+        if let Some(read) = self.recorded.iter().find(|r| r.function == function && r.key == key && r.window == window)
+        {
+            return Ok(read.value.clone());
         }
-        let since = self.at_us.saturating_sub(window_us);
-        let total =
-            self.store.window(key, since, window_us, &self.id).inspect_err(|e| self.failure = Some(e.clone()))?;
-        self.versions.entry(key.to_string()).or_insert(total.version);
-        self.totals.insert((key.to_string(), window_us), total);
-        Ok(total)
+        let window_us = duration.as_micros() as u64;
+        let total = match self.totals.get(&(key.to_string(), window_us)) {
+            Some(total) => *total,
+            None => {
+                let Some(store) = &self.store else {
+                    self.unrecorded = true;
+                    let error = StateError(format!("velocity.{function}({key:?}, {window:?}) is not in the record"));
+                    self.failure = Some(error.clone());
+                    return Err(error);
+                };
+                let since = self.at_us.saturating_sub(window_us);
+                let total =
+                    store.window(key, since, window_us, &self.id).inspect_err(|e| self.failure = Some(e.clone()))?;
+                self.versions.entry(key.to_string()).or_insert(total.version);
+                self.totals.insert((key.to_string(), window_us), total);
+                total
+            }
+        };
+        Ok(match function {
+            "sum" => serde_json::Value::from(total.sum.to_string()),
+            _ => serde_json::Value::from(total.count),
+        })
     }
 }
 
@@ -97,7 +150,16 @@ pub fn with_ledger<T>(ledger: Option<Ledger>, work: impl FnOnce() -> T) -> (T, O
 pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
     engine.add_extension("velocity.sum".into(), 2, Box::new(|args: Vec<Value>| read("sum", &args)))?;
     engine.add_extension("velocity.count".into(), 2, Box::new(|args: Vec<Value>| read("count", &args)))?;
+    // Overrides the builtin (extensions are looked up first): one instant per decision, as in OPA,
+    // and that instant the request's receipt, which the decision log keeps for replay.
+    engine.add_extension("time.now_ns".into(), 0, Box::new(|_: Vec<Value>| Ok(Value::from(now_ns()))))?;
     Ok(())
+}
+
+fn now_ns() -> i64 {
+    CURRENT
+        .with(|current| current.borrow().as_ref().map(|ledger| ledger.now_ns))
+        .unwrap_or_else(|| Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX))
 }
 
 fn read(function: &'static str, args: &[Value]) -> anyhow::Result<Value> {
@@ -113,15 +175,14 @@ fn read(function: &'static str, args: &[Value]) -> anyhow::Result<Value> {
         let Some(ledger) = current.as_mut() else {
             return Ok(if function == "sum" { Value::from("0") } else { Value::from(0u64) });
         };
-        let total = ledger.total(key, duration).map_err(|e| anyhow::anyhow!("velocity.{function}: {e}"))?;
-        let (value, logged) = match function {
-            "sum" => (Value::from(total.sum.to_string()), serde_json::Value::from(total.sum.to_string())),
-            _ => (Value::from(total.count), serde_json::Value::from(total.count)),
-        };
-        let read = VelocityRead { function, key: key.to_string(), window: window.to_string(), value: logged };
+        let value =
+            ledger.value(function, key, window, duration).map_err(|e| anyhow::anyhow!("velocity.{function}: {e}"))?;
+        let read =
+            VelocityRead { function: function.to_string(), key: key.to_string(), window: window.to_string(), value };
+        let seen = Value::from(read.value.clone());
         if !ledger.reads.contains(&read) {
             ledger.reads.push(read);
         }
-        Ok(value)
+        Ok(seen)
     })
 }

@@ -46,6 +46,11 @@ pub struct Case {
     pub history: Vec<HistoryEvent>,
     /// The request's transaction already held, in this state (a single-request case).
     pub hold: Option<HoldSpec>,
+    /// State reads as a decision recorded them (a case made by `fixture --from-log`): the policy's
+    /// `velocity.*` reads are served from these, and a read not among them fails. Instead of
+    /// `history`, for a single request.
+    #[serde(default)]
+    pub state: Vec<crate::policy::VelocityRead>,
     /// Requests decided one after another against the same store, each a new transaction (fresh
     /// `requestId`/`txId`) unless its patch sets them. Instead of `expect`.
     pub steps: Option<Vec<Step>>,

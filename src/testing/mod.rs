@@ -224,19 +224,49 @@ async fn fixture_case(
             if let Some(patch) = &case.patch {
                 fixtures::merge_patch(&mut base, patch);
             }
-            if let Some(hold) = &case.hold {
-                if steps.is_some() {
+            let hold = match &case.hold {
+                Some(_) if steps.is_some() => {
                     return Err(at("`hold` seeds the hold of a single request, not of steps"));
                 }
-                let request = CosignerRequest::from_payload(kind, base.clone()).map_err(|e| at(&e.to_string()))?;
-                seed_hold(pipeline.state(), hold, &request, received_at).await.map_err(|e| at(&e))?;
-            }
+                Some(spec) => {
+                    let request = CosignerRequest::from_payload(kind, base.clone()).map_err(|e| at(&e.to_string()))?;
+                    let hold = hold_of(spec, &request, received_at);
+                    pipeline.state().put_hold(&hold, 0).await.map_err(|e| at(&format!("hold: {e}")))?;
+                    Some(hold)
+                }
+                None => None,
+            };
             let context = case.context.as_ref();
             let context_at = |received_at| RequestContext {
                 received_at,
                 mode: context.and_then(|c| c.mode).unwrap_or(Mode::Jwt),
                 cosigner_key: Some(context.and_then(|c| c.cosigner_key.clone()).unwrap_or("fixture".into()).into()),
             };
+            if !case.state.is_empty() {
+                // A recorded decision: decided again with exactly the reads it recorded.
+                let (Some(expect), true) = (expect, case.history.is_empty()) else {
+                    return Err(at("`state` replays a single recorded request: no `steps` or `history`"));
+                };
+                let outcome = match CosignerRequest::from_payload(kind, base) {
+                    Err(e) => Outcome::Fail(format!("the request was refused, no decision: {e}")),
+                    Ok(request) => {
+                        let context = context_at(received_at);
+                        let decided = pipeline
+                            .redecide(request, &context, hold.as_ref(), case.state.clone(), None, deadline())
+                            .await;
+                        prints = decided.prints;
+                        judge(expect, &decided.decision)
+                    }
+                };
+                return Ok(TestResult {
+                    name: case.name.clone(),
+                    suite: "fixture",
+                    location: suite.path.display().to_string(),
+                    outcome,
+                    duration: started.elapsed(),
+                    prints,
+                });
+            }
             let one = [Step { name: None, patch: None, now: None, repeat: None, expect: expect_of(expect) }];
             let steps = steps.as_deref().unwrap_or(&one);
             let mut outcome = Outcome::Pass;
@@ -334,19 +364,14 @@ async fn seed(state: &StateStore, history: &[fixtures::HistoryEvent]) -> Result<
     Ok(())
 }
 
-/// Puts the case's hold on its transaction, bound to the request's identity, as if created ten
+/// The case's hold on its transaction, bound to the request's identity, as if created ten
 /// minutes before the request and left by its approvers as the case says.
-async fn seed_hold(
-    state: &StateStore,
-    spec: &fixtures::HoldSpec,
-    request: &CosignerRequest,
-    now: DateTime<Utc>,
-) -> Result<(), String> {
+fn hold_of(spec: &fixtures::HoldSpec, request: &CosignerRequest, now: DateTime<Utc>) -> Hold {
     let minutes = chrono::Duration::minutes;
     let at = timestamp(now - minutes(5));
     let expires = if spec.status == Status::Expired { now - chrono::Duration::seconds(1) } else { now + minutes(45) };
     let decided = matches!(spec.status, Status::Approved | Status::Rejected).then_some(spec.status);
-    let hold = Hold {
+    Hold {
         id: request.ledger_id().to_string(),
         digest: crate::keys::hex(&crate::identity::digest(request.kind, &request.payload)),
         required: spec.required.unwrap_or(2),
@@ -361,8 +386,7 @@ async fn seed_hold(
             .map(|r| Rejection { approver: r.approver.clone(), at: at.clone(), reason: r.reason.clone() })
             .collect(),
         summary: crate::holds::summary(request.kind, &request.payload),
-    };
-    state.put_hold(&hold, 0).await.map_err(|e| format!("hold: {e}")).map(drop)
+    }
 }
 
 fn judge(want: &fixtures::Expect, decision: &crate::decision::Decision) -> Outcome {

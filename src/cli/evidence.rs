@@ -1,0 +1,215 @@
+//! The decision log as evidence: `log verify` (the hash chain), `replay` (what a policy set would
+//! change) and `fixture --from-log` (a record as a test case).
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::config::Settings;
+use crate::policy::{CompileOptions, Fallbacks};
+use crate::replay::{Logged, Replayer, Report};
+
+/// `log verify FILE...`: exit 0 intact, 2 broken, 1 unreadable.
+pub fn verify(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    match crate::log_chain::verify(files)? {
+        Ok(verified) => {
+            let start = if verified.from_genesis { "from its first record" } else { "after rotated-away records" };
+            println!("ok: {} records chained {start}; head {}", verified.records, verified.head);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            eprintln!("broken: {broken}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReplayFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Decision log files, oldest first (e.g. `decisions.jsonl.1 decisions.jsonl`).
+    #[arg(long = "log", required = true, num_args = 1.., value_name = "FILE")]
+    pub logs: Vec<PathBuf>,
+    /// The policy set to decide them with.
+    #[arg(long, value_name = "DIR")]
+    pub policies: PathBuf,
+    #[arg(long, value_enum, default_value = "pretty")]
+    pub format: ReplayFormat,
+    /// Take the entrypoints and fallbacks (policy.on_error, policy.on_timeout) from this
+    /// configuration, as the server that wrote the log had them [default: the defaults].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Examples shown per group of changes (pretty format).
+    #[arg(long, default_value = "3", value_name = "N")]
+    pub examples: usize,
+}
+
+/// Exit codes: 0 nothing changed, 2 something changed (or could not be replayed exactly), 1 the
+/// replay could not run.
+pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let (options, fallbacks) = match &args.config {
+        Some(config) => {
+            let policy = Settings::load_policy(config)?;
+            (policy.compile, Fallbacks { error: policy.on_error, timeout: policy.on_timeout, ..Fallbacks::default() })
+        }
+        None => (CompileOptions::default(), Fallbacks::default()),
+    };
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let started = std::time::Instant::now();
+    let report = runtime.block_on(async {
+        let replayer = Replayer::open(&args.policies, options, fallbacks, threads)
+            .with_context(|| format!("--policies {}", args.policies.display()))?;
+        crate::replay::replay_files(Arc::new(replayer), &args.logs, threads * 2).await
+    });
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: cannot replay: {e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for line in &report.unreadable {
+        eprintln!("warning: {line} (skipped)");
+    }
+    match args.format {
+        ReplayFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        ReplayFormat::Pretty => print!("{}", pretty(&report, &args.policies, args.examples, started.elapsed())),
+    }
+    Ok(if report.is_unchanged() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+fn pretty(report: &Report, dir: &Path, examples: usize, took: std::time::Duration) -> String {
+    let mut out = format!(
+        "replayed {} decisions against {} (revision {}) in {:.1} s: {} changed\n",
+        report.total,
+        dir.display(),
+        report.policy_revision,
+        took.as_secs_f64(),
+        report.changed
+    );
+    let mut groups: BTreeMap<(&str, &str, &str), Vec<&crate::replay::Change>> = BTreeMap::new();
+    for change in &report.changes {
+        let key =
+            (change.before.action.as_str(), change.after.action.as_str(), change.after.reason.as_deref().unwrap_or(""));
+        groups.entry(key).or_default().push(change);
+    }
+    for ((before, after, reason), changes) in &groups {
+        out += &format!("\n  {before} → {after} ×{}: {reason:?}\n", changes.len());
+        for change in changes.iter().take(examples) {
+            out += &format!(
+                "    e.g. decision {} (requestId {}), was {:?}\n",
+                change.decision_id,
+                change.request_id,
+                change.before.reason.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if report.skipped > 0 {
+        out += &format!(
+            "\n{} not replayed: answered by the state store, the decision log or overload, not the policy\n",
+            report.skipped
+        );
+    }
+    if !report.unreplayable.is_empty() {
+        out += &format!("\n{} could not be replayed exactly:\n", report.unreplayable.len());
+        for record in report.unreplayable.iter().take(examples.max(1) * 3) {
+            out += &format!("  decision {} (requestId {}): {}\n", record.decision_id, record.request_id, record.why);
+        }
+    }
+    if report.redacted > 0 {
+        out += &format!(
+            "\nnote: {} records were redacted in the log (decision_log.redact): the replay saw \"{}\" where the policy saw the value\n",
+            report.redacted,
+            crate::decision_log::REDACTED
+        );
+    }
+    out
+}
+
+#[derive(Debug, Args)]
+pub struct FixtureArgs {
+    /// A decision log file.
+    #[arg(long = "from-log", value_name = "FILE")]
+    pub log: PathBuf,
+    /// The decision to make a test case of (`decision_id` of the record).
+    #[arg(long, value_name = "ID")]
+    pub decision_id: String,
+}
+
+/// Prints a fixture file (`*_test.yaml`) with one case: the recorded request as the policy saw it.
+pub fn fixture(args: FixtureArgs) -> anyhow::Result<ExitCode> {
+    let file = std::fs::File::open(&args.log).with_context(|| args.log.display().to_string())?;
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.with_context(|| args.log.display().to_string())?;
+        // Cheap filter first: a log holds many records and only one is wanted.
+        if !line.contains(&args.decision_id) {
+            continue;
+        }
+        if let Ok(Some(logged)) = Logged::parse(&line)
+            && logged.decision_id == args.decision_id
+        {
+            print!("{}", fixture_of(&logged, &line)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    eprintln!("error: no decision {} in {}", args.decision_id, args.log.display());
+    Ok(ExitCode::from(1))
+}
+
+fn fixture_of(logged: &Logged, line: &str) -> anyhow::Result<String> {
+    let (request, context) = logged.request().map_err(anyhow::Error::msg)?;
+    let record: Value = serde_json::from_str(line)?;
+    let mut case = json!({
+        "name": format!("decision {} (requestId {})", logged.decision_id, logged.request_id),
+        "now": context.received_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        "context": {"mode": context.mode, "cosigner_key": context.cosigner_key.as_deref()},
+        "request": Value::Object(request.payload),
+    });
+    if !logged.state.reads.is_empty() {
+        case["state"] = serde_json::to_value(&logged.state.reads)?;
+    }
+    if let Some(hold) = logged.input["context"].get("hold") {
+        let rejections: Vec<Value> = hold["rejections"]
+            .as_array()
+            .map(|r| r.iter().map(|r| json!({"approver": r["approver"], "reason": r["reason"]})).collect())
+            .unwrap_or_default();
+        let approvals: Vec<Value> =
+            hold["approvals"].as_array().map(|a| a.iter().map(|a| a["approver"].clone()).collect()).unwrap_or_default();
+        case["hold"] = json!({"status": hold["status"], "required": hold["required"], "approvals": approvals,
+            "rejections": rejections, "reason": hold["reason"]});
+    }
+    case["expect"] = json!({"action": logged.answered.action});
+    if let Some(reason) = &logged.answered.reason {
+        case["expect"]["reason"] = json!(reason);
+    }
+    let file = json!({"kind": logged.kind, "cases": [case]});
+    let mut out = format!(
+        "# Made by cosigner-guard fixture --from-log from decision {} ({} at {}, policy revision {}, source {}).\n",
+        logged.decision_id,
+        logged.answered.action.as_str(),
+        record["timestamp"].as_str().unwrap_or("?"),
+        record["policy_revision"].as_str().unwrap_or("?"),
+        logged.source
+    );
+    if logged.is_redacted() {
+        out += &format!(
+            "# Redacted: the log replaced some request fields with \"{}\" (decision_log.redact); this case\n\
+             # sees the placeholder, not the values the policy saw.\n",
+            crate::decision_log::REDACTED
+        );
+    }
+    out += &yaml_serde::to_string(&file)?;
+    Ok(out)
+}

@@ -1,0 +1,143 @@
+//! The decision log as a test oracle: `replay` re-decides logged decisions with what the policy saw
+//! then (input, receipt time, state reads), and `fixture --from-log` turns a record into a case.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{BIN, Spec, TestServer, decide, payload, spawn};
+use serde_json::Value;
+
+/// Transfers up to `max` ETH each, 10 ETH an hour in all; the hourly refusal names the instant
+/// `time.now_ns()` gave, so a replay that does not pin the clock changes its reason.
+fn limits(max: u32) -> String {
+    format!(
+        r#"
+default decision := {{"action": "REJECT", "reason": "no rule"}}
+amount := to_number(input.request.amountStr)
+spent := to_number(velocity.sum("eth", "1h"))
+decision := {{"action": "APPROVE", "record": [{{"key": "eth", "amount": input.request.amountStr}}]}} if {{
+	amount <= {max}
+	spent + amount <= 10
+}}
+decision := {{"action": "REJECT", "reason": sprintf("over the hourly limit at %d", [time.now_ns()])}} if {{
+	amount <= {max}
+	spent + amount > 10
+}}
+decision := {{"action": "REJECT", "reason": "over {max} ETH"}} if amount > {max}
+"#
+    )
+}
+
+/// A server on `limits(5)`, logging durably, that decided transfers of these amounts in order.
+async fn logged_transfers(amounts: &[&str]) -> TestServer {
+    let server =
+        spawn(Spec::both(&limits(5)).decision_log("sink = \"file\"\npath = \"decisions.jsonl\"\ndurable = true")).await;
+    for (n, amount) in amounts.iter().enumerate() {
+        let mut tx = payload("eth_transfer.json");
+        tx["requestId"] = format!("r-{n}").into();
+        tx["txId"] = format!("t-{n}").into();
+        tx["amountStr"] = (*amount).into();
+        decide(&server, "jwt", "tx_sign_request", &tx).await;
+    }
+    server
+}
+
+fn run(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).args(args).current_dir(dir).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn replay_json(server: &TestServer, policies: &str) -> (Option<i32>, Value) {
+    let (code, stdout, stderr) =
+        run(&["replay", "--log", "decisions.jsonl", "--policies", policies, "--format", "json"], server.dir.path());
+    (code, serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}")))
+}
+
+/// A candidate set beside the server's: `rego` decides transactions (and configuration changes).
+fn candidate(server: &TestServer, rego: &str) -> String {
+    let dir = server.dir.path().join("candidate");
+    for (file, package) in [("tx.rego", "transaction"), ("cc.rego", "config_change")] {
+        common::write(&dir.join(file), &format!("package cosigner.{package}\nimport rego.v1\n{rego}"));
+    }
+    dir.display().to_string()
+}
+
+const AMOUNTS: [&str; 7] = ["1", "3", "4", "2", "7", "1", "2"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replaying_against_the_set_that_wrote_the_log_changes_nothing_even_with_time_and_state() {
+    let server = logged_transfers(&AMOUNTS).await;
+    let actions: Vec<Value> = server.decision_records().iter().map(|r| r["action"].clone()).collect();
+    let expected = ["APPROVE", "APPROVE", "APPROVE", "APPROVE", "REJECT", "REJECT", "REJECT"];
+    assert_eq!(actions, expected, "the log is what the limits decided");
+    // Later, with the store full and the clock moved on: only the record can give the same answers.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let (code, report) = replay_json(&server, "policies");
+    assert_eq!((report["total"].as_u64(), report["changed"].as_u64()), (Some(7), Some(0)), "{report}");
+    assert_eq!(code, Some(0), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_against_a_stricter_candidate_reports_exactly_the_decisions_it_changes() {
+    let server = logged_transfers(&AMOUNTS).await;
+    let (code, report) = replay_json(&server, &candidate(&server, &limits(3)));
+    assert_eq!(code, Some(2), "a change is a failing gate: {report}");
+    assert_eq!((report["total"].as_u64(), report["changed"].as_u64()), (Some(7), Some(2)), "{report}");
+    let changes: Vec<(String, String, String, String)> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+            (s(&c["requestId"]), s(&c["before"]["action"]), s(&c["after"]["action"]), s(&c["after"]["reason"]))
+        })
+        .collect();
+    let want = |r: &str, b: &str, a: &str, why: &str| (r.to_string(), b.to_string(), a.to_string(), why.to_string());
+    assert_eq!(
+        changes,
+        [want("r-2", "APPROVE", "REJECT", "over 3 ETH"), want("r-4", "REJECT", "REJECT", "over 3 ETH")],
+        "the 4 ETH approval and the reason of the 7 ETH refusal; the rest are decided as before"
+    );
+    let decision_ids: Vec<&Value> = report["changes"].as_array().unwrap().iter().map(|c| &c["decision_id"]).collect();
+    let records = server.decision_records();
+    assert_eq!(decision_ids, [&records[2]["decision_id"], &records[4]["decision_id"]]);
+
+    let (_, pretty, _) = run(&["replay", "--log", "decisions.jsonl", "--policies", "candidate"], server.dir.path());
+    assert!(pretty.contains("7 decisions") && pretty.contains("APPROVE → REJECT ×1"), "{pretty}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_candidate_reading_state_the_record_lacks_is_not_called_unchanged() {
+    let server = logged_transfers(&["1"]).await;
+    let rego = r#"decision := {"action": "APPROVE"} if velocity.count("btc", "24h") < 5"#;
+    let (code, report) = replay_json(&server, &candidate(&server, rego));
+    assert_eq!(code, Some(2), "{report}");
+    assert_eq!(report["unreplayable"][0]["requestId"], "r-0", "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fixture_made_from_a_record_passes_with_its_time_and_state() {
+    let server = logged_transfers(&AMOUNTS).await;
+    let record = &server.decision_records()[5]; // refused by the hourly limit: reads state and the clock
+    let id = record["decision_id"].as_str().unwrap();
+    let (code, yaml, stderr) =
+        run(&["fixture", "--from-log", "decisions.jsonl", "--decision-id", id], server.dir.path());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(yaml.contains("state:") && yaml.contains("REJECT"), "{yaml}");
+    common::write(&server.policy_dir().join("incident_test.yaml"), &yaml);
+    let (code, out, err) = run(&["test", "policies", "--format", "json"], server.dir.path());
+    assert_eq!(code, Some(0), "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert!(out.contains(id) && report["summary"]["passed"] == 1, "{out}");
+
+    let (code, _, stderr) =
+        run(&["fixture", "--from-log", "decisions.jsonl", "--decision-id", "nope"], server.dir.path());
+    assert_eq!(code, Some(1), "{stderr}");
+}
