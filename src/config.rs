@@ -181,6 +181,7 @@ impl Default for RawProtocol {
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     dir: Option<PathBuf>,
+    candidate_dir: Option<PathBuf>,
     transaction_entrypoint: Option<String>,
     config_change_entrypoint: Option<String>,
     #[serde(default)]
@@ -266,6 +267,8 @@ pub struct ProtocolSettings {
 #[derive(Debug, Clone)]
 pub struct PolicySettings {
     pub dir: PathBuf,
+    /// A candidate set decided in the shadow of the active one (see `shadow`).
+    pub candidate_dir: Option<PathBuf>,
     pub compile: CompileOptions,
     pub on_error: FallbackAction,
     pub on_timeout: FallbackAction,
@@ -500,6 +503,10 @@ fn resolve_policy(
     Ok(PolicySettings {
         dir: std::path::absolute(at(raw.dir.as_deref().unwrap_or(Path::new("policies"))))
             .map_err(|e| key_error("policy.dir", e))?,
+        candidate_dir: match &raw.candidate_dir {
+            Some(dir) => Some(std::path::absolute(at(dir)).map_err(|e| key_error("policy.candidate_dir", e))?),
+            None => None,
+        },
         compile: CompileOptions {
             entrypoints: Entrypoints {
                 transaction: raw.transaction_entrypoint.unwrap_or(defaults.transaction),

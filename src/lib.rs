@@ -27,6 +27,7 @@ pub mod rawtx;
 pub mod replay;
 pub mod request;
 pub mod server;
+pub mod shadow;
 pub mod simulator;
 pub mod state;
 pub mod telemetry;

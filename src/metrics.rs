@@ -32,6 +32,8 @@ pub struct Metrics {
     holds: Family<Labels1, Gauge>,
     verdicts: Family<Labels1, Counter>,
     notifications: Family<Labels1, Counter>,
+    /// Shadow evaluations, disagreements, dropped requests.
+    shadow: [Counter; 3],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -99,6 +101,15 @@ impl Metrics {
         registry.register("hold_verdicts", "Approvers' verdicts received, by outcome", verdicts.clone());
         let notifications = Family::<Labels1, Counter>::default();
         registry.register("hold_notifications", "Hold notifications, by result", notifications.clone());
+        let shadow: [Counter; 3] = Default::default();
+        let described = [
+            ("shadow_evaluations", "Requests also decided by the candidate policy set ([policy] candidate_dir)"),
+            ("shadow_disagreements", "Shadow evaluations whose action or reason differs from the answer given"),
+            ("shadow_dropped", "Requests not shadowed: the candidate's queue was full (it never delays an answer)"),
+        ];
+        for ((name, help), counter) in described.into_iter().zip(&shadow) {
+            registry.register(name, help, counter.clone());
+        }
         Self {
             registry,
             decisions,
@@ -116,7 +127,23 @@ impl Metrics {
             holds,
             verdicts,
             notifications,
+            shadow,
         }
+    }
+
+    /// A shadow evaluation, and whether the candidate disagreed.
+    pub fn shadowed(&self, disagreed: bool) {
+        self.shadow[0].inc();
+        self.shadow[1].inc_by(u64::from(disagreed));
+    }
+
+    pub fn shadow_dropped(&self) {
+        self.shadow[2].inc();
+    }
+
+    /// (evaluations, disagreements, dropped) so far.
+    pub fn shadow_counts(&self) -> (u64, u64, u64) {
+        (self.shadow[0].get(), self.shadow[1].get(), self.shadow[2].get())
     }
 
     /// How many holds are in each status; every status appears, zero included.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{BIN, Spec, TestServer, decide, payload, spawn};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Transfers up to `max` ETH each, 10 ETH an hour in all; the hourly refusal names the instant
 /// `time.now_ns()` gave, so a replay that does not pin the clock changes its reason.
@@ -140,4 +140,78 @@ async fn a_fixture_made_from_a_record_passes_with_its_time_and_state() {
     let (code, _, stderr) =
         run(&["fixture", "--from-log", "decisions.jsonl", "--decision-id", "nope"], server.dir.path());
     assert_eq!(code, Some(1), "{stderr}");
+}
+
+fn write_candidate(dir: &Path, max: u32) {
+    for (file, package) in [("tx.rego", "transaction"), ("cc.rego", "config_change")] {
+        common::write(&dir.join(file), &format!("package cosigner.{package}\nimport rego.v1\n{}", limits(max)));
+    }
+}
+
+async fn admin_text(admin: std::net::SocketAddr, path: &str) -> String {
+    let target = cosigner_guard::simulator::Target::new(&format!("http://{admin}"), None).await.unwrap();
+    let (_, body) = target.connect().await.unwrap().get(path).await.unwrap();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+async fn shadow_status(admin: std::net::SocketAddr) -> Value {
+    serde_json::from_str::<Value>(&admin_text(admin, "/status").await).unwrap()["shadow"].clone()
+}
+
+/// Waits until `/status` says `field` is no longer `from`.
+async fn shadow_moved(admin: std::net::SocketAddr, field: &str, from: &Value) -> Value {
+    for _ in 0..400 {
+        let now = shadow_status(admin).await;
+        if now.pointer(field) != Some(from) {
+            return now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the shadow's {field} stayed {from}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shadow_counts_the_candidates_disagreements_without_changing_an_answer_and_reloads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let candidate = dir.path().join("candidate");
+    write_candidate(&candidate, 3);
+    let spec = Spec::both(&limits(5))
+        .policy("candidate_dir = \"candidate\"")
+        .decision_log("sink = \"file\"\npath = \"decisions.jsonl\"\ndurable = true");
+    let server = common::spawn_in(spec, dir).await;
+    let send = |n: usize, amount: &str| {
+        let mut tx = payload("eth_transfer.json");
+        tx["requestId"] = format!("r-{n}").into();
+        tx["txId"] = format!("t-{n}").into();
+        tx["amountStr"] = amount.into();
+        tx
+    };
+    let mut answers = Vec::new();
+    for (n, amount) in AMOUNTS.iter().enumerate() {
+        answers.push(decide(&server, "jwt", "tx_sign_request", &send(n, amount)).await["action"].clone());
+    }
+    let active = ["APPROVE", "APPROVE", "APPROVE", "APPROVE", "REJECT", "REJECT", "REJECT"];
+    assert_eq!(answers, active, "the active set answers, whatever the candidate says");
+
+    let mut status = shadow_status(server.admin).await;
+    while status["evaluations"] != 7 {
+        status = shadow_moved(server.admin, "/evaluations", &status["evaluations"]).await;
+    }
+    assert_eq!(status["disagreements"], 2, "{status}");
+    let disagreements: Vec<Value> =
+        server.decision_records().into_iter().filter(|r| r["event"] == "shadow_disagreement").collect();
+    let ids: Vec<&Value> = disagreements.iter().map(|r| &r["requestId"]).collect();
+    assert_eq!(ids, ["r-2", "r-4"], "{disagreements:?}");
+    assert_eq!(disagreements[0]["candidate"]["reason"], "over 3 ETH");
+    let metrics = admin_text(server.admin, "/metrics").await;
+    for line in ["cosigner_guard_shadow_evaluations_total 7", "cosigner_guard_shadow_disagreements_total 2"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+
+    // The candidate reloads like the active set: now it agrees.
+    write_candidate(&candidate, 5);
+    shadow_moved(server.admin, "/candidate/revision", &status["candidate"]["revision"]).await;
+    decide(&server, "jwt", "tx_sign_request", &send(7, "4")).await;
+    let status = shadow_moved(server.admin, "/evaluations", &json!(7)).await;
+    assert_eq!(status["disagreements"], 2, "the reloaded candidate agrees: {status}");
 }

@@ -116,6 +116,10 @@ impl PolicyStore {
         &self.dir
     }
 
+    pub fn options(&self) -> &CompileOptions {
+        &self.options
+    }
+
     /// The snapshot a request must use from start to end.
     pub fn active(&self) -> Arc<PolicySnapshot> {
         self.active.load_full()

@@ -24,6 +24,7 @@ use crate::holds::Status;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
+use crate::shadow::Shadow;
 
 pub struct AdminState {
     modes: Vec<&'static str>,
@@ -32,6 +33,8 @@ pub struct AdminState {
     notifier: Notifier,
     /// Set once the policies are loaded and the decision log is open.
     loaded: OnceLock<(Arc<Pipeline>, Arc<DecisionLog>)>,
+    /// Set when a candidate set is shadowed.
+    shadow: OnceLock<Arc<Shadow>>,
     listening: AtomicBool,
 }
 
@@ -48,12 +51,16 @@ impl AdminState {
             metrics,
             notifier,
             loaded: OnceLock::new(),
+            shadow: OnceLock::new(),
             listening: AtomicBool::new(false),
         })
     }
 
-    pub fn set_loaded(&self, pipeline: Arc<Pipeline>, log: Arc<DecisionLog>) {
+    pub fn set_loaded(&self, pipeline: Arc<Pipeline>, log: Arc<DecisionLog>, shadow: Option<Arc<Shadow>>) {
         let _ = self.loaded.set((pipeline, log));
+        if let Some(shadow) = shadow {
+            let _ = self.shadow.set(shadow);
+        }
     }
 
     pub fn loaded(&self) -> Option<&(Arc<Pipeline>, Arc<DecisionLog>)> {
@@ -163,6 +170,7 @@ async fn status(State(state): State<Arc<AdminState>>) -> Response {
                 .collect::<Vec<_>>(),
         },
         "tls_certificate_fingerprint": state.tls.as_ref().map(|t| t.fingerprint()),
+        "shadow": state.shadow.get().map(|shadow| shadow.status()),
     }))
     .into_response()
 }

@@ -24,6 +24,7 @@ use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
 use crate::policy::watch::{self, Watch, WatchedPath};
 use crate::policy::{CompileOptions, Evaluator, Fallbacks, PolicyStore};
+use crate::shadow::Shadow;
 use crate::state::StateStore;
 use admin::{Admin, AdminState};
 use listener::Connections;
@@ -99,8 +100,22 @@ impl Server {
             state.clone(),
             holds,
         ));
+        let shadow = match &policy.candidate_dir {
+            Some(dir) => {
+                let (path, options) = (dir.clone(), policy.compile.clone());
+                let candidate = tokio::task::spawn_blocking(move || PolicyStore::open(&path, options))
+                    .await?
+                    .with_context(|| format!("policy.candidate_dir {}", dir.display()))?;
+                let shadow =
+                    Shadow::start(Arc::new(candidate), fallbacks, state.clone(), log.clone(), metrics.clone())?;
+                tracing::info!(revision = %shadow.policy().active().revision, "shadowing the active policy set with a candidate");
+                Some(Arc::new(shadow))
+            }
+            None => None,
+        };
         let callback = routes::Callback {
             pipeline: pipeline.clone(),
+            shadow: shadow.clone(),
             log: log.clone(),
             metrics,
             notifier,
@@ -139,10 +154,14 @@ impl Server {
             );
         }
         let pairs = server.tls.iter().chain(admin_certs.iter()).cloned().collect();
-        on_sighup(Arc::clone(&store), pairs, log.clone());
+        let candidate = shadow.as_ref().map(|shadow| shadow.policy().clone());
+        on_sighup(std::iter::once(&store).chain(&candidate).cloned().collect(), pairs, log.clone());
         let mut watches = Vec::new();
         if !policy_paths.is_empty() {
             watches.push(watch_policies(&store, policy_paths, reload.debounce)?);
+        }
+        if let Some(candidate) = candidate.as_ref().filter(|_| reload.watch) {
+            watches.push(watch_policies(candidate, policy_watch_paths(candidate.dir()), reload.debounce)?);
         }
         if let Some(certs) = &server.tls
             && !cert_paths.is_empty()
@@ -152,7 +171,7 @@ impl Server {
         if let Some(certs) = admin_certs.as_ref().filter(|_| reload.watch) {
             watches.push(watch_certificates(certs, certificate_watch_paths(certs), reload.debounce)?);
         }
-        admin_state.set_loaded(pipeline, log.clone());
+        admin_state.set_loaded(pipeline, log.clone(), shadow);
         let connections = Connections {
             max: server.max_connections,
             read_timeout: server.read_timeout,
@@ -252,7 +271,7 @@ fn certificate_watch_paths(certs: &CertificateStore) -> Vec<WatchedPath> {
 
 /// SIGHUP, as operators and logrotate send it: reload the policies and the TLS pairs now, and start
 /// a new decision log file at the configured path (logrotate renamed the old one).
-fn on_sighup(store: Arc<PolicyStore>, pairs: Vec<Arc<CertificateStore>>, log: Arc<DecisionLog>) {
+fn on_sighup(stores: Vec<Arc<PolicyStore>>, pairs: Vec<Arc<CertificateStore>>, log: Arc<DecisionLog>) {
     tokio::spawn(async move {
         let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
             tracing::warn!("cannot listen for SIGHUP");
@@ -261,9 +280,9 @@ fn on_sighup(store: Arc<PolicyStore>, pairs: Vec<Arc<CertificateStore>>, log: Ar
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the policies and certificates, reopening the decision log");
             log.reopen().await;
-            let (store, pairs) = (Arc::clone(&store), pairs.clone());
+            let (stores, pairs) = (stores.clone(), pairs.clone());
             let _ = tokio::task::spawn_blocking(move || {
-                store.reload("sighup");
+                stores.iter().for_each(|store| drop(store.reload("sighup")));
                 pairs.iter().for_each(|pair| reload_certificates(pair));
             })
             .await;

@@ -24,7 +24,9 @@ use crate::holds::HoldTrace;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::{Pipeline, Refusal, StateTrace};
+use crate::replay::{Answered, Logged, LoggedState};
 use crate::request::RequestKind;
+use crate::shadow::Shadow;
 
 /// Bounds on one request.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +40,8 @@ pub struct Limits {
 
 pub struct Callback {
     pub pipeline: Arc<Pipeline>,
+    /// Decides each decided request again with a candidate set, after the answer.
+    pub shadow: Option<Arc<Shadow>>,
     pub log: Arc<DecisionLog>,
     pub metrics: Arc<Metrics>,
     /// Tells the hold webhook about holds decisions create.
@@ -207,6 +211,17 @@ impl Callback {
 
         if let Some(hold) = &evaluated.created_hold {
             self.notifier.hold_event("hold_created", hold);
+        }
+        if let Some(shadow) = &self.shadow {
+            shadow.offer(Logged {
+                decision_id: decision_id.to_string(),
+                request_id: request_id.clone(),
+                kind,
+                answered: Answered::from(&decision),
+                source: decision.source.to_string(),
+                state: LoggedState { reads: evaluated.state.reads },
+                input: evaluated.input,
+            });
         }
         self.metrics.decided(kind, &decision, started.elapsed().as_secs_f64());
         tracing::info!(
