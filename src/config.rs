@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::decision::FallbackAction;
-use crate::decision_log::{DecisionLogSettings, Sink};
+use crate::decision_log::{Checkpoints, DecisionLogSettings, Sink};
 use crate::envelope::Mode;
 use crate::holds::{ApproverKey, HoldSettings};
 use crate::keys::{CosignerKey, CosignerKeyring, HandlerKey, SigningAlgorithm};
@@ -26,6 +26,8 @@ pub const DEFAULT_EVAL_TIMEOUT_MS: u64 = 5_000;
 pub const MAX_EVAL_TIMEOUT_MS: u64 = 25_000;
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_DEBOUNCE_MS: u64 = 300;
+/// A signed checkpoint after this many decision-log records (`decision_log.checkpoint_every`).
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
 pub const DEFAULT_RELOAD_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,8 @@ struct RawDecisionLog {
     durable: bool,
     #[serde(default)]
     redact: Vec<String>,
+    checkpoint_every: Option<u64>,
+    checkpoint_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -302,11 +306,12 @@ impl Settings {
             return Err(key_error("reload.debounce_ms", "must be between 1 and 10000"));
         }
         let admin = resolve_admin(raw.admin, &at, &mut warnings)?;
+        let signing_key = (raw.protocol.signing_key.clone(), raw.protocol.signing_algorithm);
         Ok(Self {
             server: resolve_server(raw.server, &at, &mut warnings)?,
             protocol: resolve_protocol(raw.protocol, &at, &mut warnings)?,
             policy: resolve_policy(raw.policy, &at, load_timeout(&raw.reload)?)?,
-            decision_log: resolve_decision_log(raw.decision_log, &at)?,
+            decision_log: resolve_decision_log(raw.decision_log, &signing_key, &at, &mut warnings)?,
             state: resolve_state(raw.state, &at)?,
             holds: resolve_holds(raw.holds, &at, &mut warnings)?,
             log: LogSettings { format: raw.log.format, level: raw.log.level },
@@ -525,7 +530,9 @@ fn resolve_policy(
 
 fn resolve_decision_log(
     raw: RawDecisionLog,
+    (handler_key, algorithm): &(Option<PathBuf>, SigningAlgorithm),
     at: &impl Fn(&Path) -> PathBuf,
+    warnings: &mut Vec<String>,
 ) -> Result<DecisionLogSettings, ConfigError> {
     let sink = match (raw.sink.as_deref().unwrap_or("stdout"), raw.path) {
         _ if !raw.enabled.unwrap_or(true) => Sink::Off,
@@ -549,7 +556,28 @@ fn resolve_decision_log(
             ));
         }
     }
-    Ok(DecisionLogSettings { sink, durable: raw.durable, redact: raw.redact })
+    // Signed checkpoints, by the handler's key unless another is named; only a file has a chain.
+    let every = raw.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY);
+    let checkpoints = match (&sink, raw.checkpoint_key.as_ref().or(handler_key.as_ref())) {
+        (Sink::File { .. }, Some(path)) if every > 0 => {
+            let setting =
+                if raw.checkpoint_key.is_some() { "decision_log.checkpoint_key" } else { "protocol.signing_key" };
+            let pem = read_key_material(setting, path, at, true, warnings)?;
+            let key = HandlerKey::from_pem_for(&pem, *algorithm)
+                .or_else(|_| HandlerKey::from_pem_for(&pem, SigningAlgorithm::Es256))
+                .or_else(|_| HandlerKey::from_pem_for(&pem, SigningAlgorithm::Rs256))
+                .map_err(|e| key_error(setting, e))?;
+            Some(Checkpoints { key: std::sync::Arc::new(key), every })
+        }
+        (Sink::File { .. }, None) if raw.checkpoint_every.is_some_and(|n| n > 0) => {
+            return Err(key_error(
+                "decision_log.checkpoint_every",
+                "needs a key to sign with: decision_log.checkpoint_key or protocol.signing_key",
+            ));
+        }
+        _ => None,
+    };
+    Ok(DecisionLogSettings { sink, durable: raw.durable, redact: raw.redact, checkpoints })
 }
 
 fn resolve_state(raw: RawState, at: &impl Fn(&Path) -> PathBuf) -> Result<StateSettings, ConfigError> {

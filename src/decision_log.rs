@@ -43,11 +43,20 @@ pub struct DecisionLogSettings {
     pub durable: bool,
     /// JSON pointers into the input document whose values are replaced; `*` matches any key or index.
     pub redact: Vec<String>,
+    /// Signed checkpoints of the file's hash chain (see `log_chain`).
+    pub checkpoints: Option<Checkpoints>,
+}
+
+/// A checkpoint — the chain's head signed with `key` — after every `every` records, and at close.
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    pub key: Arc<crate::keys::HandlerKey>,
+    pub every: u64,
 }
 
 impl Default for DecisionLogSettings {
     fn default() -> Self {
-        Self { sink: Sink::Stdout, durable: false, redact: Vec::new() }
+        Self { sink: Sink::Stdout, durable: false, redact: Vec::new(), checkpoints: None }
     }
 }
 
@@ -89,7 +98,7 @@ impl DecisionLog {
         if settings.sink == Sink::Off {
             return Ok(Self { queue: None, durable: false, redact, healthy });
         }
-        let writer = Writer::open(&settings.sink, settings.durable)?;
+        let writer = Writer::open(settings)?;
         let (queue, records) = mpsc::channel(QUEUE_DEPTH);
         let flag = Arc::clone(&healthy);
         std::thread::Builder::new().name("decision-log".into()).spawn(move || writer.run(records, &flag, &metrics))?;
@@ -172,6 +181,9 @@ struct Writer {
     failing_since: Option<String>,
     /// The hash of the last record written to the file: the next one's `prev` (see `log_chain`).
     prev: String,
+    checkpoints: Option<Checkpoints>,
+    /// Records written since the last checkpoint.
+    unsigned: u64,
 }
 
 enum Output {
@@ -180,14 +192,23 @@ enum Output {
 }
 
 impl Writer {
-    fn open(sink: &Sink, durable: bool) -> std::io::Result<Self> {
+    fn open(settings: &DecisionLogSettings) -> std::io::Result<Self> {
+        let (sink, durable) = (&settings.sink, settings.durable);
         // The chain continues from the last record on disk, across restarts and rotations.
         let prev = match sink {
             Sink::File { path, .. } => crate::log_chain::head(&[path.clone(), numbered(path, 1)])?,
             Sink::Off | Sink::Stdout => None,
         };
         let prev = prev.unwrap_or_else(|| crate::log_chain::GENESIS.to_string());
-        let mut writer = Self { sink: sink.clone(), durable, out: None, failing_since: None, prev };
+        let mut writer = Self {
+            sink: sink.clone(),
+            durable,
+            out: None,
+            failing_since: None,
+            prev,
+            checkpoints: settings.checkpoints.clone(),
+            unsigned: 0,
+        };
         writer.out = Some(writer.open_output()?);
         Ok(writer)
     }
@@ -256,6 +277,12 @@ impl Writer {
                 let _ = ack.send(result.clone());
             }
             if let Some(ack) = close {
+                // The head at a clean stop is signed too, so nothing written is left uncovered.
+                if self.unsigned > 0
+                    && let Err(error) = self.write_batch(&[])
+                {
+                    tracing::error!(%error, "the decision log's closing checkpoint could not be written");
+                }
                 let _ = ack.send(());
                 return;
             }
@@ -273,16 +300,18 @@ impl Writer {
         line
     }
 
-    /// Writes, flushes and (durable) syncs one batch.
+    /// Writes, flushes and (durable) syncs one batch, with the checkpoints that fall in it; an
+    /// empty batch writes a checkpoint if records are unsigned (closing).
     fn write_batch(&mut self, lines: &[Vec<u8>]) -> std::io::Result<()> {
-        if lines.is_empty() {
+        let closing = lines.is_empty();
+        if closing && (self.unsigned == 0 || self.checkpoints.is_none()) {
             return Ok(());
         }
         let mut out = match self.out.take() {
             Some(out) => out,
             None => self.open_output()?,
         };
-        let (durable, mut prev) = (self.durable, self.prev.clone());
+        let (durable, mut prev, mut unsigned) = (self.durable, self.prev.clone(), self.unsigned);
         let result = (|| match &mut out {
             Output::Stdout(stdout) => {
                 let mut lock = stdout.lock();
@@ -292,11 +321,25 @@ impl Writer {
                 lock.flush()
             }
             Output::File { file, written } => {
-                for line in lines {
-                    let (sealed, hash) = crate::log_chain::seal(&prev, line);
-                    file.write_all(&sealed)?;
+                let mut seal = |line: &[u8], prev: &mut String| {
+                    let (sealed, hash) = crate::log_chain::seal(prev, line);
                     *written += sealed.len() as u64;
-                    prev = hash;
+                    *prev = hash;
+                    file.write_all(&sealed)
+                };
+                for line in lines {
+                    seal(line, &mut prev)?;
+                    unsigned += 1;
+                    if let Some(checkpoints) = &self.checkpoints
+                        && unsigned >= checkpoints.every
+                    {
+                        seal(&crate::log_chain::checkpoint(&checkpoints.key, &prev, unsigned)?, &mut prev)?;
+                        unsigned = 0;
+                    }
+                }
+                if let Some(checkpoints) = self.checkpoints.as_ref().filter(|_| closing) {
+                    seal(&crate::log_chain::checkpoint(&checkpoints.key, &prev, unsigned)?, &mut prev)?;
+                    unsigned = 0;
                 }
                 file.flush()?;
                 if durable {
@@ -308,6 +351,7 @@ impl Writer {
         // On an error the output is dropped, and reopened with the next batch.
         result?;
         self.prev = prev;
+        self.unsigned = unsigned;
         self.out = Some(out);
         self.rotate_if_full()
     }

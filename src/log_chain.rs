@@ -6,13 +6,23 @@
 //! ```
 //!
 //! so a record edited, deleted, inserted or moved breaks the chain at the line where it happened,
-//! across rotations and restarts (the writer continues from the last record on disk). What it does
-//! not prove: that nobody rewrote the file from some record to its end, hashes included, nor that
-//! records were cut off at the end — for those, keep the head hash (`log verify` prints it)
-//! somewhere the log's host cannot change.
+//! across rotations and restarts (the writer continues from the last record on disk).
+//!
+//! The chain alone does not prove that nobody rewrote the file from some record to its end, hashes
+//! included, nor that records were cut off at the end. Checkpoints narrow that: every
+//! `decision_log.checkpoint_every` records (and at a clean stop) the writer adds a record
+//! `{"event": "checkpoint", "head": <the hash before it>, "signature": <JWS of {head, at}>}` signed
+//! with the handler's key (or `decision_log.checkpoint_key`), so `log verify --key` proves every
+//! record up to the last checkpoint was written by a holder of that key. Records after the last
+//! checkpoint, and anything a holder of the key writes, remain unproven: keep the key where the
+//! log's host cannot read it if the host itself is not trusted, or copy the head elsewhere.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::HandlerKey;
 
 /// The `prev` of the first record ever written.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -40,6 +50,70 @@ pub fn seal(prev: &str, record: &[u8]) -> (Vec<u8>, String) {
     }
     line.extend_from_slice(format!("\"prev\":\"{prev}\",\"hash\":\"{hash}\"}}\n").as_bytes());
     (line, hash)
+}
+
+/// What a checkpoint's signature covers.
+#[derive(Serialize, Deserialize)]
+struct Signed {
+    head: String,
+    at: String,
+}
+
+/// A checkpoint record (`event` first, so a reader can tell one cheaply).
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    event: String,
+    at: String,
+    /// Records since the previous checkpoint.
+    records: u64,
+    head: String,
+    /// The signing key's SHA-256 fingerprint.
+    key: String,
+    signature: String,
+}
+
+const CHECKPOINT_START: &str = "{\"event\":\"checkpoint\"";
+
+/// The checkpoint record (unsealed) for the chain's `head`, signed with `key`.
+pub fn checkpoint(key: &HandlerKey, head: &str, records: u64) -> std::io::Result<Vec<u8>> {
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let signed = Signed { head: head.to_string(), at: at.clone() };
+    let signature = crate::envelope::jwt::sign_compact(&signed, key).map_err(std::io::Error::other)?;
+    let record = Checkpoint {
+        event: "checkpoint".into(),
+        at,
+        records,
+        head: head.to_string(),
+        key: key.fingerprint().to_string(),
+        signature,
+    };
+    serde_json::to_vec(&record).map_err(std::io::Error::other)
+}
+
+/// The public key checkpoints are verified with (`log verify --key`).
+pub struct CheckpointKey {
+    key: jsonwebtoken::DecodingKey,
+    algorithm: jsonwebtoken::Algorithm,
+}
+
+impl CheckpointKey {
+    /// An RSA (RS256) or P-256 (ES256) public key in PEM.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        use jsonwebtoken::{Algorithm, DecodingKey};
+        match (DecodingKey::from_rsa_pem(pem), DecodingKey::from_ec_pem(pem)) {
+            (Ok(key), _) => Ok(Self { key, algorithm: Algorithm::RS256 }),
+            (_, Ok(key)) => Ok(Self { key, algorithm: Algorithm::ES256 }),
+            (Err(e), _) => Err(format!("not an RSA or P-256 public key: {e}")),
+        }
+    }
+
+    /// Whether `signature` is this key's signature of `head`.
+    fn signed(&self, signature: &str, head: &str) -> bool {
+        let mut validation = jsonwebtoken::Validation::new(self.algorithm);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        jsonwebtoken::decode::<Signed>(signature, &self.key, &validation).is_ok_and(|token| token.claims.head == head)
+    }
 }
 
 /// A sealed line's record (as it was hashed), `prev` and `hash`; `None` if it carries no seal.
@@ -90,6 +164,15 @@ fn last_line(path: &Path) -> std::io::Result<Option<String>> {
     Ok((!trimmed.is_empty()).then(|| String::from_utf8_lossy(trimmed).into_owned()))
 }
 
+/// The last checkpoint of the files, and what follows it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LastCheckpoint {
+    pub file: PathBuf,
+    pub line: usize,
+    /// Records written after it: not covered by a signature.
+    pub records_after: usize,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct Verified {
     pub records: usize,
@@ -98,6 +181,9 @@ pub struct Verified {
     /// Whether the first record is the first ever (`prev` = [`GENESIS`]), or the files start after
     /// records that were rotated away.
     pub from_genesis: bool,
+    /// Checkpoints found (their signatures verified when a key was given).
+    pub checkpoints: usize,
+    pub last_checkpoint: Option<LastCheckpoint>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -108,10 +194,11 @@ pub struct Broken {
     pub what: &'static str,
 }
 
-/// Checks `files`, oldest first, as one chain.
-pub fn verify(files: &[PathBuf]) -> std::io::Result<Result<Verified, Broken>> {
+/// Checks `files`, oldest first, as one chain; with `key`, every checkpoint's signature too.
+pub fn verify(files: &[PathBuf], key: Option<&CheckpointKey>) -> std::io::Result<Result<Verified, Broken>> {
     let mut expected: Option<String> = None;
-    let (mut records, mut from_genesis) = (0, false);
+    let (mut records, mut from_genesis, mut checkpoints) = (0, false, 0);
+    let mut last_checkpoint: Option<LastCheckpoint> = None;
     for file in files {
         let text = std::fs::read_to_string(file)?;
         for (index, line) in text.lines().enumerate() {
@@ -129,11 +216,32 @@ pub fn verify(files: &[PathBuf]) -> std::io::Result<Result<Verified, Broken>> {
                 Some(_) => {}
                 None => from_genesis = prev == GENESIS,
             }
+            if body.starts_with(CHECKPOINT_START) {
+                let Ok(checkpoint) = serde_json::from_str::<Checkpoint>(&body) else {
+                    return broken("a checkpoint that cannot be read");
+                };
+                if checkpoint.head != prev {
+                    return broken("a checkpoint of another head than the record before it");
+                }
+                if key.is_some_and(|key| !key.signed(&checkpoint.signature, prev)) {
+                    return broken("a checkpoint whose signature does not verify with --key");
+                }
+                checkpoints += 1;
+                last_checkpoint = Some(LastCheckpoint { file: file.clone(), line: index + 1, records_after: 0 });
+            } else if let Some(last) = &mut last_checkpoint {
+                last.records_after += 1;
+            }
             expected = Some(hash.to_string());
             records += 1;
         }
     }
-    Ok(Ok(Verified { records, head: expected.unwrap_or_else(|| GENESIS.to_string()), from_genesis }))
+    Ok(Ok(Verified {
+        records,
+        head: expected.unwrap_or_else(|| GENESIS.to_string()),
+        from_genesis,
+        checkpoints,
+        last_checkpoint,
+    }))
 }
 
 #[cfg(test)]

@@ -43,7 +43,8 @@ async fn the_chain_holds_across_restarts_and_breaks_where_a_record_was_tampered_
     let log = dir.path().join("decisions.jsonl");
     let (code, said) = verify(&[&log]);
     assert_eq!(code, Some(0), "{said}");
-    assert!(said.contains("ok: 6 records chained from its first record"), "{said}");
+    // Each clean stop signs the head: 3 records, a checkpoint, 3 more, a checkpoint.
+    assert!(said.contains("ok: 8 records chained from its first record"), "{said}");
 
     let lines: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(String::from).collect();
     let tampered = dir.path().join("tampered.jsonl");
@@ -108,8 +109,52 @@ async fn the_chain_continues_across_rotated_files() {
     }
     let (code, said) = verify(&oldest_first);
     assert_eq!(code, Some(0), "{said}");
-    assert!(said.contains("ok: 8 records"), "{said}");
+    assert!(said.contains("ok: 9 records"), "8 decisions and the closing checkpoint: {said}");
     // Out of order, the files are not one chain.
     oldest_first.swap(0, 1);
     assert_eq!(verify(&oldest_first).0, Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_checkpoints_prove_who_wrote_the_chain_and_a_rewritten_tail_is_found() {
+    let (dir, config) = approving("checkpoint_every = 2");
+    decide(&config, 5, 0).await;
+    let public = dir.path().join("handler_public.pem");
+    std::fs::write(&public, &common::keys().handler.public_pem).unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(String::from).collect();
+    let events: Vec<bool> = lines.iter().map(|l| l.starts_with("{\"event\":\"checkpoint\"")).collect();
+    assert_eq!(events, [false, false, true, false, false, true, false, true], "every 2 records, and at the stop");
+    let with_key = |file: &Path| {
+        let out = Command::new(BIN).args(["log", "verify", "--key"]).arg(&public).arg(file).output().unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (code, said) = with_key(&log);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("3 checkpoints signed by --key; the last at") && said.contains(":8, with 0 records after"),
+        "{said}"
+    );
+
+    // Whoever can write the file can rewrite its tail, hashes included; without the key they
+    // cannot sign it.
+    let stranger = cosigner_guard::keys::HandlerKey::from_pem(common::keys().stranger.private_pem.as_bytes()).unwrap();
+    let mut prev = lines[2].rsplit("\"hash\":\"").next().unwrap()[..64].to_string();
+    let mut forged: Vec<String> = lines[..3].to_vec();
+    for line in &lines[3..5] {
+        let record = line.replace("\"APPROVE\"", "\"REJECT\"");
+        let body = &record[..record.find(",\"prev\":").unwrap()];
+        let (sealed, hash) = cosigner_guard::log_chain::seal(&prev, format!("{body}}}").as_bytes());
+        forged.push(String::from_utf8(sealed).unwrap().trim_end().to_string());
+        prev = hash;
+    }
+    let checkpoint = cosigner_guard::log_chain::checkpoint(&stranger, &prev, 2).unwrap();
+    forged
+        .push(String::from_utf8(cosigner_guard::log_chain::seal(&prev, &checkpoint).0).unwrap().trim_end().to_string());
+    let tampered = dir.path().join("rewritten.jsonl");
+    std::fs::write(&tampered, forged.join("\n") + "\n").unwrap();
+    assert_eq!(verify(&[&tampered]).0, Some(0), "the chain alone cannot tell");
+    let (code, said) = with_key(&tampered);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("rewritten.jsonl:6: a checkpoint whose signature does not verify"), "{said}");
 }

@@ -305,7 +305,9 @@ async fn graceful_shutdown_lets_in_flight_requests_finish_and_flushes_the_log() 
     tokio::time::timeout(Duration::from_secs(10), serving).await.expect("serve returns").unwrap();
     assert!(target.connect().await.is_err(), "no new connections after shutdown");
     let log = std::fs::read_to_string(dir.path().join("decisions.jsonl")).unwrap();
-    assert_eq!(log.lines().count(), 1, "the record was flushed before exit");
+    let records: Vec<Value> = log.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(records.len(), 2, "the record was flushed before exit, and the head signed: {log}");
+    assert_eq!((&records[0]["action"], &records[1]["event"]), (&"APPROVE".into(), &"checkpoint".into()));
 }
 
 #[tokio::test(flavor = "multi_thread")]

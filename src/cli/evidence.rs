@@ -12,22 +12,42 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
 use crate::config::Settings;
+use crate::log_chain::CheckpointKey;
 use crate::policy::{CompileOptions, Fallbacks};
 use crate::replay::{Logged, Replayer, Report};
 
-/// `log verify FILE...`: exit 0 intact, 2 broken, 1 unreadable.
-pub fn verify(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    match crate::log_chain::verify(files)? {
-        Ok(verified) => {
-            let start = if verified.from_genesis { "from its first record" } else { "after rotated-away records" };
-            println!("ok: {} records chained {start}; head {}", verified.records, verified.head);
-            Ok(ExitCode::SUCCESS)
+/// `log verify [--key PEM] FILE...`: exit 0 intact, 2 broken, 1 unreadable.
+pub fn verify(files: &[PathBuf], key: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let key = match key {
+        Some(path) => {
+            let pem = std::fs::read(path).with_context(|| format!("--key {}", path.display()))?;
+            Some(CheckpointKey::from_pem(&pem).map_err(|e| anyhow::anyhow!("--key {}: {e}", path.display()))?)
         }
+        None => None,
+    };
+    let verified = match crate::log_chain::verify(files, key.as_ref())? {
+        Ok(verified) => verified,
         Err(broken) => {
             eprintln!("broken: {broken}");
-            Ok(ExitCode::from(2))
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let start = if verified.from_genesis { "from its first record" } else { "after rotated-away records" };
+    println!("ok: {} records chained {start}; head {}", verified.records, verified.head);
+    match (&verified.last_checkpoint, &key) {
+        (None, _) => println!("no signed checkpoint: nothing proves who wrote the records"),
+        (Some(last), Some(_)) => println!(
+            "{} checkpoints signed by --key; the last at {}:{}, with {} records after it not yet signed",
+            verified.checkpoints,
+            last.file.display(),
+            last.line,
+            last.records_after
+        ),
+        (Some(_), None) => {
+            println!("{} checkpoints, signatures not verified: pass --key PUBLIC_PEM", verified.checkpoints)
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -72,6 +72,10 @@ pub enum LogCommand {
     Verify {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Verify the signed checkpoints with this public key (PEM; the handler's public key,
+        /// or that of decision_log.checkpoint_key).
+        #[arg(long, value_name = "PEM")]
+        key: Option<PathBuf>,
     },
 }
 
@@ -115,7 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::telemetry::init(format, Some("warn"));
             holds::run(args)
         }
-        Command::Log { command: LogCommand::Verify { files } } => evidence::verify(&files),
+        Command::Log { command: LogCommand::Verify { files, key } } => evidence::verify(&files, key.as_deref()),
         Command::Replay(args) => {
             crate::telemetry::init(format, Some("warn"));
             evidence::replay(args)

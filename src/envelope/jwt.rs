@@ -48,17 +48,22 @@ const RS256_HEADER: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9";
 const ES256_HEADER: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJFUzI1NiJ9";
 
 pub fn sign_answer(answer: &Answer<'_>, key: &HandlerKey) -> Result<Sealed, SealError> {
+    Ok(Sealed { content_type: "application/jwt", body: sign_compact(answer, key)?.into_bytes() })
+}
+
+/// `claims` as a compact JWS signed with `key` (the answers; the decision log's checkpoints).
+pub fn sign_compact(claims: &impl serde::Serialize, key: &HandlerKey) -> Result<String, SealError> {
     let mut token = String::with_capacity(512);
     token.push_str(match key.algorithm() {
         SigningAlgorithm::Rs256 => RS256_HEADER,
         SigningAlgorithm::Es256 => ES256_HEADER,
     });
     token.push('.');
-    URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(answer)?, &mut token);
+    URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(claims)?, &mut token);
     let signature = key.sign(token.as_bytes()).map_err(|e| SealError::Signing(e.to_string()))?;
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(signature, &mut token);
-    Ok(Sealed { content_type: "application/jwt", body: token.into_bytes() })
+    Ok(token)
 }
 
 /// The bare token, tolerating surrounding whitespace and a JSON-string wrapping.
