@@ -13,6 +13,8 @@
 //! embedded state store, on disk): `--limits off` serves them without it (the baseline),
 //! `--redis URL` keeps the state in Redis, and `--vaults N` spreads the requests over N source
 //! vaults (one key each), since the cost of a read grows with the events in its window.
+//! `--shadow` decides every request again with a candidate set, after its answer (the cost of
+//! shadow evaluation on the answers: compare with a run without it).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -61,6 +63,9 @@ struct Args {
     /// Source vaults the requests are spread over (each its own daily-limit key).
     #[arg(long, default_value_t = 100)]
     vaults: usize,
+    /// Also shadow every decision with a candidate set (a copy of the starter): `[policy] candidate_dir`.
+    #[arg(long)]
+    shadow: bool,
 }
 
 #[tokio::main]
@@ -261,6 +266,14 @@ fn write_setup(dir: &Path, args: &Args) -> anyhow::Result<(String, String)> {
         data.as_object_mut().context("data")?.remove("daily_limit_per_vault");
     }
     std::fs::write(&data_path, serde_json::to_vec(&data)?)?;
+    let candidate = if args.shadow {
+        let candidate = dir.join("set/candidate");
+        cosigner_guard::dev::write_starter_policies(&candidate)?;
+        std::fs::write(candidate.join("treasury/data.json"), serde_json::to_vec(&data)?)?;
+        format!("candidate_dir = {:?}\n", candidate.display().to_string())
+    } else {
+        String::new()
+    };
     let state = match &args.redis {
         Some(url) => format!("[state]\nbackend = \"redis\"\nurl = {url:?}\n"),
         None => String::new(),
@@ -269,7 +282,7 @@ fn write_setup(dir: &Path, args: &Args) -> anyhow::Result<(String, String)> {
         "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"\n\
          [protocol]\nmodes = [\"jwt\", \"json\"]\nsigning_key = \"handler.pem\"\nsigning_algorithm = \"{}\"\n\
          [protocol.cosigner_keys]\nbench = \"cosigner.pem\"\n\
-         [policy]\ndir = {:?}\n[admin]\nenabled = false\n\
+         [policy]\ndir = {:?}\n{candidate}[admin]\nenabled = false\n\
          [decision_log]\nsink = \"file\"\npath = \"decisions.jsonl\"\n[log]\nformat = \"json\"\nlevel = \"warn\"\n{state}",
         algorithm.as_str(),
         policies.display().to_string()

@@ -1,6 +1,6 @@
 //! Shadow evaluation: a candidate policy set (`[policy] candidate_dir`) decides every decided
 //! request too — after its answer has left, from a bounded queue, on an evaluation thread of its
-//! own — so it never delays or changes an answer. The candidate sees what the active set saw (the
+//! own at the lowest CPU priority — so it never delays or changes an answer. The candidate sees what the active set saw (the
 //! input, the receipt time, the state reads; other reads come from the live store, read-only) and
 //! is hot-reloaded like the active set. Disagreements are counted and logged with both decisions.
 
@@ -47,7 +47,7 @@ impl Shadow {
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Self> {
         let timeout = policy.options().eval_timeout;
-        let evaluator = Arc::new(Evaluator::new(1, timeout, fallbacks)?);
+        let evaluator = Arc::new(Evaluator::background(timeout, fallbacks)?);
         let replayer = Replayer::over(policy.clone(), evaluator, timeout)?;
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
         tokio::spawn(run(replayer, jobs, live, log, metrics.clone()));

@@ -51,14 +51,28 @@ pub struct Evaluator {
 
 impl Evaluator {
     pub fn new(threads: usize, timeout: Duration, fallbacks: Fallbacks) -> std::io::Result<Self> {
+        Self::spawn("policy-eval", threads, timeout, fallbacks, false)
+    }
+
+    /// One thread at the lowest CPU priority, for work that must never slow an answer (shadow
+    /// evaluation): under load the scheduler runs it only on CPU time the answers leave.
+    pub fn background(timeout: Duration, fallbacks: Fallbacks) -> std::io::Result<Self> {
+        Self::spawn("policy-shadow", 1, timeout, fallbacks, true)
+    }
+
+    fn spawn(name: &str, threads: usize, timeout: Duration, fallbacks: Fallbacks, idle: bool) -> std::io::Result<Self> {
         let (jobs, queue) = sync_channel::<Job>(QUEUE_DEPTH);
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..threads.max(1) {
             let queue = Arc::clone(&queue);
-            std::thread::Builder::new()
-                .name(format!("policy-eval-{n}"))
-                .stack_size(super::EVAL_STACK_BYTES)
-                .spawn(move || work(&queue))?;
+            std::thread::Builder::new().name(format!("{name}-{n}")).stack_size(super::EVAL_STACK_BYTES).spawn(
+                move || {
+                    if idle {
+                        lowest_priority();
+                    }
+                    work(&queue)
+                },
+            )?;
         }
         Ok(Self { jobs, timeout, fallbacks })
     }
@@ -144,6 +158,15 @@ impl Evaluator {
             tracing::error!(error = %e, "policy returned an invalid decision");
             self.fallback(FailureClass::InvalidDecision)
         })
+    }
+}
+
+/// Nice 19 for the calling thread (on Linux, `setpriority` with `who = 0` applies to the calling
+/// thread only).
+fn lowest_priority() {
+    // SAFETY: setpriority takes no pointers; a failure leaves the priority as it was.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the shadow evaluator's priority");
     }
 }
 
