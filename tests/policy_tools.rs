@@ -446,3 +446,65 @@ fn a_case_must_have_either_expect_or_steps() {
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(err.contains("exactly one of `expect` and `steps` is required"), "{err}");
 }
+
+/// A set that rejects a destination the workspace policy blocked, by the `violations` rules given.
+fn blocked_destination_set(dir: &Path, violations: &str) {
+    let policy = format!(
+        "package cosigner.transaction\nimport rego.v1\n{violations}\n\
+         decision := {{\"action\": \"REJECT\", \"reason\": concat(\"; \", violations)}} if count(violations) > 0\n\
+         else := {{\"action\": \"APPROVE\"}}\n"
+    );
+    write(&dir.join("policies/tx.rego"), &policy);
+    write(&dir.join("policies/cc.rego"), "package cosigner.config_change\ndecision := {\"action\": \"IGNORE\"}\n");
+    write(
+        &dir.join("policies/tx_test.yaml"),
+        r#"cases:
+  - name: a blocked destination is rejected
+    request: {requestId: r1, asset: ETH, destinations: [{dstAddress: "0xa", action: BLOCK}]}
+    expect: {action: REJECT}
+"#,
+    );
+}
+
+#[test]
+fn mutate_fails_a_policy_whose_violation_message_reads_an_absent_field_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    blocked_destination_set(
+        dir.path(),
+        r#"violations contains msg if {
+    some d in input.request.destinations
+    d.action != "ALLOW"
+    msg := sprintf("%v is blocked", [d.dstAddress])
+}"#,
+    );
+    let (code, out, err) = run(&["test", "policies"], dir.path());
+    assert_eq!(code, Some(0), "the suite alone passes: {out}{err}");
+    let (code, out, err) = run(&["test", "policies", "--mutate"], dir.path());
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        out.contains(r#"MUTANT APPROVED  "a blocked destination is rejected" (policies/tx_test.yaml): /destinations/0/dstAddress removed"#),
+        "{out}"
+    );
+}
+
+#[test]
+fn mutate_passes_a_policy_that_reads_every_field_with_a_default() {
+    let dir = tempfile::tempdir().unwrap();
+    blocked_destination_set(
+        dir.path(),
+        r#"destinations := d if {
+    d := object.get(input.request, "destinations", [])
+    is_array(d)
+} else := []
+violations contains msg if {
+    some d in destinations
+    verdict := object.get(d, "action", "<missing>")
+    verdict != "ALLOW"
+    msg := sprintf("%v is blocked (%v)", [object.get(d, "dstAddress", "<missing>"), verdict])
+}
+violations contains "no destinations" if count(destinations) == 0"#,
+    );
+    let (code, out, err) = run(&["test", "policies", "--mutate"], dir.path());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("1 cases expecting no APPROVE") && out.contains(" 0 approved"), "{out}");
+}

@@ -72,12 +72,22 @@ violations contains msg if {
 	msg := sprintf("amount %v %v to a one-time address exceeds the one-time cap of %v", [tx.amountStr, tx.asset, limit])
 }
 
-# Fireblocks' own policy engine (TAP) must have allowed every destination too.
+# Fireblocks' own policy engine (TAP) must have allowed every destination too. A destination
+# without a verdict is not allowed, and neither is a request without destinations: read with
+# defaults, so a missing field cannot make the rule undefined (and silent).
 violations contains msg if {
-	some d in tx.destinations
-	d.action != "ALLOW"
-	msg := sprintf("destination %v was not allowed by the workspace policy (action %v)", [object.get(d, "dstAddress", "<missing>"), d.action])
+	some d in destinations
+	verdict := object.get(d, "action", "<missing>")
+	verdict != "ALLOW"
+	msg := sprintf("destination %v was not allowed by the workspace policy (action %v)", [object.get(d, "dstAddress", "<missing>"), verdict])
 }
+
+violations contains "the request lists no destinations: the workspace policy's verdict is unknown" if count(destinations) == 0
+
+destinations := d if {
+	d := object.get(tx, "destinations", [])
+	is_array(d)
+} else := []
 
 # What is signed is what is described: each rawTx entry must agree with the fields every rule above
 # read (see lib/rawtx.rego). A workspace that promises to send rawTx sets data.rawtx.required, so

@@ -8,11 +8,20 @@ problems(tx) := {msg | some msg in all_problems(tx)}
 
 all_problems(tx) := array.concat(tap_verdicts(tx), array.concat(id_problems(tx), sum_problems(tx)))
 
-# Fireblocks' own policy (TAP) must have allowed every destination.
-tap_verdicts(tx) := [sprintf("destination %v was not allowed by the workspace policy (%v)", [object.get(d, "dstAddress", i), d.action]) |
-	some i, d in object.get(tx, "destinations", [])
-	object.get(d, "action", "ALLOW") != "ALLOW"
+# Fireblocks' own policy (TAP) must have allowed every destination: a destination without a
+# verdict is not allowed, and a request without destinations has no verdict at all.
+tap_verdicts(tx) := ["the request lists no destinations: the workspace policy's verdict is unknown"] if {
+	not has_destinations(tx)
+} else := [sprintf("destination %v was not allowed by the workspace policy (%v)", [object.get(d, "dstAddress", i), verdict]) |
+	some i, d in tx.destinations
+	verdict := object.get(d, "action", "<missing>")
+	verdict != "ALLOW"
 ]
+
+has_destinations(tx) if {
+	is_array(tx.destinations)
+	count(tx.destinations) > 0
+}
 
 # requestId equals txId, or extends it for a batch.
 id_problems(tx) := ["requestId does not belong to txId"] if {
@@ -20,11 +29,20 @@ id_problems(tx) := ["requestId does not belong to txId"] if {
 	not startswith(tx.requestId, tx.txId)
 } else := []
 
-# The destinations' native amounts must add up to the transaction amount, exactly.
-sum_problems(tx) := [sprintf("destinations add up to %v, not the transaction amount %v", [total, tx.amountStr])] if {
-	amounts := [a | some d in tx.destinations; a := d.amountNativeStr]
+# The destinations' native amounts must add up to the transaction amount, exactly; a destination
+# without one (or with a number, or a non-decimal) cannot be added up, which is a problem too.
+sum_problems(tx) := ["a destination has no amountNativeStr: the amounts cannot be added up"] if {
+	some d in object.get(tx, "destinations", [])
+	not is_string(object.get(d, "amountNativeStr", null))
+} else := [sprintf("destinations add up to %v, not the transaction amount %v", [total, amount])] if {
+	amounts := [d.amountNativeStr | some d in tx.destinations]
 	count(amounts) > 0
-	count(amounts) == count(tx.destinations)
-	total := decimal.sum(amounts)
-	decimal.cmp(total, tx.amountStr) != 0
+	amount := object.get(tx, "amountStr", "<missing>")
+	total := sum_of(amounts)
+	not decimal.cmp(total, amount) == 0
 } else := []
+
+# decimal.sum, or a word saying why there is none (so the comparison above fails, not vanishes).
+sum_of(amounts) := decimal.sum(amounts) if decimal.sum(amounts)
+
+else := "not a sum of decimals"

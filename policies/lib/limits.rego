@@ -16,7 +16,16 @@ package lib.limits
 import data.lib.tap
 import rego.v1
 
-problems(tx, limits) := amounts | counts if {
+problems(tx, limits) := (amounts | counts) | unknown if {
+	# A limit counting per a field the request does not give cannot count it: refused, rather than
+	# counted under a key of its own with nothing in its window.
+	unknown := {msg |
+		some limit in limits
+		applies(limit, tx)
+		some p in per(limit)
+		not known(p, tx)
+		msg := sprintf("limit %q counts per %v, which the request does not give", [limit.name, p])
+	}
 	amounts := {msg |
 		some limit in limits
 		applies(limit, tx)
@@ -72,6 +81,17 @@ part("destination", tx) := sprintf("destination=%v", [object.get(tx, "destAddres
 part("asset", tx) := sprintf("asset=%v", [object.get(tx, "asset", "")])
 
 part("signer", tx) := sprintf("signer=%v", [object.get(tx, "signerId", "")])
+
+known("source", tx) if {
+	is_string(tx.sourceType)
+	is_string(tx.sourceId)
+}
+
+known("destination", tx) if is_string(tx.destAddress)
+
+known("asset", tx) if is_string(tx.asset)
+
+known("signer", tx) if is_string(tx.signerId)
 
 amount(tx) := tx.amountStr if decimal.valid(tx.amountStr)
 

@@ -51,3 +51,9 @@ test_every_per_value_is_part_of_the_key if {
 test_an_invalid_amount_is_recorded_as_zero if {
 	limits.records(object.union(tx, {"amountStr": "x"}), [hourly]) == [{"key": "limit:hourly", "amount": "0"}]
 }
+
+# A limit per source cannot count a request that names no source: a problem, not a fresh key.
+test_a_limit_per_a_field_the_request_lacks_is_a_problem if {
+	limits.problems(object.remove(tx, ["sourceId"]), [daily]) == {`limit "daily" counts per source, which the request does not give`}
+	count(limits.problems(object.union(tx, {"sourceType": ["VAULT"]}), [daily])) == 1
+}

@@ -2,13 +2,14 @@
 # Authorization Policy. Each rule is an object; every key is optional and "*" matches anything:
 #
 #   name               a label, used in the default reason
-#   operation          "TRANSFER", or a list of alternatives
+#   operation          "TRANSFER", or a list of alternatives (a request without one matches only "*")
 #   asset              "USDC", or a list
 #   source             {"type": "VAULT", "id": "0"}
 #   destination        {"type": "UNMANAGED", "id": "*", "sub_type": "EXTERNAL"}
 #   dest_address_type  "WHITELISTED" or "ONE_TIME"
 #   min_amount, max_amount   native amount bounds, inclusive, exact decimal strings ("1000000")
-#   min_usd, max_usd         bounds on the summed destinations[].amountUSD, inclusive
+#   min_usd, max_usd         bounds on the summed destinations[].amountUSD, inclusive; a rule with
+#                            one does not match a request missing an amountUSD
 #   action             "APPROVE", "REJECT", "RETRY" (hold for review) or "IGNORE"
 #   reason             the reason to give (default: "matched rule <name>")
 package lib.tap
@@ -27,7 +28,7 @@ decision(tx, rules) := {"action": "REJECT", "reason": "no policy rule matches th
 }
 
 matches(rule, tx) if {
-	pattern(object.get(rule, "operation", "*"), object.get(tx, "operation", "TRANSFER"))
+	pattern(object.get(rule, "operation", "*"), object.get(tx, "operation", ""))
 	pattern(object.get(rule, "asset", "*"), object.get(tx, "asset", ""))
 	endpoint(object.get(rule, "source", {}), object.get(tx, "sourceType", ""), object.get(tx, "sourceId", ""), "")
 	endpoint(object.get(rule, "destination", {}), object.get(tx, "destType", ""), object.get(tx, "destId", ""), dest_sub_type(tx))
@@ -73,9 +74,21 @@ not_above(bound, amount) if decimal.cmp(amount, bound) <= 0
 usd(tx) := sum([object.get(d, "amountUSD", 0) | some d in object.get(tx, "destinations", [])])
 
 within_usd(rule, tx) if {
+	object.get(rule, "min_usd", null) == null
+	object.get(rule, "max_usd", null) == null
+}
+
+# A USD bound needs every destination's amountUSD: a missing one is not zero, it is unknown.
+within_usd(rule, tx) if {
+	usd_known(tx)
 	object.get(rule, "min_usd", 0) <= usd(tx)
-	max_usd := object.get(rule, "max_usd", null)
-	any_or_at_most(max_usd, usd(tx))
+	any_or_at_most(object.get(rule, "max_usd", null), usd(tx))
+}
+
+usd_known(tx) if {
+	ds := object.get(tx, "destinations", [])
+	count(ds) > 0
+	count([d | some d in ds; is_number(object.get(d, "amountUSD", null))]) == count(ds)
 }
 
 any_or_at_most(null, _) := true

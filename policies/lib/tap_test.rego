@@ -68,3 +68,14 @@ test_a_bound_that_cannot_be_compared_does_not_match if {
 	r := [{"max_amount": "10", "action": "APPROVE"}]
 	tap.decision(tx("ETH", "lots", "WHITELISTED", 1), r).action == "REJECT"
 }
+
+# An unknown USD value is neither small nor large: a rule with a USD bound does not match it.
+test_a_usd_bound_does_not_match_a_destination_without_amount_usd if {
+	no_usd := json.patch(tx("ETH", "0.3", "ONE_TIME", 1000), [{"op": "remove", "path": "/destinations/0/amountUSD"}])
+	tap.decision(no_usd, rules).action == "REJECT"
+}
+
+test_a_request_without_an_operation_matches_only_rules_for_any_operation if {
+	r := [{"operation": "TRANSFER", "action": "APPROVE"}]
+	tap.decision(object.remove(tx("ETH", "1", "WHITELISTED", 1), ["operation"]), r).action == "REJECT"
+}

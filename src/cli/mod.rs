@@ -148,7 +148,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         // The policy tools print results; only warnings and errors go to the log.
         Command::Test(args) => {
-            crate::telemetry::init(format, Some("warn"));
+            // Mutants are malformed on purpose: the errors their evaluation logs are expected.
+            crate::telemetry::init(format, Some(if args.mutate { "off" } else { "warn" }));
             policy_tools::test(args)
         }
         Command::Check(args) => {

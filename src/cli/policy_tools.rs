@@ -67,6 +67,10 @@ pub struct TestArgs {
     /// Fail below this coverage percentage (implies --coverage).
     #[arg(long, value_name = "PCT")]
     pub threshold: Option<f64>,
+    /// Also decide every case expecting no APPROVE with each field of its request removed and
+    /// retyped; fail if any such mutant is approved (a rule that a missing field silences).
+    #[arg(long)]
+    pub mutate: bool,
 }
 
 /// Exit codes: 0 all passed, 2 a test failed (or coverage/emptiness checks), 1 could not load.
@@ -106,7 +110,55 @@ pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: coverage {:.1}% is below the threshold of {threshold}%", summary.percent);
         failed = true;
     }
+    if args.mutate {
+        let started = Instant::now();
+        let mut reports = Vec::new();
+        for dir in &dirs {
+            match runtime.block_on(testing::mutate(dir, &options, &run)) {
+                Ok(report) => reports.push(report),
+                Err(e) => {
+                    eprintln!("error: cannot mutate the fixtures: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        let shown = mutation_summary(&reports, started.elapsed());
+        // Machine-readable formats keep stdout to themselves.
+        if args.format == Format::Pretty {
+            print!("{shown}")
+        } else {
+            eprint!("{shown}")
+        }
+        failed |= reports.iter().any(|r| !r.survivors.is_empty());
+    }
     Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+fn mutation_summary(reports: &[testing::MutationReport], took: Duration) -> String {
+    let mut out = String::new();
+    let (mut cases, mut mutants, mut survivors) = (0, 0, 0);
+    for report in reports {
+        cases += report.cases;
+        mutants += report.mutants;
+        survivors += report.survivors.len();
+        for survivor in &report.survivors {
+            out += &format!(
+                "MUTANT APPROVED  {:?} ({}): {} — approved{}\n",
+                survivor.case,
+                survivor.location,
+                survivor.mutation,
+                survivor.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+            );
+        }
+        for case in &report.not_mutated {
+            out += &format!("not mutated      {case}\n");
+        }
+    }
+    out += &format!(
+        "\nmutation: {cases} cases expecting no APPROVE, {mutants} mutants, {survivors} approved ({:.1} s)\n",
+        took.as_secs_f64()
+    );
+    out
 }
 
 /// Parses every file (reporting every parse error), then compiles the set exactly as `serve` does.

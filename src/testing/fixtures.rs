@@ -55,6 +55,11 @@ pub struct Case {
     /// `requestId`/`txId`) unless its patch sets them. Instead of `expect`.
     pub steps: Option<Vec<Step>>,
     pub expect: Option<Expect>,
+    /// JSON pointers into the request of fields the Co-signer may leave out, whose absence the
+    /// policy may accept (`/rawTx` without the workspace setting): `test --mutate` does not remove
+    /// them or anything under them (it still retypes them).
+    #[serde(default)]
+    pub may_omit: Vec<String>,
 }
 
 /// An approved event already recorded: what `velocity.*` reads count.

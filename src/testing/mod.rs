@@ -3,6 +3,7 @@
 //! Reporting is separate ([`report`]).
 
 pub mod fixtures;
+pub mod mutate;
 pub mod report;
 
 use std::path::Path;
@@ -164,16 +165,8 @@ async fn fixture_case(
 ) -> Result<TestResult, SetupError> {
     let started = Instant::now();
     let at = |what: &str| SetupError(format!("{}: case {:?}: {what}", suite.path.display(), case.name));
-    let kind = match case.kind.unwrap_or(suite.file.kind) {
-        FixtureKind::Transaction => RequestKind::Transaction,
-        FixtureKind::ConfigChange => RequestKind::ConfigChange,
-    };
-    let time = |now: Option<&String>| match now {
-        Some(now) => {
-            DateTime::parse_from_rfc3339(now).map(|t| t.with_timezone(&Utc)).map_err(|e| at(&format!("now: {e}")))
-        }
-        None => Ok(Utc::now()),
-    };
+    let kind = case_kind(suite, case);
+    let time = |now: Option<&String>| parse_now(now).map_err(|e| at(&e));
     let received_at = time(case.now.as_ref())?;
     let state = Arc::new(StateStore::in_memory().map_err(|e| at(&e.to_string()))?);
     seed(&state, &case.history).await.map_err(|e| at(&e))?;
@@ -213,17 +206,7 @@ async fn fixture_case(
             }
         }
         (Some(spec), None, steps, expect) => {
-            let mut base = match spec {
-                RequestSpec::Inline(map) => Value::Object(map.clone()),
-                RequestSpec::File(file) => {
-                    let path = suite.resolve(file);
-                    let text = std::fs::read(&path).map_err(|e| at(&format!("request {}: {e}", path.display())))?;
-                    serde_json::from_slice(&text).map_err(|e| at(&format!("request {}: {e}", path.display())))?
-                }
-            };
-            if let Some(patch) = &case.patch {
-                fixtures::merge_patch(&mut base, patch);
-            }
+            let base = case_payload(suite, case, spec).map_err(|e| at(&e))?;
             let hold = match &case.hold {
                 Some(_) if steps.is_some() => {
                     return Err(at("`hold` seeds the hold of a single request, not of steps"));
@@ -236,12 +219,7 @@ async fn fixture_case(
                 }
                 None => None,
             };
-            let context = case.context.as_ref();
-            let context_at = |received_at| RequestContext {
-                received_at,
-                mode: context.and_then(|c| c.mode).unwrap_or(Mode::Jwt),
-                cosigner_key: Some(context.and_then(|c| c.cosigner_key.clone()).unwrap_or("fixture".into()).into()),
-            };
+            let context_at = |received_at| case_context(case, received_at);
             if !case.state.is_empty() {
                 // A recorded decision: decided again with exactly the reads it recorded.
                 let (Some(expect), true) = (expect, case.history.is_empty()) else {
@@ -317,6 +295,166 @@ async fn fixture_case(
         duration: started.elapsed(),
         prints,
     })
+}
+
+fn case_kind(suite: &Fixtures, case: &Case) -> RequestKind {
+    match case.kind.unwrap_or(suite.file.kind) {
+        FixtureKind::Transaction => RequestKind::Transaction,
+        FixtureKind::ConfigChange => RequestKind::ConfigChange,
+    }
+}
+
+/// A case's `now` (RFC 3339), else the clock.
+fn parse_now(now: Option<&String>) -> Result<DateTime<Utc>, String> {
+    match now {
+        Some(now) => DateTime::parse_from_rfc3339(now).map(|t| t.with_timezone(&Utc)).map_err(|e| format!("now: {e}")),
+        None => Ok(Utc::now()),
+    }
+}
+
+/// The case's request payload: the file or inline mapping, with the case's patch.
+fn case_payload(suite: &Fixtures, case: &Case, spec: &RequestSpec) -> Result<Value, String> {
+    let mut base = match spec {
+        RequestSpec::Inline(map) => Value::Object(map.clone()),
+        RequestSpec::File(file) => {
+            let path = suite.resolve(file);
+            let text = std::fs::read(&path).map_err(|e| format!("request {}: {e}", path.display()))?;
+            serde_json::from_slice(&text).map_err(|e| format!("request {}: {e}", path.display()))?
+        }
+    };
+    if let Some(patch) = &case.patch {
+        fixtures::merge_patch(&mut base, patch);
+    }
+    Ok(base)
+}
+
+/// The `context` of a `request:` case; a `jwt:` case gets it from the envelope.
+fn case_context(case: &Case, received_at: DateTime<Utc>) -> RequestContext {
+    let context = case.context.as_ref();
+    RequestContext {
+        received_at,
+        mode: context.and_then(|c| c.mode).unwrap_or(Mode::Jwt),
+        cosigner_key: Some(context.and_then(|c| c.cosigner_key.clone()).unwrap_or("fixture".into()).into()),
+    }
+}
+
+/// A mutant of a case's request that the policy approved.
+#[derive(Debug)]
+pub struct Survivor {
+    pub case: String,
+    pub location: String,
+    pub mutation: mutate::Mutation,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct MutationReport {
+    /// Cases mutated, and mutants decided.
+    pub cases: usize,
+    pub mutants: usize,
+    pub survivors: Vec<Survivor>,
+    /// Cases expecting no APPROVE that cannot be mutated (`steps`, a signed `jwt`), with why.
+    pub not_mutated: Vec<String>,
+}
+
+/// `test --mutate`: every fixture case of `dir` expecting anything but APPROVE, decided again
+/// with each single field of its request removed or retyped (see [`mutate`]).
+pub async fn mutate(dir: &Path, options: &CompileOptions, run: &RunOptions) -> Result<MutationReport, SetupError> {
+    let (store_dir, store_options) = (dir.to_path_buf(), options.clone());
+    let store = tokio::task::spawn_blocking(move || PolicyStore::open(&store_dir, store_options))
+        .await
+        .map_err(|e| SetupError(e.to_string()))?
+        .map_err(|e| SetupError(e.to_string()))?;
+    let evaluator =
+        Evaluator::new(2, options.eval_timeout, Fallbacks::default()).map_err(|e| SetupError(e.to_string()))?;
+    let shared = FixturePipeline { policy: Arc::new(store), evaluator: Arc::new(evaluator) };
+    let mut report = MutationReport::default();
+    let suites = fixtures::discover(dir).map_err(SetupError)?;
+    for path in &suites {
+        let suite = Fixtures::load(path).map_err(SetupError)?;
+        for case in &suite.file.cases {
+            if run.filter.as_ref().is_some_and(|re| !re.is_match(&case.name)) {
+                continue;
+            }
+            let at = |what: &str| SetupError(format!("{}: case {:?}: {what}", suite.path.display(), case.name));
+            let spec = match (&case.request, &case.expect) {
+                (_, Some(expect)) if expect.action == crate::decision::Action::Approve => continue,
+                (Some(spec), Some(_)) => spec,
+                _ => {
+                    let why = if case.steps.is_some() { "steps" } else { "a signed jwt" };
+                    report.not_mutated.push(format!("{:?} ({}): {why}", case.name, suite.path.display()));
+                    continue;
+                }
+            };
+            let kind = case_kind(&suite, case);
+            let received_at = parse_now(case.now.as_ref()).map_err(|e| at(&e))?;
+            let base = case_payload(&suite, case, spec).map_err(|e| at(&e))?;
+            // The hold is on the transaction as the case sends it; a mutant is other content.
+            let hold = match &case.hold {
+                Some(spec) => {
+                    let request = CosignerRequest::from_payload(kind, base.clone()).map_err(|e| at(&e.to_string()))?;
+                    Some(hold_of(spec, &request, received_at))
+                }
+                None => None,
+            };
+            report.cases += 1;
+            let omissible = |pointer: &str| {
+                case.may_omit
+                    .iter()
+                    .any(|p| pointer == p || pointer.strip_prefix(p.as_str()).is_some_and(|r| r.starts_with('/')))
+            };
+            for (mutation, payload) in mutate::mutants(&base) {
+                if mutation.what == mutate::REMOVED && omissible(&mutation.pointer) {
+                    continue;
+                }
+                report.mutants += 1;
+                let Ok(request) = CosignerRequest::from_payload(kind, payload) else { continue };
+                let decision =
+                    decide_once(&shared, case, request, received_at, hold.as_ref()).await.map_err(|e| at(&e))?;
+                if decision.action == crate::decision::Action::Approve {
+                    report.survivors.push(Survivor {
+                        case: case.name.clone(),
+                        location: suite.path.display().to_string(),
+                        mutation,
+                        reason: decision.reason,
+                    });
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Decides one request as a single-request case does: a fresh store with the case's history, the
+/// hold given, the case's recorded `state` if it has one.
+async fn decide_once(
+    shared: &FixturePipeline,
+    case: &Case,
+    request: CosignerRequest,
+    received_at: DateTime<Utc>,
+    hold: Option<&Hold>,
+) -> Result<crate::decision::Decision, String> {
+    let state = Arc::new(StateStore::in_memory().map_err(|e| e.to_string())?);
+    seed(&state, &case.history).await?;
+    if let Some(hold) = hold {
+        state.put_hold(hold, 0).await.map_err(|e| format!("hold: {e}"))?;
+    }
+    let pipeline = Pipeline::new(
+        CosignerKeyring::default(),
+        None,
+        shared.policy.clone(),
+        shared.evaluator.clone(),
+        state,
+        HoldSettings::default(),
+    );
+    let context = case_context(case, received_at);
+    let deadline = Instant::now() + shared.policy.options().eval_timeout + Duration::from_secs(1);
+    let decided = if case.state.is_empty() {
+        pipeline.decide(request, &context, deadline).await
+    } else {
+        pipeline.redecide(request, &context, hold, case.state.clone(), None, deadline).await
+    };
+    Ok(decided.decision)
 }
 
 /// What a policy tool needs to decide fixture requests: the set and evaluation threads, shared

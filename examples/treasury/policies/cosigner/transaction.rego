@@ -23,6 +23,11 @@ problems contains sprintf("destination %v is on the deny-list", [tx.destAddress]
 	destinations.denied(tx.asset, tx.destAddress, object.get(settings, "address_lists", {}))
 }
 
+# Read with a default: `not is_string(tx.destAddress)` would be undefined under OPA, not true.
+problems contains "the request gives no destAddress: the deny-list cannot be checked" if {
+	not is_string(object.get(tx, "destAddress", null))
+}
+
 decision := {"action": "REJECT", "reason": concat("; ", sort([p | some p in problems]))} if count(problems) > 0
 
 decision := {"action": "RETRY", "reason": "outside business hours: held for review"} if {
