@@ -42,7 +42,7 @@ fn fixture() -> &'static Fixture {
         let cosigner = generate_rsa_2048().expect("key");
         let handler = generate_rsa_2048().expect("key");
         let key = EncodingKey::from_rsa_pem(cosigner.private_pem.as_bytes()).expect("key");
-        let read = |name: &str| std::fs::read(root.join("examples/payloads").join(name)).expect("payload");
+        let read = |name: &str| std::fs::read(root.join("policies/payloads").join(name)).expect("payload");
         let payloads = [
             (RequestKind::Transaction, read("eth_transfer.json")),
             (RequestKind::ConfigChange, read("whitelist_wallet.json")),

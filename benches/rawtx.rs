@@ -37,7 +37,7 @@ fn root() -> &'static Path {
 }
 
 fn read(name: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(root().join("examples/payloads").join(name)).expect("payload")).expect("json")
+    serde_json::from_slice(&std::fs::read(root().join("policies/payloads").join(name)).expect("payload")).expect("json")
 }
 
 fn payload(name: &str) -> Value {

@@ -102,7 +102,7 @@ async fn write_log(
     let state = Arc::new(StateStore::in_memory()?);
     let pipeline =
         Arc::new(Pipeline::new(CosignerKeyring::default(), None, store, evaluator, state, HoldSettings::default()));
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/payloads");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/payloads");
     let read = |name: &str| -> anyhow::Result<Value> { Ok(serde_json::from_slice(&std::fs::read(root.join(name))?)?) };
     let templates = [
         (RequestKind::Transaction, read("eth_transfer.json")?),

@@ -36,7 +36,7 @@ fn root() -> &'static Path {
 }
 
 fn eth_transfer() -> Value {
-    serde_json::from_slice(&std::fs::read(root().join("examples/payloads/eth_transfer.json")).expect("payload"))
+    serde_json::from_slice(&std::fs::read(root().join("policies/payloads/eth_transfer.json")).expect("payload"))
         .expect("json")
 }
 

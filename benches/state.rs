@@ -144,7 +144,7 @@ fn decide(bencher: Bencher, backend: &str) {
     let policy = Arc::new(PolicyStore::open(&policies, options).expect("policies"));
     let evaluator = Arc::new(Evaluator::new(1, Duration::from_secs(5), Fallbacks::default()).expect("evaluator"));
     let pipeline = Pipeline::new(CosignerKeyring::default(), None, policy, evaluator, state, Default::default());
-    let body = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/payloads/eth_transfer.json"))
+    let body = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/payloads/eth_transfer.json"))
         .expect("payload");
     let payload: serde_json::Value = serde_json::from_slice(&body).expect("json");
     bencher

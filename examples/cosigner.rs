@@ -4,7 +4,7 @@
 //!
 //! With no flags it talks to `cosigner-guard serve --dev`:
 //!
-//!     cargo run --example cosigner -- examples/payloads/eth_transfer.json
+//!     cargo run --example cosigner -- policies/payloads/eth_transfer.json
 
 use std::path::PathBuf;
 

@@ -203,7 +203,7 @@ async fn run(
 /// Pre-built request bodies: the documented 0.01 ETH transfer (its rawTx checked on every request)
 /// under distinct requestIds, signed once in jwt mode.
 fn pool(args: &Args, root: &Path, cosigner_private: &str) -> anyhow::Result<(String, Vec<Vec<u8>>)> {
-    let base: Value = serde_json::from_slice(&std::fs::read(root.join("examples/payloads/eth_transfer.json"))?)?;
+    let base: Value = serde_json::from_slice(&std::fs::read(root.join("policies/payloads/eth_transfer.json"))?)?;
     let key = EncodingKey::from_rsa_pem(cosigner_private.as_bytes())?;
     let mut bodies = Vec::with_capacity(args.pool);
     for i in 0..args.pool {

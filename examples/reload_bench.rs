@@ -21,7 +21,7 @@ const ROUNDS: usize = 10;
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("warn").init();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let payload = std::fs::read(root.join("examples/payloads/eth_transfer.json"))?;
+    let payload = std::fs::read(root.join("policies/payloads/eth_transfer.json"))?;
 
     println!("== starter set ({} rounds)", ROUNDS);
     let work = tempfile::tempdir()?;

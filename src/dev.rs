@@ -52,11 +52,6 @@ macro_rules! starter_file {
 /// The starter policy set, its tests and the payloads its fixtures read, built into the binary for
 /// `init` (a unit test keeps this list equal to the repository's files).
 const STARTER: &[(&str, &str)] = &[
-    starter_file!("examples/payloads/btc_one_time_address.json"),
-    starter_file!("examples/payloads/eth_transfer.json"),
-    starter_file!("examples/payloads/usdc_large_transfer.json"),
-    starter_file!("examples/payloads/usdc_transfer.json"),
-    starter_file!("examples/payloads/whitelist_wallet.json"),
     starter_file!("policies/cosigner/config_change.rego"),
     starter_file!("policies/cosigner/config_change_test.rego"),
     starter_file!("policies/cosigner/config_change_test.yaml"),
@@ -78,6 +73,11 @@ const STARTER: &[(&str, &str)] = &[
     starter_file!("policies/lib/tap_test.rego"),
     starter_file!("policies/lib/time_rules.rego"),
     starter_file!("policies/lib/time_rules_test.rego"),
+    starter_file!("policies/payloads/btc_one_time_address.json"),
+    starter_file!("policies/payloads/eth_transfer.json"),
+    starter_file!("policies/payloads/usdc_large_transfer.json"),
+    starter_file!("policies/payloads/usdc_transfer.json"),
+    starter_file!("policies/payloads/whitelist_wallet.json"),
     starter_file!("policies/rawtx/data.json"),
     starter_file!("policies/treasury/data.json"),
 ];
@@ -86,7 +86,10 @@ const STARTER: &[(&str, &str)] = &[
 /// the benchmarks and the load generator serve.
 pub fn write_starter_policies(dir: &Path) -> anyhow::Result<()> {
     for (path, text) in STARTER {
-        let Some(path) = path.strip_prefix("policies/").filter(|p| !p.contains("_test.")) else { continue };
+        let Some(path) = path.strip_prefix("policies/").filter(|p| !p.contains("_test.") && !p.starts_with("payloads/"))
+        else {
+            continue;
+        };
         let to = dir.join(path);
         std::fs::create_dir_all(to.parent().unwrap_or(dir)).with_context(|| format!("creating {}", to.display()))?;
         std::fs::write(&to, text).with_context(|| format!("writing {}", to.display()))?;
@@ -167,7 +170,7 @@ pub fn banner(dir: &Path, settings: &Settings) -> anyhow::Result<String> {
          Held transfers:         cosigner-guard holds list; approve with\n                         \
          cosigner-guard holds approve ID --key {dir}/approvers/alice_private.pem\n\n\
          Send a request as the Co-signer would, from another terminal:\n  \
-         cargo run --example cosigner -- examples/payloads/eth_transfer.json\n",
+         cargo run --example cosigner -- policies/payloads/eth_transfer.json\n",
         port = settings.server.listen.port(),
         dir = dir.display(),
         fp = handler.fingerprint(),
@@ -219,7 +222,7 @@ mod tests {
     fn the_starter_list_is_the_repository_s_files() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut found = Vec::new();
-        let mut dirs = vec![root.join("policies"), root.join("examples/payloads")];
+        let mut dirs = vec![root.join("policies")];
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();

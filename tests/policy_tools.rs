@@ -311,6 +311,31 @@ async fn require_tests_keeps_a_set_with_failing_tests_from_going_live() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn require_tests_keeps_a_set_failing_a_yaml_fixture_from_going_live() {
+    let fixture = "cases:\n  - name: a transfer is approved\n    request: {requestId: r1}\n    expect: {action: APPROVE}\n";
+    let mut spec = Spec::both(r#"decision := {"action": "APPROVE"}"#).extra("[reload]\nrequire_tests = true");
+    spec.policies.push(("tx_test.yaml", fixture.to_string()));
+    let server = spawn(spec).await;
+    write(
+        &server.policy_dir().join("tx.rego"),
+        "package cosigner.transaction\ndecision := {\"action\": \"REJECT\", \"reason\": \"v2\"}\n",
+    );
+    let start = std::time::Instant::now();
+    loop {
+        let status = server.admin_get("/status").await.1;
+        if status["policy"]["last_reload"]["result"] == "failed" {
+            let error = status["policy"]["last_reload"]["error"].as_str().unwrap();
+            assert!(error.contains("a transfer is approved"), "the failing case is named: {status}");
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "{status}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let answer = decide(&server, "json", "tx_sign_request", &common::payload("eth_transfer.json")).await;
+    assert_eq!(answer["action"], "APPROVE", "the set failing its fixture never went live");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn test_modules_run_in_the_suite_but_take_no_part_in_decisions() {
     let rule = r#"default decision := {"action": "APPROVE"}
 decision := {"action": "REJECT", "reason": "a test module took part"} if data.cosigner.transaction.planted"#;
@@ -507,4 +532,26 @@ violations contains "no destinations" if count(destinations) == 0"#,
     let (code, out, err) = run(&["test", "policies", "--mutate"], dir.path());
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("1 cases expecting no APPROVE") && out.contains(" 0 approved"), "{out}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_copy_of_the_starter_policies_outside_the_repository_passes_its_own_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("policies"), &dir.path().join("my-policies"));
+    let (code, out, err) = run(&["test", "my-policies", "--fail-on-empty"], dir.path());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(" 0 failed"), "{out}");
 }

@@ -201,8 +201,9 @@ pub fn check(sets: PolicySets) -> anyhow::Result<ExitCode> {
             continue;
         }
         let loaded = PolicySnapshot::load(&dir, &options).map_err(|e| e.to_string()).and_then(|snapshot| {
+            let snapshot = Arc::new(snapshot);
             if require_tests {
-                crate::testing::require_passing_tests(&snapshot).map(|()| snapshot)
+                crate::testing::require_passing_tests(&dir, &snapshot).map(|()| snapshot)
             } else {
                 Ok(snapshot)
             }

@@ -13,7 +13,7 @@ use super::snapshot::bounded;
 use super::{CompileOptions, LoadError, PolicySnapshot, PolicySource};
 
 /// A check a candidate snapshot must pass before it goes live (e.g. the policy set's own tests).
-pub type ActivationGate = Box<dyn Fn(&PolicySnapshot) -> Result<(), String> + Send + Sync>;
+pub type ActivationGate = Box<dyn Fn(&Path, &Arc<PolicySnapshot>) -> Result<(), String> + Send + Sync>;
 /// Told of every reload attempt's outcome and the revision active after it (metrics).
 pub type ReloadObserver = Box<dyn Fn(&ReloadOutcome, &str) + Send + Sync>;
 
@@ -100,9 +100,22 @@ impl PolicyStore {
         })
     }
 
+    /// A store that serves `snapshot` and nothing else (the fixtures of a candidate not yet active).
+    pub fn fixed(dir: &Path, options: CompileOptions, snapshot: Arc<PolicySnapshot>) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            options,
+            active: ArcSwap::new(snapshot),
+            history: Mutex::default(),
+            reloading: Mutex::new(()),
+            gate: None,
+            observer: None,
+        }
+    }
+
     /// Adds a check every candidate must pass before activation; the loaded set must pass it now.
     pub fn with_gate(mut self, gate: ActivationGate) -> Result<Self, LoadError> {
-        gate(&self.active.load()).map_err(LoadError::Gate)?;
+        gate(&self.dir, &self.active.load_full()).map_err(LoadError::Gate)?;
         self.gate = Some(gate);
         Ok(self)
     }
@@ -134,7 +147,7 @@ impl PolicyStore {
             Ok(None) => ReloadOutcome::Unchanged,
             Ok(Some(snapshot)) => {
                 let revision = snapshot.revision.clone();
-                self.active.store(Arc::new(snapshot));
+                self.active.store(snapshot);
                 ReloadOutcome::Activated { revision }
             }
             Err(error) => ReloadOutcome::Failed { error },
@@ -147,15 +160,15 @@ impl PolicyStore {
         outcome
     }
 
-    fn build_candidate(&self) -> Result<Option<PolicySnapshot>, String> {
+    fn build_candidate(&self) -> Result<Option<Arc<PolicySnapshot>>, String> {
         let dir = self.dir.clone();
         let source = bounded(self.options.load_timeout, move || PolicySource::read(&dir)).map_err(|e| e.to_string())?;
         if source.revision == self.active.load().revision {
             return Ok(None);
         }
-        let snapshot = PolicySnapshot::compile(source, &self.options).map_err(|e| e.to_string())?;
+        let snapshot = Arc::new(PolicySnapshot::compile(source, &self.options).map_err(|e| e.to_string())?);
         if let Some(gate) = &self.gate {
-            gate(&snapshot).map_err(|e| format!("activation check failed: {e}"))?;
+            gate(&self.dir, &snapshot).map_err(|e| format!("activation check failed: {e}"))?;
         }
         Ok(Some(snapshot))
     }

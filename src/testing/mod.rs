@@ -73,19 +73,31 @@ pub async fn run(dir: &Path, options: &CompileOptions, run: &RunOptions) -> Resu
 
     let snapshot = store.active();
     let mut results = tokio::task::block_in_place(|| rego_tests(&snapshot, &wanted))?;
+    results.extend(fixture_results(dir, store.clone(), &wanted).await?);
+    Ok(RunReport { results, coverage: store.active().coverage() })
+}
+
+/// Every fixture case under `dir` whose name is `wanted`, decided with `store`'s set.
+async fn fixture_results(
+    dir: &Path,
+    store: Arc<PolicyStore>,
+    wanted: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Vec<TestResult>, SetupError> {
     let suites = fixtures::discover(dir).map_err(SetupError)?;
     let suites = suites.iter().map(|path| Fixtures::load(path)).collect::<Result<Vec<_>, _>>().map_err(SetupError)?;
-    if suites.iter().any(|s| s.file.cases.iter().any(|c| wanted(&c.name))) {
-        let evaluator =
-            Evaluator::new(1, compile.eval_timeout, Fallbacks::default()).map_err(|e| SetupError(e.to_string()))?;
-        let shared = FixturePipeline { policy: store.clone(), evaluator: Arc::new(evaluator) };
-        for suite in &suites {
-            for case in suite.file.cases.iter().filter(|c| wanted(&c.name)) {
-                results.push(fixture_case(&shared, suite, case, compile.eval_timeout).await?);
-            }
+    let mut results = Vec::new();
+    if !suites.iter().any(|s| s.file.cases.iter().any(|c| wanted(&c.name))) {
+        return Ok(results);
+    }
+    let eval_timeout = store.options().eval_timeout;
+    let evaluator = Evaluator::new(1, eval_timeout, Fallbacks::default()).map_err(|e| SetupError(e.to_string()))?;
+    let shared = FixturePipeline { policy: store, evaluator: Arc::new(evaluator) };
+    for suite in &suites {
+        for case in suite.file.cases.iter().filter(|c| wanted(&c.name)) {
+            results.push(fixture_case(&shared, suite, case, eval_timeout).await?);
         }
     }
-    Ok(RunReport { results, coverage: store.active().coverage() })
+    Ok(results)
 }
 
 /// Every `test_*` rule must evaluate to `true`; `todo_test_*` rules are skipped. Runs on a
@@ -140,9 +152,22 @@ pub fn rego_tests(
     })
 }
 
-/// The activation gate of `reload.require_tests`: every Rego unit test of the candidate must pass.
-pub fn require_passing_tests(snapshot: &PolicySnapshot) -> Result<(), String> {
-    let results = rego_tests(snapshot, &|_| true).map_err(|e| e.0)?;
+/// The activation gate of `reload.require_tests`: every Rego unit test and every fixture case of
+/// the candidate set in `dir` must pass. Blocking: the fixtures run on a thread of their own.
+pub fn require_passing_tests(dir: &Path, snapshot: &Arc<PolicySnapshot>) -> Result<(), String> {
+    let mut results = rego_tests(snapshot, &|_| true).map_err(|e| e.0)?;
+    let store = Arc::new(PolicyStore::fixed(dir, CompileOptions::default(), snapshot.clone()));
+    let fixtures = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(fixture_results(dir, store, &|_| true)).map_err(|e| std::io::Error::other(e.0))
+            })
+            .join()
+            .map_err(|_| "the fixture thread panicked".to_string())?
+            .map_err(|e| e.to_string())
+    })?;
+    results.extend(fixtures);
     let failing: Vec<String> = results
         .iter()
         .filter(|r| matches!(r.outcome, Outcome::Fail(_) | Outcome::Error(_)))

@@ -259,7 +259,7 @@ pub fn verify_answer(body: &[u8]) -> Value {
 }
 
 pub fn payload(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/payloads").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/payloads").join(name);
     serde_json::from_slice(&std::fs::read(path).expect("payload file")).expect("payload json")
 }
 
