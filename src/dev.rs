@@ -86,7 +86,8 @@ const STARTER: &[(&str, &str)] = &[
 /// the benchmarks and the load generator serve.
 pub fn write_starter_policies(dir: &Path) -> anyhow::Result<()> {
     for (path, text) in STARTER {
-        let Some(path) = path.strip_prefix("policies/").filter(|p| !p.contains("_test.") && !p.starts_with("payloads/"))
+        let Some(path) =
+            path.strip_prefix("policies/").filter(|p| !p.contains("_test.") && !p.starts_with("payloads/"))
         else {
             continue;
         };

@@ -312,7 +312,8 @@ async fn require_tests_keeps_a_set_with_failing_tests_from_going_live() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn require_tests_keeps_a_set_failing_a_yaml_fixture_from_going_live() {
-    let fixture = "cases:\n  - name: a transfer is approved\n    request: {requestId: r1}\n    expect: {action: APPROVE}\n";
+    let fixture =
+        "cases:\n  - name: a transfer is approved\n    request: {requestId: r1}\n    expect: {action: APPROVE}\n";
     let mut spec = Spec::both(r#"decision := {"action": "APPROVE"}"#).extra("[reload]\nrequire_tests = true");
     spec.policies.push(("tx_test.yaml", fixture.to_string()));
     let server = spawn(spec).await;
@@ -554,4 +555,17 @@ fn a_copy_of_the_starter_policies_outside_the_repository_passes_its_own_tests() 
     let (code, out, err) = run(&["test", "my-policies", "--fail-on-empty"], dir.path());
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains(" 0 failed"), "{out}");
+}
+
+#[test]
+fn eval_gives_a_payload_the_context_a_fixture_gets_and_spells_config_change_as_the_input_does() {
+    let dir = tempfile::tempdir().unwrap();
+    policy_set(dir.path());
+    write(&dir.path().join("cc.json"), r#"{"requestId": "c1", "type": "ADD_ADDRESS"}"#);
+    let (code, out, err) = run(&["eval", "--kind", "config_change", "--request", "cc.json"], dir.path());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(r#""kind": "config_change""#) && out.contains(r#""mode": "jwt""#), "{out}");
+    assert!(out.contains(r#""cosigner_key": "fixture""#), "{out}");
+    let (_, out, _) = run(&["eval", "--kind", "config-change", "--request", "cc.json", "--mode", "json"], dir.path());
+    assert!(out.contains(r#""mode": "json""#) && out.contains(r#""cosigner_key": null"#), "{out}");
 }

@@ -255,10 +255,18 @@ fn check_start_up(config: &Path, settings: &Settings) -> bool {
     ok
 }
 
+/// Spelled as in the input document and the fixtures (`config_change`); `config-change` still works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KindArg {
     Transaction,
+    #[value(name = "config_change", alias = "config-change")]
     ConfigChange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    Jwt,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +285,13 @@ pub struct EvalArgs {
     /// The request file is a JWT: verify it with this Co-signer public key (PEM).
     #[arg(long, value_name = "PEM")]
     pub cosigner_key: Option<PathBuf>,
+    /// `input.context.mode` for a payload file [default: jwt, as in fixtures]; a JWT is jwt.
+    #[arg(long, value_enum, conflicts_with = "cosigner_key")]
+    pub mode: Option<ModeArg>,
+    /// `input.context.cosigner_key` in jwt mode: the name of the key that verified the request
+    /// [default: fixture, as in fixtures].
+    #[arg(long, value_name = "NAME", default_value = "fixture")]
+    pub key_name: String,
     #[command(flatten)]
     pub sets: PolicySets,
 }
@@ -295,7 +310,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     };
     let body = std::fs::read(&args.request).with_context(|| format!("reading {}", args.request.display()))?;
     let (mode, keyring) = match &args.cosigner_key {
-        Some(path) => (Mode::Jwt, CosignerKeyring::new(vec![CosignerKey::from_pem_file("cli", path)?])),
+        Some(path) => (Mode::Jwt, CosignerKeyring::new(vec![CosignerKey::from_pem_file(&args.key_name, path)?])),
         None => (Mode::Json, CosignerKeyring::default()),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -306,7 +321,12 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         let state = Arc::new(StateStore::in_memory()?);
         let pipeline =
             Pipeline::new(CosignerKeyring::default(), None, store.clone(), evaluator, state, HoldSettings::default());
-        let (request, context) = pipeline::open(mode, kind, &body, received_at, &keyring)?;
+        let (request, mut context) = pipeline::open(mode, kind, &body, received_at, &keyring)?;
+        // A payload file gets the context a fixture case gets: jwt mode, the key named `--key-name`.
+        if args.cosigner_key.is_none() && args.mode != Some(ModeArg::Json) {
+            context.mode = Mode::Jwt;
+            context.cosigner_key = Some(args.key_name.as_str().into());
+        }
         let deadline = Instant::now() + options.eval_timeout + Duration::from_secs(1);
         let evaluated = pipeline.decide(request, &context, deadline).await;
         println!("input:\n{}", serde_json::to_string_pretty(&evaluated.input)?);

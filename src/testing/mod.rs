@@ -353,14 +353,17 @@ fn case_payload(suite: &Fixtures, case: &Case, spec: &RequestSpec) -> Result<Val
     Ok(base)
 }
 
-/// The `context` of a `request:` case; a `jwt:` case gets it from the envelope.
+/// The `context` of a `request:` case (a `jwt:` case gets it from the envelope): jwt mode and the
+/// key `fixture` unless it says otherwise; in json mode no key verified anything, as on the server.
 fn case_context(case: &Case, received_at: DateTime<Utc>) -> RequestContext {
     let context = case.context.as_ref();
-    RequestContext {
-        received_at,
-        mode: context.and_then(|c| c.mode).unwrap_or(Mode::Jwt),
-        cosigner_key: Some(context.and_then(|c| c.cosigner_key.clone()).unwrap_or("fixture".into()).into()),
-    }
+    let mode = context.and_then(|c| c.mode).unwrap_or(Mode::Jwt);
+    let named = context.and_then(|c| c.cosigner_key.clone());
+    let cosigner_key = match mode {
+        Mode::Jwt => Some(named.unwrap_or_else(|| "fixture".into())),
+        Mode::Json => named,
+    };
+    RequestContext { received_at, mode, cosigner_key: cosigner_key.map(Into::into) }
 }
 
 /// A mutant of a case's request that the policy approved.
