@@ -26,15 +26,15 @@ decision := {"action": "IGNORE", "reason": sprintf("%v is left to the workspace'
 }
 
 whitelist_violations contains msg if {
-	not change.extraInfo.asset in rules.whitelist_assets
+	not object.get(change, ["extraInfo", "asset"], "<missing>") in rules.whitelist_assets
 	msg := sprintf("whitelisting for asset %v is not allowed", [object.get(change, ["extraInfo", "asset"], "<missing>")])
 }
 
 whitelist_violations contains msg if {
-	not change.extraInfo.subType in rules.whitelist_sub_types
+	not object.get(change, ["extraInfo", "subType"], "<missing>") in rules.whitelist_sub_types
 	msg := sprintf("whitelisting a %v address is not allowed", [object.get(change, ["extraInfo", "subType"], "<missing>")])
 }
 
 whitelist_violations contains "the address to whitelist is missing" if {
-	not is_string(change.extraInfo.address)
+	not is_string(object.get(change, ["extraInfo", "address"], null))
 }

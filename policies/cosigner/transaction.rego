@@ -12,6 +12,10 @@ import rego.v1
 
 tx := input.request
 
+# Fields are read with defaults wherever a missing one must not silence a rule: `not f(tx.x)` is
+# true here when tx.x is missing, but under OPA the whole expression is undefined and the rule
+# does not fire (see "Writing policies" in the README). `cosigner-guard test --mutate` checks it.
+
 # `else` gives exactly one decision. A transfer that breaks a rule is rejected; a large one waits
 # for approvers (see "Held for approval" below); the rest is approved. An approval records what
 # the limits over time count (see "Limits over time" below); a rejection records nothing.
@@ -24,27 +28,27 @@ decision := {"action": "REJECT", "reason": concat("; ", sort(violations))} if {
 approval := {"action": "APPROVE", "record": [r | some r in records]}
 
 violations contains msg if {
-	not tx.operation in treasury.allowed_operations
+	not object.get(tx, "operation", "<missing>") in treasury.allowed_operations
 	msg := sprintf("operation %v is not allowed", [object.get(tx, "operation", "<missing>")])
 }
 
 violations contains msg if {
-	not treasury.assets[tx.asset]
+	not treasury.assets[object.get(tx, "asset", "<missing>")]
 	msg := sprintf("asset %v is not on the allow-list", [object.get(tx, "asset", "<missing>")])
 }
 
 violations contains msg if {
-	not tx.sourceType == "VAULT"
+	object.get(tx, "sourceType", "<missing>") != "VAULT"
 	msg := sprintf("source type %v is not allowed: only vault accounts may send", [object.get(tx, "sourceType", "<missing>")])
 }
 
 violations contains msg if {
 	tx.sourceType == "VAULT"
-	not tx.sourceId in treasury.source_vaults
+	not object.get(tx, "sourceId", "<missing>") in treasury.source_vaults
 	msg := sprintf("source vault %v is not allowed to send automatically", [object.get(tx, "sourceId", "<missing>")])
 }
 
-violations contains "amountStr is missing or not a decimal string" if not decimal.valid(tx.amountStr)
+violations contains "amountStr is missing or not a decimal string" if not decimal.valid(object.get(tx, "amountStr", ""))
 
 violations contains msg if {
 	limit := treasury.assets[tx.asset].max_amount
@@ -140,8 +144,8 @@ records contains {"key": "one-time-address", "amount": "1"} if one_time
 needs_approval if tap.usd(tx) > treasury.hold_for_approval.above_usd
 
 needs_approval if {
-	some d in tx.destinations
-	not is_number(d.amountUSD)
+	some d in destinations
+	not is_number(object.get(d, "amountUSD", null))
 }
 
 hold_reason := sprintf("%v USD is above %v USD: needs %v approvals", [tap.usd(tx), treasury.hold_for_approval.above_usd, treasury.hold_for_approval.approvals])

@@ -2,6 +2,7 @@
 # request's parts agree with each other. problems(tx) is the set of what is wrong.
 package lib.consistency
 
+import data.lib.tap
 import rego.v1
 
 problems(tx) := {msg | some msg in all_problems(tx)}
@@ -32,7 +33,7 @@ id_problems(tx) := ["requestId does not belong to txId"] if {
 # The destinations' native amounts must add up to the transaction amount, exactly; a destination
 # without one (or with a number, or a non-decimal) cannot be added up, which is a problem too.
 sum_problems(tx) := ["a destination has no amountNativeStr: the amounts cannot be added up"] if {
-	some d in object.get(tx, "destinations", [])
+	some d in tap.destinations(tx)
 	not is_string(object.get(d, "amountNativeStr", null))
 } else := [sprintf("destinations add up to %v, not the transaction amount %v", [total, amount])] if {
 	amounts := [d.amountNativeStr | some d in tx.destinations]

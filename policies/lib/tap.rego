@@ -52,9 +52,19 @@ endpoint(spec, type, id, sub_type) if {
 	pattern(object.get(spec, "sub_type", "*"), sub_type)
 }
 
-dest_sub_type(tx) := tx.destinations[0].dstSubType if count(object.get(tx, "destinations", [])) > 0
+# The first destination's sub-type, else "". Its value is bound in the body: a function whose
+# value is undefined while its body holds does not reach its `else` in regorus 0.14.
+dest_sub_type(tx) := sub_type if {
+	ds := destinations(tx)
+	count(ds) > 0
+	sub_type := object.get(ds[0], "dstSubType", "")
+} else := ""
 
-else := ""
+# destinations[] when it is a list (iterating a number is an error here and nothing in OPA).
+destinations(tx) := ds if {
+	ds := object.get(tx, "destinations", [])
+	is_array(ds)
+} else := []
 
 # Bounds are exact; a bound that is set but cannot be compared does not match.
 within_amount(rule, tx) if {
@@ -71,7 +81,7 @@ not_above(null, _) := true
 not_above(bound, amount) if decimal.cmp(amount, bound) <= 0
 
 # The transaction's value in USD: the sum over its destinations, as Fireblocks reports it.
-usd(tx) := sum([object.get(d, "amountUSD", 0) | some d in object.get(tx, "destinations", [])])
+usd(tx) := sum([object.get(d, "amountUSD", 0) | some d in destinations(tx)])
 
 within_usd(rule, tx) if {
 	object.get(rule, "min_usd", null) == null
@@ -86,7 +96,7 @@ within_usd(rule, tx) if {
 }
 
 usd_known(tx) if {
-	ds := object.get(tx, "destinations", [])
+	ds := destinations(tx)
 	count(ds) > 0
 	count([d | some d in ds; is_number(object.get(d, "amountUSD", null))]) == count(ds)
 }

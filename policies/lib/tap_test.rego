@@ -79,3 +79,9 @@ test_a_request_without_an_operation_matches_only_rules_for_any_operation if {
 	r := [{"operation": "TRANSFER", "action": "APPROVE"}]
 	tap.decision(object.remove(tx("ETH", "1", "WHITELISTED", 1), ["operation"]), r).action == "REJECT"
 }
+
+# A destination without dstSubType still matches a rule that does not ask for one.
+test_a_destination_without_a_sub_type_matches_a_rule_for_any_sub_type if {
+	no_sub_type := json.patch(tx("ETH", "1", "WHITELISTED", 1), [{"op": "remove", "path": "/destinations/0/dstSubType"}])
+	tap.decision(no_sub_type, rules).action == "APPROVE"
+}
