@@ -569,3 +569,24 @@ fn eval_gives_a_payload_the_context_a_fixture_gets_and_spells_config_change_as_t
     let (_, out, _) = run(&["eval", "--kind", "config-change", "--request", "cc.json", "--mode", "json"], dir.path());
     assert!(out.contains(r#""mode": "json""#) && out.contains(r#""cosigner_key": null"#), "{out}");
 }
+
+#[test]
+fn check_refuses_an_unknown_function_and_an_action_that_does_not_exist_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("policies/tx.rego"),
+        r#"package cosigner.transaction
+import rego.v1
+default decision := {"action": "REJECT"}
+decision := {"action": "Approve"} if treasury_limits.within(input.request)
+"#,
+    );
+    write(
+        &dir.path().join("policies/cc.rego"),
+        "package cosigner.config_change\ndecision := {\"action\": \"IGNORE\"}\n",
+    );
+    let (code, out, err) = run(&["check", "policies"], dir.path());
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("tx.rego:4: unknown function treasury_limits.within"), "{err}");
+    assert!(err.contains(r#"tx.rego:4: action "Approve" is not one of APPROVE, REJECT, RETRY, IGNORE"#), "{err}");
+}

@@ -208,6 +208,13 @@ pub fn check(sets: PolicySets) -> anyhow::Result<ExitCode> {
                 Ok(snapshot)
             }
         });
+        let loaded = loaded.and_then(|snapshot| {
+            let findings = snapshot.lint();
+            for finding in &findings {
+                eprintln!("error: {finding}");
+            }
+            if findings.is_empty() { Ok(snapshot) } else { Err(format!("{} problem(s) above", findings.len())) }
+        });
         match loaded {
             Ok(snapshot) => println!(
                 "ok: {} ({} files, revision {}; {} and {} defined)",

@@ -18,6 +18,22 @@ use regorus::{Engine, Value};
 
 use crate::decimal::Amount;
 
+/// Every function [`register`] adds (for `check`, which refuses calls to functions that exist nowhere).
+pub const EXTENSIONS: &[&str] = &[
+    "decimal.valid",
+    "decimal.cmp",
+    "decimal.sum",
+    "decimal.to_units",
+    "velocity.sum",
+    "velocity.count",
+    "time.now_ns",
+    "eth.keccak256",
+    "btc.sha256d",
+    "eth.decode_tx",
+    "eth.decode_erc20",
+    "btc.decode_preimage",
+];
+
 pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
     engine.add_extension(
         "decimal.valid".into(),
@@ -109,6 +125,17 @@ mod tests {
 
     fn s(v: &str) -> Value {
         Value::from(v)
+    }
+
+    #[test]
+    fn every_listed_extension_is_registered() {
+        let mut engine = Engine::new();
+        register(&mut engine).expect("registers");
+        for name in EXTENSIONS {
+            // Registering a name twice fails: each listed one is taken.
+            let again = engine.add_extension(name.to_string(), 0, Box::new(|_: Vec<Value>| Ok(Value::Null)));
+            assert!(again.is_err(), "{name} is not registered");
+        }
     }
 
     #[test]

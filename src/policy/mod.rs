@@ -4,6 +4,7 @@ pub mod analysis;
 mod builtins;
 mod evaluator;
 mod input;
+pub mod lint;
 mod rawtx;
 mod snapshot;
 mod store;

@@ -276,6 +276,12 @@ impl PolicySnapshot {
         (result, prints)
     }
 
+    /// What `check` finds beyond compiling (see [`super::lint`]), test modules included.
+    pub fn lint(&self) -> Vec<super::lint::Finding> {
+        let mut engine = self.with_tests.as_ref().unwrap_or(&self.engine).clone();
+        super::lint::lint(&mut engine, &self.entrypoints)
+    }
+
     pub fn entrypoints(&self) -> &Entrypoints {
         &self.entrypoints
     }
