@@ -215,3 +215,18 @@ async fn shadow_counts_the_candidates_disagreements_without_changing_an_answer_a
     let status = shadow_moved(server.admin, "/evaluations", &json!(7)).await;
     assert_eq!(status["disagreements"], 2, "the reloaded candidate agrees: {status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fixture_from_a_redacted_record_stays_redacted_and_says_so() {
+    let server = spawn(Spec::both(&limits(5)).decision_log(
+        "sink = \"file\"\npath = \"decisions.jsonl\"\ndurable = true\nredact = [\"/request/destAddress\"]",
+    ))
+    .await;
+    decide(&server, "jwt", "tx_sign_request", &payload("eth_transfer.json")).await;
+    let id = server.decision_records()[0]["decision_id"].as_str().unwrap().to_string();
+    let (code, yaml, stderr) =
+        run(&["fixture", "--from-log", "decisions.jsonl", "--decision-id", &id], server.dir.path());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(yaml.contains("# Redacted: the log replaced some request fields"), "{yaml}");
+    assert!(yaml.contains("destAddress: '[REDACTED]'") || yaml.contains("destAddress: \"[REDACTED]\""), "{yaml}");
+}
