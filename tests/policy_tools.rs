@@ -286,6 +286,19 @@ async fn starter_fixture_expectations_are_what_the_running_server_answers() {
     }
 }
 
+/// Waits for a reload to fail (within 5 s) and returns its error.
+async fn failed_reload(server: &common::TestServer) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let status = server.admin_get("/status").await.1;
+        if status["policy"]["last_reload"]["result"] == "failed" {
+            return status["policy"]["last_reload"]["error"].as_str().unwrap().to_string();
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "no failed reload: {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn require_tests_keeps_a_set_with_failing_tests_from_going_live() {
     let server = spawn(
@@ -296,16 +309,8 @@ async fn require_tests_keeps_a_set_with_failing_tests_from_going_live() {
         &server.policy_dir().join("tx.rego"),
         "package cosigner.transaction\ndecision := {\"action\": \"REJECT\", \"reason\": \"v2\"}\ntest_fails := false\n",
     );
-    let start = std::time::Instant::now();
-    loop {
-        let status = server.admin_get("/status").await.1;
-        if status["policy"]["last_reload"]["result"] == "failed" {
-            assert!(status["policy"]["last_reload"]["error"].as_str().unwrap().contains("test_fails"), "{status}");
-            break;
-        }
-        assert!(start.elapsed() < std::time::Duration::from_secs(5), "{status}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let error = failed_reload(&server).await;
+    assert!(error.contains("test_fails"), "{error}");
     let answer = decide(&server, "json", "tx_sign_request", &common::payload("eth_transfer.json")).await;
     assert_eq!(answer["rejectionReason"], "v1", "the set with a failing test never went live");
 }
@@ -321,17 +326,8 @@ async fn require_tests_keeps_a_set_failing_a_yaml_fixture_from_going_live() {
         &server.policy_dir().join("tx.rego"),
         "package cosigner.transaction\ndecision := {\"action\": \"REJECT\", \"reason\": \"v2\"}\n",
     );
-    let start = std::time::Instant::now();
-    loop {
-        let status = server.admin_get("/status").await.1;
-        if status["policy"]["last_reload"]["result"] == "failed" {
-            let error = status["policy"]["last_reload"]["error"].as_str().unwrap();
-            assert!(error.contains("a transfer is approved"), "the failing case is named: {status}");
-            break;
-        }
-        assert!(start.elapsed() < std::time::Duration::from_secs(5), "{status}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let error = failed_reload(&server).await;
+    assert!(error.contains("a transfer is approved"), "the failing case is named: {error}");
     let answer = decide(&server, "json", "tx_sign_request", &common::payload("eth_transfer.json")).await;
     assert_eq!(answer["action"], "APPROVE", "the set failing its fixture never went live");
 }

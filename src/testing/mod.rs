@@ -193,16 +193,7 @@ async fn fixture_case(
     let kind = case_kind(suite, case);
     let time = |now: Option<&String>| parse_now(now).map_err(|e| at(&e));
     let received_at = time(case.now.as_ref())?;
-    let state = Arc::new(StateStore::in_memory().map_err(|e| at(&e.to_string()))?);
-    seed(&state, &case.history).await.map_err(|e| at(&e))?;
-    let pipeline = Pipeline::new(
-        CosignerKeyring::default(),
-        None,
-        shared.policy.clone(),
-        shared.evaluator.clone(),
-        state,
-        HoldSettings::default(),
-    );
+    let pipeline = shared.pipeline(&case.history).await.map_err(|e| at(&e))?;
     let deadline = || Instant::now() + eval_timeout + Duration::from_secs(1);
     let mut prints = Vec::new();
     let outcome = match (&case.request, &case.jwt, &case.steps, &case.expect) {
@@ -250,7 +241,7 @@ async fn fixture_case(
                 let (Some(expect), true) = (expect, case.history.is_empty()) else {
                     return Err(at("`state` replays a single recorded request: no `steps` or `history`"));
                 };
-                let outcome = match CosignerRequest::from_payload(kind, base) {
+                match CosignerRequest::from_payload(kind, base) {
                     Err(e) => Outcome::Fail(format!("the request was refused, no decision: {e}")),
                     Ok(request) => {
                         let context = context_at(received_at);
@@ -260,56 +251,49 @@ async fn fixture_case(
                         prints = decided.prints;
                         judge(expect, &decided.decision)
                     }
-                };
-                return Ok(TestResult {
-                    name: case.name.clone(),
-                    suite: "fixture",
-                    location: suite.path.display().to_string(),
-                    outcome,
-                    duration: started.elapsed(),
-                    prints,
-                });
-            }
-            let one = [Step { name: None, patch: None, now: None, repeat: None, expect: expect_of(expect) }];
-            let steps = steps.as_deref().unwrap_or(&one);
-            let mut outcome = Outcome::Pass;
-            let mut sent = 0u32;
-            'steps: for (index, step) in steps.iter().enumerate() {
-                let received_at = match &step.now {
-                    Some(_) => time(step.now.as_ref())?,
-                    None => received_at,
-                };
-                for _ in 0..step.repeat.unwrap_or(1) {
-                    sent += 1;
-                    let mut payload = base.clone();
-                    if let Some(patch) = &step.patch {
-                        fixtures::merge_patch(&mut payload, patch);
-                    }
-                    if case.steps.is_some() {
-                        fresh_ids(&mut payload, step.patch.as_ref(), sent);
-                    }
-                    let request = match CosignerRequest::from_payload(kind, payload) {
-                        Ok(request) => request,
-                        Err(e) => {
-                            outcome = Outcome::Fail(format!("the request was refused, no decision: {e}"));
+                }
+            } else {
+                let one = [Step { name: None, patch: None, now: None, repeat: None, expect: expect_of(expect) }];
+                let steps = steps.as_deref().unwrap_or(&one);
+                let mut outcome = Outcome::Pass;
+                let mut sent = 0u32;
+                'steps: for (index, step) in steps.iter().enumerate() {
+                    let received_at = match &step.now {
+                        Some(_) => time(step.now.as_ref())?,
+                        None => received_at,
+                    };
+                    for _ in 0..step.repeat.unwrap_or(1) {
+                        sent += 1;
+                        let mut payload = base.clone();
+                        if let Some(patch) = &step.patch {
+                            fixtures::merge_patch(&mut payload, patch);
+                        }
+                        if case.steps.is_some() {
+                            fresh_ids(&mut payload, step.patch.as_ref(), sent);
+                        }
+                        let request = match CosignerRequest::from_payload(kind, payload) {
+                            Ok(request) => request,
+                            Err(e) => {
+                                outcome = Outcome::Fail(format!("the request was refused, no decision: {e}"));
+                                break 'steps;
+                            }
+                        };
+                        let decided = pipeline.decide(request, &context_at(received_at), deadline()).await;
+                        prints.extend(decided.prints);
+                        if let Outcome::Fail(why) = judge(&step.expect, &decided.decision) {
+                            outcome = Outcome::Fail(match &case.steps {
+                                None => why,
+                                Some(_) => {
+                                    let name = step.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+                                    format!("step {}{name}, request {sent}: {why}", index + 1)
+                                }
+                            });
                             break 'steps;
                         }
-                    };
-                    let decided = pipeline.decide(request, &context_at(received_at), deadline()).await;
-                    prints.extend(decided.prints);
-                    if let Outcome::Fail(why) = judge(&step.expect, &decided.decision) {
-                        outcome = Outcome::Fail(match &case.steps {
-                            None => why,
-                            Some(_) => {
-                                let name = step.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
-                                format!("step {}{name}, request {sent}: {why}", index + 1)
-                            }
-                        });
-                        break 'steps;
                     }
                 }
+                outcome
             }
-            outcome
         }
     };
     Ok(TestResult {
@@ -462,19 +446,10 @@ async fn decide_once(
     received_at: DateTime<Utc>,
     hold: Option<&Hold>,
 ) -> Result<crate::decision::Decision, String> {
-    let state = Arc::new(StateStore::in_memory().map_err(|e| e.to_string())?);
-    seed(&state, &case.history).await?;
+    let pipeline = shared.pipeline(&case.history).await?;
     if let Some(hold) = hold {
-        state.put_hold(hold, 0).await.map_err(|e| format!("hold: {e}"))?;
+        pipeline.state().put_hold(hold, 0).await.map_err(|e| format!("hold: {e}"))?;
     }
-    let pipeline = Pipeline::new(
-        CosignerKeyring::default(),
-        None,
-        shared.policy.clone(),
-        shared.evaluator.clone(),
-        state,
-        HoldSettings::default(),
-    );
     let context = case_context(case, received_at);
     let deadline = Instant::now() + shared.policy.options().eval_timeout + Duration::from_secs(1);
     let decided = if case.state.is_empty() {
@@ -490,6 +465,16 @@ async fn decide_once(
 struct FixturePipeline {
     policy: Arc<PolicyStore>,
     evaluator: Arc<Evaluator>,
+}
+
+impl FixturePipeline {
+    /// A pipeline over a fresh in-memory store holding `history`: each case's own.
+    async fn pipeline(&self, history: &[fixtures::HistoryEvent]) -> Result<Pipeline, String> {
+        let state = Arc::new(StateStore::in_memory().map_err(|e| e.to_string())?);
+        seed(&state, history).await?;
+        let (policy, evaluator) = (self.policy.clone(), self.evaluator.clone());
+        Ok(Pipeline::new(CosignerKeyring::default(), None, policy, evaluator, state, HoldSettings::default()))
+    }
 }
 
 fn expect_of(expect: &Option<fixtures::Expect>) -> fixtures::Expect {
