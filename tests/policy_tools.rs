@@ -586,3 +586,58 @@ decision := {"action": "Approve"} if treasury_limits.within(input.request)
     assert!(err.contains("tx.rego:4: unknown function treasury_limits.within"), "{err}");
     assert!(err.contains(r#"tx.rego:4: action "Approve" is not one of APPROVE, REJECT, RETRY, IGNORE"#), "{err}");
 }
+
+/// A three-branch `else` chain, and fixture cases taking the branches named.
+fn else_chain(dir: &Path, amounts: &[u32]) {
+    write(
+        &dir.join("policies/tx.rego"),
+        r#"package cosigner.transaction
+import rego.v1
+
+decision := {"action": "REJECT", "reason": "big"} if {
+	input.request.amount > 100
+} else := {"action": "RETRY", "reason": "medium"} if {
+	input.request.amount > 10
+} else := {"action": "APPROVE"}
+"#,
+    );
+    write(
+        &dir.join("policies/cc.rego"),
+        "package cosigner.config_change\nimport rego.v1\ndecision := {\"action\": \"IGNORE\"} if {\n\tinput.request.type\n}\n",
+    );
+    let cases: String = amounts
+        .iter()
+        .map(|a| {
+            format!(
+                "  - name: amount {a}\n    request: {{requestId: r{a}, amount: {a}}}\n    expect: {{action: {}}}\n",
+                if *a > 100 {
+                    "REJECT"
+                } else if *a > 10 {
+                    "RETRY"
+                } else {
+                    "APPROVE"
+                }
+            )
+        })
+        .collect();
+    write(&dir.join("policies/tx_test.yaml"), &format!("cases:\n{cases}"));
+}
+
+#[test]
+fn coverage_shows_an_else_branch_no_test_takes_and_counts_unreached_files_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    else_chain(dir.path(), &[500, 5]);
+    let (code, out, err) = run(&["test", "policies", "--coverage"], dir.path());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("policies/tx.rego: 80.0% (4/5), not covered: 6"), "the RETRY branch: {out}");
+    // cc.rego is reached by no test: its line counts as it would if one did.
+    assert!(out.contains("policies/cc.rego: 0.0% (0/2), not covered: 3-4"), "{out}");
+
+    else_chain(dir.path(), &[500, 50, 5]);
+    write(
+        &dir.path().join("policies/cc_test.yaml"),
+        "kind: config_change\ncases:\n  - name: a change\n    request: {requestId: c1, type: X}\n    expect: {action: IGNORE}\n",
+    );
+    let (_, out, _) = run(&["test", "policies", "--coverage"], dir.path());
+    assert!(out.contains("policies/tx.rego: 100.0% (5/5)") && out.contains("policies/cc.rego: 100.0% (2/2)"), "{out}");
+}

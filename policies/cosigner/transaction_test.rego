@@ -142,3 +142,8 @@ test_a_raw_transaction_the_library_cannot_judge_is_refused if {
 	d := decide({}) with data.lib.rawtx.problems as undefined_problems
 	d.reason == "raw transaction: could not be checked"
 }
+
+# Destinations that are not a list are no destinations: nothing says the workspace policy allowed them.
+test_destinations_that_are_not_a_list_are_refused if {
+	rejected_for({"destinations": {"0": {"dstAddress": "0xabc", "action": "ALLOW"}}}, "the request lists no destinations")
+}

@@ -1,6 +1,7 @@
 //! Policies: the set loaded from disk as an immutable snapshot, the input document, and evaluation.
 
 pub mod analysis;
+mod branches;
 mod builtins;
 mod evaluator;
 mod input;

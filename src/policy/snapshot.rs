@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime};
 use std::sync::Mutex;
 
 use regorus::coverage::{File, Report};
+
+use super::branches::{Branches, countable_lines};
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 
@@ -108,6 +110,7 @@ impl PolicySource {
 struct Coverage {
     gathered: Mutex<Report>,
     files: Vec<(String, String)>,
+    branches: Branches,
 }
 
 /// One loaded, compiled policy set. Cloning its engine is cheap; the snapshot itself never changes
@@ -218,11 +221,21 @@ impl PolicySnapshot {
                 None => {}
             }
         }
+        let branches = options.coverage.then(|| {
+            let mut branches = Branches::default();
+            for (path, text) in &mut modules {
+                *text = branches.instrument(&path.display().to_string(), text);
+            }
+            branches
+        });
         let has_tests = modules.iter().any(|(path, _)| is_test_module(path));
         let serving = modules.iter().filter(|(path, _)| !is_test_module(path));
-        let mut engine = build_engine(serving, &data, options)?;
-        let mut with_tests =
-            if options.with_tests && has_tests { Some(build_engine(modules.iter(), &data, options)?) } else { None };
+        let mut engine = build_engine(serving, &data, options, branches.as_ref())?;
+        let mut with_tests = if options.with_tests && has_tests {
+            Some(build_engine(modules.iter(), &data, options, branches.as_ref())?)
+        } else {
+            None
+        };
         let rules = analysis::rules(with_tests.as_mut().unwrap_or(&mut engine));
         let recursive = analysis::recursive_functions(&rules);
         if !recursive.is_empty() {
@@ -238,12 +251,17 @@ impl PolicySnapshot {
         for engine in std::iter::once(&mut engine).chain(with_tests.as_mut()) {
             prepare(engine, options)?;
         }
+        branches.iter().for_each(Branches::reset);
         Ok(Self {
             engine,
             with_tests,
             entrypoints: options.entrypoints.clone(),
             rules,
-            coverage: options.coverage.then(|| Coverage { gathered: Mutex::new(Report::default()), files: texts }),
+            coverage: branches.map(|branches| Coverage {
+                gathered: Mutex::new(Report::default()),
+                files: texts,
+                branches,
+            }),
             revision: source.revision,
             file_count,
             loaded_at: SystemTime::now(),
@@ -299,34 +317,29 @@ impl PolicySnapshot {
         let files = coverage
             .files
             .iter()
-            .map(|(path, code)| match gathered.files.iter().find(|f| &f.path == path) {
-                Some(f) => File {
-                    path: path.clone(),
-                    code: code.clone(),
-                    covered: f.covered.clone(),
-                    not_covered: f.not_covered.clone(),
-                },
-                None => File {
-                    path: path.clone(),
-                    code: code.clone(),
-                    covered: Default::default(),
-                    not_covered: code_lines(code),
-                },
+            .map(|(path, code)| {
+                let mut file = match gathered.files.iter().find(|f| &f.path == path) {
+                    Some(f) => File {
+                        path: path.clone(),
+                        code: code.clone(),
+                        covered: f.covered.clone(),
+                        not_covered: f.not_covered.clone(),
+                    },
+                    // Counted as regorus counts a file it reached, so the total does not depend
+                    // on which files the tests reached.
+                    None => File {
+                        path: path.clone(),
+                        code: code.clone(),
+                        covered: Default::default(),
+                        not_covered: countable_lines(path, code),
+                    },
+                };
+                coverage.branches.apply(&mut file);
+                file
             })
             .collect();
         Some(Report { files })
     }
-}
-
-fn code_lines(code: &str) -> std::collections::BTreeSet<u32> {
-    code.lines()
-        .enumerate()
-        .filter(|(_, line)| {
-            let line = line.trim();
-            !(line.is_empty() || line.starts_with('#') || line.starts_with("package ") || line.starts_with("import "))
-        })
-        .map(|(i, _)| i as u32 + 1)
-        .collect()
 }
 
 /// Runs `work` on a large-stack thread (as evaluation does) and gives up waiting after `limit`.
@@ -358,9 +371,13 @@ fn build_engine<'a>(
     modules: impl Iterator<Item = &'a (PathBuf, String)>,
     data: &[(PathBuf, Value)],
     options: &CompileOptions,
+    branches: Option<&Branches>,
 ) -> Result<Engine, LoadError> {
     let mut engine = Engine::new();
     super::builtins::register(&mut engine).map_err(|e| LoadError::Compile(e.to_string()))?;
+    if let Some(branches) = branches {
+        branches.register(&mut engine).map_err(|e| LoadError::Compile(e.to_string()))?;
+    }
     for (path, text) in modules {
         engine
             .add_policy(path.display().to_string(), text.clone())
