@@ -141,7 +141,7 @@ records contains {"key": "one-time-address", "amount": "1"} if one_time
 # destinations' amountUSD, Fireblocks' estimate) waits — answered RETRY — until that many
 # configured approvers sign it off (`cosigner-guard holds approve`). A destination without a USD
 # value is held too: unknown is not small.
-needs_approval if tap.usd(tx) > treasury.hold_for_approval.above_usd
+needs_approval if decimal.cmp(tap.usd(tx), decimal.from_number(treasury.hold_for_approval.above_usd)) > 0
 
 needs_approval if {
 	some d in destinations

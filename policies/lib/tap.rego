@@ -81,7 +81,9 @@ not_above(null, _) := true
 not_above(bound, amount) if decimal.cmp(amount, bound) <= 0
 
 # The transaction's value in USD: the sum over its destinations, as Fireblocks reports it.
-usd(tx) := sum([object.get(d, "amountUSD", 0) | some d in destinations(tx)])
+# The transaction's value in USD: the exact decimal sum of its destinations' amountUSD (the float
+# sum of 691.58 + 290.58 + 17.84 is 1000.0000000000001, above a 1,000 USD cap).
+usd(tx) := decimal.sum([decimal.from_number(object.get(d, "amountUSD", 0)) | some d in destinations(tx)])
 
 within_usd(rule, tx) if {
 	object.get(rule, "min_usd", null) == null
@@ -91,8 +93,19 @@ within_usd(rule, tx) if {
 # A USD bound needs every destination's amountUSD: a missing one is not zero, it is unknown.
 within_usd(rule, tx) if {
 	usd_known(tx)
-	object.get(rule, "min_usd", 0) <= usd(tx)
-	any_or_at_most(object.get(rule, "max_usd", null), usd(tx))
+	not_below(usd_bound(rule, "min_usd"), usd(tx))
+	not_above(usd_bound(rule, "max_usd"), usd(tx))
+}
+
+# A bound as an exact decimal; one that is not a number cannot be compared, so the rule does not match.
+usd_bound(rule, key) := null if object.get(rule, key, null) == null
+
+usd_bound(rule, key) := decimal.from_number(rule[key]) if is_number(rule[key])
+
+usd_bound(rule, key) := "not a number" if {
+	bound := object.get(rule, key, null)
+	bound != null
+	not is_number(bound)
 }
 
 usd_known(tx) if {
@@ -101,6 +114,3 @@ usd_known(tx) if {
 	count([d | some d in ds; is_number(object.get(d, "amountUSD", null))]) == count(ds)
 }
 
-any_or_at_most(null, _) := true
-
-any_or_at_most(bound, value) if value <= bound

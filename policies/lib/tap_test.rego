@@ -85,3 +85,19 @@ test_a_destination_without_a_sub_type_matches_a_rule_for_any_sub_type if {
 	no_sub_type := json.patch(tx("ETH", "1", "WHITELISTED", 1), [{"op": "remove", "path": "/destinations/0/dstSubType"}])
 	tap.decision(no_sub_type, rules).action == "APPROVE"
 }
+
+# USD amounts add up exactly: 691.58 + 290.58 + 17.84 is 1,000, at the cap (the float sum is
+# 1000.0000000000001, above it).
+test_usd_amounts_add_up_exactly_at_the_cap if {
+	split := json.patch(tx("ETH", "0.3", "ONE_TIME", 0), [{"op": "replace", "path": "/destinations", "value": [
+		{"amountUSD": 691.58, "action": "ALLOW"}, {"amountUSD": 290.58, "action": "ALLOW"}, {"amountUSD": 17.84, "action": "ALLOW"},
+	]}])
+	sum([691.58, 290.58, 17.84]) > 1000
+	tap.usd(split) == "1000"
+	tap.decision(split, rules).action == "APPROVE"
+}
+
+test_a_usd_bound_that_is_not_a_number_does_not_match if {
+	r := [{"max_usd": "1000", "action": "APPROVE"}]
+	tap.decision(tx("ETH", "0.3", "ONE_TIME", 10), r).action == "REJECT"
+}

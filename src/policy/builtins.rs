@@ -24,6 +24,7 @@ pub const EXTENSIONS: &[&str] = &[
     "decimal.cmp",
     "decimal.sum",
     "decimal.to_units",
+    "decimal.from_number",
     "velocity.sum",
     "velocity.count",
     "time.now_ns",
@@ -59,6 +60,11 @@ pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
         "decimal.to_units".into(),
         2,
         Box::new(|args: Vec<Value>| Ok(to_units(&args[0], &args[1]).map_or(Value::Undefined, Value::from))),
+    )?;
+    engine.add_extension(
+        "decimal.from_number".into(),
+        1,
+        Box::new(|args: Vec<Value>| Ok(from_number(&args[0]).map_or(Value::Undefined, Value::from))),
     )?;
     super::velocity::register(engine)?;
     super::rawtx::register(engine)
@@ -107,6 +113,15 @@ fn to_units(amount: &Value, decimals: &Value) -> Option<String> {
     let units = format!("{}{}{}", decimal.int, decimal.frac, "0".repeat(decimals - decimal.frac.len()));
     let units = units.trim_start_matches('0');
     Some(if units.is_empty() { "0".into() } else { units.into() })
+}
+
+/// The decimal a non-negative JSON number was written as: its shortest form that reads back as
+/// the same double (`333.33`, not `333.329999999999984`), so sums of amounts such as `amountUSD`
+/// are exact over what was received rather than float sums. Exponent forms are refused.
+fn from_number(value: &Value) -> Option<String> {
+    let Value::Number(_) = value else { return None };
+    let text = serde_json::to_string(value).ok()?;
+    Amount::parse(&text).map(|amount| amount.to_string())
 }
 
 fn sum(list: &Value) -> Option<String> {
@@ -171,6 +186,20 @@ mod tests {
         assert_eq!(units("0.0000001", 6), None, "finer than the currency's smallest unit");
         assert_eq!(units("1e5", 6), None);
         assert_eq!(to_units(&s("1"), &s("6")), None, "decimals must be a number");
+    }
+
+    #[test]
+    fn numbers_become_the_decimals_they_were_written_as() {
+        let number = |text: &str| Value::from_json_str(text).expect("a number");
+        assert_eq!(from_number(&number("333.33")).as_deref(), Some("333.33"));
+        assert_eq!(from_number(&number("1000")).as_deref(), Some("1000"));
+        assert_eq!(from_number(&number("0.1")).as_deref(), Some("0.1"));
+        assert_eq!(from_number(&number("-1")), None);
+        assert_eq!(from_number(&s("1")), None, "a string is not a number");
+        let usd = Value::from(
+            ["691.58", "290.58", "17.84"].map(|n| Value::from(from_number(&number(n)).unwrap_or_default())).to_vec(),
+        );
+        assert_eq!(sum(&usd).as_deref(), Some("1000"), "a float sum gives 1000.0000000000001");
     }
 
     #[test]
