@@ -162,7 +162,7 @@ impl Replayer {
     }
 
     /// The decision `logged` gets from this set, with everything the re-decision saw.
-    pub async fn redecide(&self, logged: &Logged, live: Option<Arc<StateStore>>) -> Result<Decided, String> {
+    async fn redecide(&self, logged: &Logged, live: Option<Arc<StateStore>>) -> Result<Decided, String> {
         let (request, context) = logged.request()?;
         let deadline = Instant::now() + self.timeout + Duration::from_secs(1);
         let hold = logged.hold();

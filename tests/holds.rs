@@ -372,3 +372,48 @@ async fn the_webhook_hears_of_holds_created_and_decided_and_is_retried() {
     let (_, metrics) = admin_text(&server, "/metrics").await;
     assert!(metrics.contains("cosigner_guard_hold_notifications_total{result=\"sent\"} 2"), "{metrics}");
 }
+
+/// Runs `cosigner-guard replay` on the server's log against `policies` (JSON report).
+fn replay(server: &TestServer, policies: &Path) -> (Option<i32>, Value) {
+    let out = std::process::Command::new(BIN)
+        .args(["replay", "--log", "decisions.jsonl", "--format", "json", "--policies"])
+        .arg(policies)
+        .current_dir(server.dir.path())
+        .output()
+        .unwrap();
+    let report =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), report)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_transfer_replays_unchanged_and_its_hold_still_gates_a_candidate_that_approves() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec =
+        spec(HOLD_FOR_TWO, dir.path(), "").decision_log("sink = \"file\"\npath = \"decisions.jsonl\"\ndurable = true");
+    let server = spawn_in(spec, dir).await;
+    assert_eq!(decide(&server, "jwt", TX, &transfer("h1")).await["action"], "RETRY", "held");
+    assert!(approve(&server, "h1", "alice").await.0);
+    assert_eq!(decide(&server, "jwt", TX, &transfer("h1")).await["action"], "RETRY", "one of two");
+    assert!(approve(&server, "h1", "bob").await.0);
+    assert_eq!(decide(&server, "jwt", TX, &transfer("h1")).await["action"], "APPROVE", "released");
+
+    let (code, report) = replay(&server, &server.policy_dir());
+    assert_eq!((code, report["total"].as_u64(), report["changed"].as_u64()), (Some(0), Some(3), Some(0)), "{report}");
+
+    // A candidate that approves everything: the first request (no hold yet) changes; the second
+    // saw a pending hold, whose gate still answers RETRY; the released one stays approved.
+    let candidate = server.dir.path().join("candidate");
+    common::write(&candidate.join("tx.rego"), "package cosigner.transaction\ndecision := {\"action\": \"APPROVE\"}\n");
+    common::write(&candidate.join("cc.rego"), "package cosigner.config_change\ndecision := {\"action\": \"REJECT\"}\n");
+    let (code, report) = replay(&server, &candidate);
+    assert_eq!(code, Some(2), "{report}");
+    let records = server.decision_records();
+    let decisions: Vec<&Value> = records.iter().filter(|r| r.get("input").is_some()).collect();
+    let after = |n: usize| {
+        let change =
+            report["changes"].as_array().unwrap().iter().find(|c| c["decision_id"] == decisions[n]["decision_id"]);
+        change.map_or(decisions[n]["action"].clone(), |c| c["after"]["action"].clone())
+    };
+    assert_eq!([after(0), after(1), after(2)], [json!("APPROVE"), json!("RETRY"), json!("APPROVE")], "{report}");
+}
