@@ -641,3 +641,43 @@ fn coverage_shows_an_else_branch_no_test_takes_and_counts_unreached_files_the_sa
     let (_, out, _) = run(&["test", "policies", "--coverage"], dir.path());
     assert!(out.contains("policies/tx.rego: 100.0% (5/5)") && out.contains("policies/cc.rego: 100.0% (2/2)"), "{out}");
 }
+
+#[test]
+fn mutate_mutates_a_refused_step_after_the_requests_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("policies/tx.rego"),
+        r#"package cosigner.transaction
+import rego.v1
+key := sprintf("vault:%v", [input.request.sourceId])
+records contains {"key": key, "amount": "1"} if key
+decision := {"action": "REJECT", "reason": "two an hour per vault"} if velocity.count(key, "1h") >= 2
+else := {"action": "APPROVE", "record": [r | some r in records]}
+"#,
+    );
+    write(
+        &dir.path().join("policies/cc.rego"),
+        "package cosigner.config_change\ndecision := {\"action\": \"IGNORE\"}\n",
+    );
+    write(
+        &dir.path().join("policies/tx_test.yaml"),
+        r#"cases:
+  - name: the third transfer of the hour is refused
+    request: {requestId: r, txId: t, sourceId: "0"}
+    now: "2026-03-02T12:00:00Z"
+    steps:
+      - {repeat: 2, expect: {action: APPROVE}}
+      - {expect: {action: REJECT}}
+"#,
+    );
+    let (code, out, err) = run(&["test", "policies"], dir.path());
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = run(&["test", "policies", "--mutate"], dir.path());
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        out.contains(
+            r#""the third transfer of the hour is refused (step 2)" (policies/tx_test.yaml): /sourceId removed"#
+        ),
+        "{out}"
+    );
+}

@@ -256,40 +256,26 @@ async fn fixture_case(
                 let one = [Step { name: None, patch: None, now: None, repeat: None, expect: expect_of(expect) }];
                 let steps = steps.as_deref().unwrap_or(&one);
                 let mut outcome = Outcome::Pass;
-                let mut sent = 0u32;
-                'steps: for (index, step) in steps.iter().enumerate() {
-                    let received_at = match &step.now {
-                        Some(_) => time(step.now.as_ref())?,
-                        None => received_at,
+                for sent in sends(case, steps, &base, received_at).map_err(|e| at(&e))? {
+                    let step = &steps[sent.step];
+                    let request = match CosignerRequest::from_payload(kind, sent.payload) {
+                        Ok(request) => request,
+                        Err(e) => {
+                            outcome = Outcome::Fail(format!("the request was refused, no decision: {e}"));
+                            break;
+                        }
                     };
-                    for _ in 0..step.repeat.unwrap_or(1) {
-                        sent += 1;
-                        let mut payload = base.clone();
-                        if let Some(patch) = &step.patch {
-                            fixtures::merge_patch(&mut payload, patch);
-                        }
-                        if case.steps.is_some() {
-                            fresh_ids(&mut payload, step.patch.as_ref(), sent);
-                        }
-                        let request = match CosignerRequest::from_payload(kind, payload) {
-                            Ok(request) => request,
-                            Err(e) => {
-                                outcome = Outcome::Fail(format!("the request was refused, no decision: {e}"));
-                                break 'steps;
+                    let decided = pipeline.decide(request, &context_at(sent.at), deadline()).await;
+                    prints.extend(decided.prints);
+                    if let Outcome::Fail(why) = judge(&step.expect, &decided.decision) {
+                        outcome = Outcome::Fail(match &case.steps {
+                            None => why,
+                            Some(_) => {
+                                let name = step.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+                                format!("step {}{name}, request {}: {why}", sent.step + 1, sent.number)
                             }
-                        };
-                        let decided = pipeline.decide(request, &context_at(received_at), deadline()).await;
-                        prints.extend(decided.prints);
-                        if let Outcome::Fail(why) = judge(&step.expect, &decided.decision) {
-                            outcome = Outcome::Fail(match &case.steps {
-                                None => why,
-                                Some(_) => {
-                                    let name = step.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
-                                    format!("step {}{name}, request {sent}: {why}", index + 1)
-                                }
-                            });
-                            break 'steps;
-                        }
+                        });
+                        break;
                     }
                 }
                 outcome
@@ -365,12 +351,13 @@ pub struct MutationReport {
     pub cases: usize,
     pub mutants: usize,
     pub survivors: Vec<Survivor>,
-    /// Cases expecting no APPROVE that cannot be mutated (`steps`, a signed `jwt`), with why.
+    /// Cases expecting no APPROVE that cannot be mutated (a signed `jwt`), with why.
     pub not_mutated: Vec<String>,
 }
 
-/// `test --mutate`: every fixture case of `dir` expecting anything but APPROVE, decided again
-/// with each single field of its request removed or retyped (see [`mutate`]).
+/// `test --mutate`: every fixture case of `dir` expecting anything but APPROVE — in a `steps` case,
+/// the first request of each step that does, after the requests before it — decided again with
+/// each single field of its request removed or retyped (see [`mutate`]).
 pub async fn mutate(dir: &Path, options: &CompileOptions, run: &RunOptions) -> Result<MutationReport, SetupError> {
     let (store_dir, store_options) = (dir.to_path_buf(), options.clone());
     let store = tokio::task::spawn_blocking(move || PolicyStore::open(&store_dir, store_options))
@@ -389,18 +376,21 @@ pub async fn mutate(dir: &Path, options: &CompileOptions, run: &RunOptions) -> R
                 continue;
             }
             let at = |what: &str| SetupError(format!("{}: case {:?}: {what}", suite.path.display(), case.name));
-            let spec = match (&case.request, &case.expect) {
-                (_, Some(expect)) if expect.action == crate::decision::Action::Approve => continue,
-                (Some(spec), Some(_)) => spec,
-                _ => {
-                    let why = if case.steps.is_some() { "steps" } else { "a signed jwt" };
-                    report.not_mutated.push(format!("{:?} ({}): {why}", case.name, suite.path.display()));
-                    continue;
+            let Some(spec) = &case.request else {
+                if case.expect.as_ref().is_some_and(|e| e.action != crate::decision::Action::Approve) {
+                    report.not_mutated.push(format!("{:?} ({}): a signed jwt", case.name, suite.path.display()));
                 }
+                continue;
             };
+            let one = [Step { name: None, patch: None, now: None, repeat: None, expect: expect_of(&case.expect) }];
+            let steps = case.steps.as_deref().unwrap_or(&one);
+            if case.steps.is_none() && case.expect.is_none() {
+                continue; // not a valid case: `test` says so
+            }
             let kind = case_kind(&suite, case);
             let received_at = parse_now(case.now.as_ref()).map_err(|e| at(&e))?;
             let base = case_payload(&suite, case, spec).map_err(|e| at(&e))?;
+            let sends = sends(case, steps, &base, received_at).map_err(|e| at(&e))?;
             // The hold is on the transaction as the case sends it; a mutant is other content.
             let hold = match &case.hold {
                 Some(spec) => {
@@ -409,53 +399,71 @@ pub async fn mutate(dir: &Path, options: &CompileOptions, run: &RunOptions) -> R
                 }
                 None => None,
             };
-            report.cases += 1;
             let omissible = |pointer: &str| {
                 case.may_omit
                     .iter()
                     .any(|p| pointer == p || pointer.strip_prefix(p.as_str()).is_some_and(|r| r.starts_with('/')))
             };
-            for (mutation, payload) in mutate::mutants(&base) {
-                if mutation.what == mutate::REMOVED && omissible(&mutation.pointer) {
-                    continue;
-                }
-                report.mutants += 1;
-                let Ok(request) = CosignerRequest::from_payload(kind, payload) else { continue };
-                let decision =
-                    decide_once(&shared, case, request, received_at, hold.as_ref()).await.map_err(|e| at(&e))?;
-                if decision.action == crate::decision::Action::Approve {
-                    report.survivors.push(Survivor {
-                        case: case.name.clone(),
-                        location: suite.path.display().to_string(),
-                        mutation,
-                        reason: decision.reason,
-                    });
+            // The first request of each step expecting no APPROVE, after the requests before it.
+            let refused = (0..sends.len()).filter(|&i| {
+                let step = sends[i].step;
+                steps[step].expect.action != crate::decision::Action::Approve && (i == 0 || sends[i - 1].step != step)
+            });
+            let mut mutated = false;
+            for i in refused {
+                mutated = true;
+                let (before, send) = (&sends[..i], &sends[i]);
+                for (mutation, payload) in mutate::mutants(&send.payload) {
+                    if mutation.what == mutate::REMOVED && omissible(&mutation.pointer) {
+                        continue;
+                    }
+                    report.mutants += 1;
+                    let Ok(request) = CosignerRequest::from_payload(kind, payload) else { continue };
+                    let decision = decide_after(&shared, case, kind, before, (request, send.at), hold.as_ref())
+                        .await
+                        .map_err(|e| at(&e))?;
+                    if decision.action == crate::decision::Action::Approve {
+                        let step =
+                            if case.steps.is_some() { format!(" (step {})", send.step + 1) } else { String::new() };
+                        report.survivors.push(Survivor {
+                            case: format!("{}{step}", case.name),
+                            location: suite.path.display().to_string(),
+                            mutation,
+                            reason: decision.reason,
+                        });
+                    }
                 }
             }
+            report.cases += usize::from(mutated);
         }
     }
     Ok(report)
 }
 
-/// Decides one request as a single-request case does: a fresh store with the case's history, the
-/// hold given, the case's recorded `state` if it has one.
-async fn decide_once(
+/// Decides `request` as a case does after the requests `before` it (decided as sent): a fresh
+/// store with the case's history, the hold given, the case's recorded `state` if it has one.
+async fn decide_after(
     shared: &FixturePipeline,
     case: &Case,
-    request: CosignerRequest,
-    received_at: DateTime<Utc>,
+    kind: RequestKind,
+    before: &[StepRequest],
+    (request, at): (CosignerRequest, DateTime<Utc>),
     hold: Option<&Hold>,
 ) -> Result<crate::decision::Decision, String> {
     let pipeline = shared.pipeline(&case.history).await?;
     if let Some(hold) = hold {
         pipeline.state().put_hold(hold, 0).await.map_err(|e| format!("hold: {e}"))?;
     }
-    let context = case_context(case, received_at);
-    let deadline = Instant::now() + shared.policy.options().eval_timeout + Duration::from_secs(1);
+    let deadline = || Instant::now() + shared.policy.options().eval_timeout + Duration::from_secs(1);
+    for sent in before {
+        let earlier = CosignerRequest::from_payload(kind, sent.payload.clone()).map_err(|e| e.to_string())?;
+        pipeline.decide(earlier, &case_context(case, sent.at), deadline()).await;
+    }
+    let context = case_context(case, at);
     let decided = if case.state.is_empty() {
-        pipeline.decide(request, &context, deadline).await
+        pipeline.decide(request, &context, deadline()).await
     } else {
-        pipeline.redecide(request, &context, hold, case.state.clone(), None, deadline).await
+        pipeline.redecide(request, &context, hold, case.state.clone(), None, deadline()).await
     };
     Ok(decided.decision)
 }
@@ -483,6 +491,37 @@ fn expect_of(expect: &Option<fixtures::Expect>) -> fixtures::Expect {
         action: expect.map_or(crate::decision::Action::Reject, |e| e.action),
         reason: expect.and_then(|e| e.reason.clone()),
     }
+}
+
+/// One request a case sends: the step it belongs to, its number in the case, its payload and time.
+struct StepRequest {
+    step: usize,
+    number: u32,
+    payload: Value,
+    at: DateTime<Utc>,
+}
+
+/// Every request of a case's steps (a single-request case is one step), in order.
+fn sends(case: &Case, steps: &[Step], base: &Value, received_at: DateTime<Utc>) -> Result<Vec<StepRequest>, String> {
+    let mut out = Vec::new();
+    for (index, step) in steps.iter().enumerate() {
+        let at = match &step.now {
+            Some(_) => parse_now(step.now.as_ref())?,
+            None => received_at,
+        };
+        for _ in 0..step.repeat.unwrap_or(1) {
+            let number = out.len() as u32 + 1;
+            let mut payload = base.clone();
+            if let Some(patch) = &step.patch {
+                fixtures::merge_patch(&mut payload, patch);
+            }
+            if case.steps.is_some() {
+                fresh_ids(&mut payload, step.patch.as_ref(), number);
+            }
+            out.push(StepRequest { step: index, number, payload, at });
+        }
+    }
+    Ok(out)
 }
 
 /// Each step's request is a new transaction unless its patch names one.
