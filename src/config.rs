@@ -264,7 +264,7 @@ pub struct ServerSettings {
 #[derive(Debug)]
 pub struct ProtocolSettings {
     pub modes: Vec<Mode>,
-    pub handler_key: Option<HandlerKey>,
+    pub handler_key: Option<Arc<HandlerKey>>,
     pub cosigner_keys: CosignerKeyring,
 }
 
@@ -306,12 +306,13 @@ impl Settings {
             return Err(key_error("reload.debounce_ms", "must be between 1 and 10000"));
         }
         let admin = resolve_admin(raw.admin, &at, &mut warnings)?;
-        let signing_key = (raw.protocol.signing_key.clone(), raw.protocol.signing_algorithm);
+        let protocol = resolve_protocol(raw.protocol, &at, &mut warnings)?;
+        let decision_log = resolve_decision_log(raw.decision_log, protocol.handler_key.as_ref(), &at, &mut warnings)?;
         Ok(Self {
             server: resolve_server(raw.server, &at, &mut warnings)?,
-            protocol: resolve_protocol(raw.protocol, &at, &mut warnings)?,
+            protocol,
             policy: resolve_policy(raw.policy, &at, load_timeout(&raw.reload)?)?,
-            decision_log: resolve_decision_log(raw.decision_log, &signing_key, &at, &mut warnings)?,
+            decision_log,
             state: resolve_state(raw.state, &at)?,
             holds: resolve_holds(raw.holds, &at, &mut warnings)?,
             log: LogSettings { format: raw.log.format, level: raw.log.level },
@@ -460,7 +461,7 @@ fn resolve_protocol(
         Some(path) => {
             let pem = read_key_material("protocol.signing_key", &path, at, true, warnings)?;
             let key = HandlerKey::from_pem_for(&pem, raw.signing_algorithm);
-            Some(key.map_err(|e| key_error("protocol.signing_key", e))?)
+            Some(Arc::new(key.map_err(|e| key_error("protocol.signing_key", e))?))
         }
         None if jwt => {
             return Err(key_error("protocol.signing_key", "required when the jwt mode is enabled"));
@@ -530,7 +531,7 @@ fn resolve_policy(
 
 fn resolve_decision_log(
     raw: RawDecisionLog,
-    (handler_key, algorithm): &(Option<PathBuf>, SigningAlgorithm),
+    handler_key: Option<&Arc<HandlerKey>>,
     at: &impl Fn(&Path) -> PathBuf,
     warnings: &mut Vec<String>,
 ) -> Result<DecisionLogSettings, ConfigError> {
@@ -558,17 +559,19 @@ fn resolve_decision_log(
     }
     // Signed checkpoints, by the handler's key unless another is named; only a file has a chain.
     let every = raw.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY);
-    let checkpoints = match (&sink, raw.checkpoint_key.as_ref().or(handler_key.as_ref())) {
-        (Sink::File { .. }, Some(path)) if every > 0 => {
-            let setting =
-                if raw.checkpoint_key.is_some() { "decision_log.checkpoint_key" } else { "protocol.signing_key" };
+    let key = match &raw.checkpoint_key {
+        Some(path) => {
+            let setting = "decision_log.checkpoint_key";
             let pem = read_key_material(setting, path, at, true, warnings)?;
-            let key = HandlerKey::from_pem_for(&pem, *algorithm)
+            let key = HandlerKey::from_pem_for(&pem, SigningAlgorithm::Rs256)
                 .or_else(|_| HandlerKey::from_pem_for(&pem, SigningAlgorithm::Es256))
-                .or_else(|_| HandlerKey::from_pem_for(&pem, SigningAlgorithm::Rs256))
                 .map_err(|e| key_error(setting, e))?;
-            Some(Checkpoints { key: std::sync::Arc::new(key), every })
+            Some(Arc::new(key))
         }
+        None => handler_key.cloned(),
+    };
+    let checkpoints = match (&sink, key) {
+        (Sink::File { .. }, Some(key)) if every > 0 => Some(Checkpoints { key, every }),
         (Sink::File { .. }, None) if raw.checkpoint_every.is_some_and(|n| n > 0) => {
             return Err(key_error(
                 "decision_log.checkpoint_every",

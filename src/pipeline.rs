@@ -118,7 +118,7 @@ pub fn open(
 
 pub struct Pipeline {
     keyring: CosignerKeyring,
-    handler_key: Option<HandlerKey>,
+    handler_key: Option<Arc<HandlerKey>>,
     policy: Arc<PolicyStore>,
     evaluator: Arc<Evaluator>,
     state: Arc<StateStore>,
@@ -128,7 +128,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(
         keyring: CosignerKeyring,
-        handler_key: Option<HandlerKey>,
+        handler_key: Option<Arc<HandlerKey>>,
         policy: Arc<PolicyStore>,
         evaluator: Arc<Evaluator>,
         state: Arc<StateStore>,
@@ -155,7 +155,7 @@ impl Pipeline {
     }
 
     pub fn handler_key(&self) -> Option<&HandlerKey> {
-        self.handler_key.as_ref()
+        self.handler_key.as_deref()
     }
 
     /// Verifies or decodes the envelope and extracts the Co-signer request.
@@ -402,6 +402,6 @@ impl Pipeline {
 
     /// Encodes the answer for the wire: signed in jwt mode.
     pub fn seal(&self, mode: Mode, request_id: &str, decision: &Decision) -> Result<Sealed, Refusal> {
-        Ok(envelope::seal(mode, &Answer::new(request_id, decision), self.handler_key.as_ref())?)
+        Ok(envelope::seal(mode, &Answer::new(request_id, decision), self.handler_key.as_deref())?)
     }
 }

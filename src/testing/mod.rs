@@ -382,11 +382,11 @@ pub async fn mutate(dir: &Path, options: &CompileOptions, run: &RunOptions) -> R
                 }
                 continue;
             };
-            let one = [Step { name: None, patch: None, now: None, repeat: None, expect: expect_of(&case.expect) }];
-            let steps = case.steps.as_deref().unwrap_or(&one);
             if case.steps.is_none() && case.expect.is_none() {
                 continue; // not a valid case: `test` says so
             }
+            let one = [Step { name: None, patch: None, now: None, repeat: None, expect: expect_of(&case.expect) }];
+            let steps = case.steps.as_deref().unwrap_or(&one);
             let kind = case_kind(&suite, case);
             let received_at = parse_now(case.now.as_ref()).map_err(|e| at(&e))?;
             let base = case_payload(&suite, case, spec).map_err(|e| at(&e))?;
