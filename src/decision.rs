@@ -67,6 +67,8 @@ pub enum FailureClass {
     DecisionLog,
     /// The `requestId` was seen before with a different payload.
     RequestIdReuse,
+    /// The `txId` was first decided moving something else (whatever the `requestId`).
+    TxIdReuse,
     /// The state store could not be read or written, or kept changing under the decision.
     State,
 }
@@ -82,6 +84,7 @@ impl FailureClass {
             FailureClass::Overloaded => "overloaded",
             FailureClass::DecisionLog => "decision_log",
             FailureClass::RequestIdReuse => "request_id_reuse",
+            FailureClass::TxIdReuse => "tx_id_reuse",
             FailureClass::State => "state",
         }
     }
@@ -171,6 +174,16 @@ impl Decision {
             action: Action::Reject,
             reason: Some("cosigner-guard: this requestId was already seen with a different payload".into()),
             source: Source::Fallback(FailureClass::RequestIdReuse),
+            records: Vec::new(),
+            hold: None,
+        }
+    }
+
+    pub fn tx_id_reuse() -> Self {
+        Self {
+            action: Action::Reject,
+            reason: Some("cosigner-guard: this txId was first decided moving something else: one txId, one transaction".into()),
+            source: Source::Fallback(FailureClass::TxIdReuse),
             records: Vec::new(),
             hold: None,
         }

@@ -322,36 +322,37 @@ impl HoldTrace {
     }
 }
 
-/// What the people asked see of a request: what moves where, and the identity document whose
-/// digest they sign (so their tool can check that what it shows is what they sign).
-pub fn summary(kind: RequestKind, payload: &serde_json::Map<String, Value>) -> Value {
-    let mut summary = headline(kind, payload);
-    summary["identity"] = crate::identity::identity(kind, payload);
-    summary
-}
-
-fn headline(kind: RequestKind, payload: &serde_json::Map<String, Value>) -> Value {
-    let field = |name: &str| payload.get(name).cloned().unwrap_or(Value::Null);
-    let endpoint = |kind: &str, id: &str| match (payload.get(kind).and_then(Value::as_str), payload.get(id)) {
-        (Some(kind), Some(Value::String(id))) => Value::String(format!("{kind} {id}")),
-        (Some(kind), _) => Value::String(kind.to_string()),
-        _ => Value::Null,
+/// What the people asked see of a request: the identity document whose digest they sign — for a
+/// transaction its canonical view: what moves, from where, to which addresses — and a headline
+/// drawn from that same document, so what is shown is what is signed.
+pub fn summary(kind: RequestKind, identity: Value, payload: &serde_json::Map<String, Value>) -> Value {
+    let mut summary = match kind {
+        RequestKind::Transaction => {
+            let text = |v: &Value| v.as_str().map(str::to_owned);
+            let endpoint = |kind: &Value, id: &Value| match (text(kind), text(id)) {
+                (Some(kind), Some(id)) if !id.is_empty() => Some(format!("{kind} {id}")),
+                (kind, _) => kind,
+            };
+            let destinations: Vec<Value> = identity["destinations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| json!(text(&d["address"]).filter(|a| !a.is_empty()).or_else(|| endpoint(&d["type"], &d["id"]))))
+                .collect();
+            json!({
+                "kind": kind,
+                "operation": identity["operation"],
+                "asset": identity["asset"],
+                "amount": identity["amount"],
+                "source": endpoint(&identity["source"]["type"], &identity["source"]["id"]),
+                "destination": if destinations.len() == 1 { destinations[0].clone() } else { Value::Array(destinations) },
+                "note": payload.get("note").cloned().unwrap_or(Value::Null),
+            })
+        }
+        RequestKind::ConfigChange => json!({"kind": kind, "type": identity["type"], "extra_info": identity["extraInfo"]}),
     };
-    match kind {
-        RequestKind::Transaction => json!({
-            "kind": kind,
-            "operation": field("operation"),
-            "asset": field("asset"),
-            "amount": field("amountStr"),
-            "source": endpoint("sourceType", "sourceId"),
-            "destination": match payload.get("destAddress") {
-                Some(Value::String(address)) if !address.is_empty() => Value::String(address.clone()),
-                _ => endpoint("destType", "destId"),
-            },
-            "note": field("note"),
-        }),
-        RequestKind::ConfigChange => json!({"kind": kind, "type": field("type"), "extra_info": field("extraInfo")}),
-    }
+    summary["identity"] = identity;
+    summary
 }
 
 /// Keeps a hold's promise whatever the policy answers: nothing held is approved before its

@@ -5,44 +5,24 @@
 //! replayed or forged request (or a bug upstream) and is never approved. The digest of the first
 //! identity is kept in the state store ([`crate::state::StateStore::remember`]).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::request::RequestKind;
+use crate::transfer::Transfer;
 
-/// What a transaction *is*: the fields that say what moves where. Fields that differ between the
-/// approval and the signing stage of the same transaction are left out.
-const TRANSACTION_FIELDS: [&str; 9] = [
-    "operation",
-    "asset",
-    "amountStr",
-    "sourceType",
-    "sourceId",
-    "destType",
-    "destId",
-    "destAddress",
-    "destAddressType",
-];
-const DESTINATION_FIELDS: [&str; 5] = ["dstAddress", "dstType", "dstId", "dstAddressType", "amountNativeStr"];
 const CONFIG_CHANGE_FIELDS: [&str; 2] = ["type", "extraInfo"];
 
-fn pick(object: &Map<String, Value>, fields: &[&str]) -> Value {
-    Value::Object(fields.iter().map(|f| (f.to_string(), object.get(*f).cloned().unwrap_or(Value::Null))).collect())
-}
-
-/// The stage-independent identity of a request: what a hold shows its approvers.
+/// The stage-independent identity of a request: what a hold shows its approvers. A transaction's
+/// is its canonical view ([`Transfer::identity`]).
 pub fn identity(kind: RequestKind, payload: &Map<String, Value>) -> Value {
     match kind {
-        RequestKind::ConfigChange => pick(payload, &CONFIG_CHANGE_FIELDS),
-        RequestKind::Transaction => {
-            let destinations: Vec<Value> = payload
-                .get("destinations")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .map(|d| d.as_object().map_or(Value::Null, |d| pick(d, &DESTINATION_FIELDS)))
-                .collect();
-            json!({"transaction": pick(payload, &TRANSACTION_FIELDS), "destinations": destinations})
-        }
+        RequestKind::ConfigChange => Value::Object(
+            CONFIG_CHANGE_FIELDS
+                .iter()
+                .map(|f| (f.to_string(), payload.get(*f).cloned().unwrap_or(Value::Null)))
+                .collect(),
+        ),
+        RequestKind::Transaction => Transfer::describe(payload).identity(),
     }
 }
 

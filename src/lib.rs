@@ -32,3 +32,4 @@ pub mod simulator;
 pub mod state;
 pub mod telemetry;
 pub mod testing;
+pub mod transfer;

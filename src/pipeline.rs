@@ -18,6 +18,7 @@ use crate::keys::{CosignerKeyring, HandlerKey};
 use crate::policy::{Evaluation, Evaluator, Ledger, PolicyStore, RequestContext, VelocityRead, input_document};
 use crate::request::{CosignerRequest, RequestError, RequestKind};
 use crate::state::{Commit, Committed, Record, Seen, StateStore};
+use crate::transfer::Transfer;
 
 /// A decision whose reads keep changing under it this many times falls back (RETRY by default:
 /// the Co-signer asks again later). Each round commits at least one competing decision, so this
@@ -179,10 +180,12 @@ impl Pipeline {
         let now = context.received_at;
         let at_us = now.timestamp_micros().max(0) as u64;
         let mut trace = StateTrace { id: request.ledger_id().to_string(), ..StateTrace::default() };
-        let digest = crate::identity::digest(kind, &request.payload);
+        let (transfer, identity) = self.identify(&request);
+        let digest = crate::identity::digest_of(&identity);
         let digest_hex = crate::keys::hex(&digest);
         let request_id = request.request_id.clone();
-        let mut input = input_document(kind, request.payload, context);
+        let tx_id = (kind == RequestKind::Transaction).then(|| request.tx_id().map(str::to_owned)).flatten();
+        let mut input = input_document(kind, request.payload, context, transfer.as_ref());
         let started = Instant::now();
         let done = |decision, policy_revision, input, prints, trace, hold: Option<(Hold, bool)>| Decided {
             decision,
@@ -196,7 +199,7 @@ impl Pipeline {
         };
         // The guard's write overlaps reading the hold and the first evaluation; nothing is
         // committed before it answers.
-        let (seen, (hold, first)) = tokio::join!(self.state.remember(&request_id, digest, at_us), async {
+        let (seen, (hold, first)) = tokio::join!(self.state.remember(&request_id, tx_id.as_deref(), digest, at_us), async {
             let hold = self.holds.get(&trace.id).await;
             if let Ok(Some(hold)) = &hold {
                 input["context"]["hold"] = hold.view(now);
@@ -243,6 +246,14 @@ impl Pipeline {
                     );
                     break Decision::request_id_reuse();
                 }
+                Ok(Seen::TxIdReused) => {
+                    tracing::error!(
+                        request_id,
+                        tx_id = tx_id.as_deref(),
+                        "txId reused for another transaction: refused whatever its requestId"
+                    );
+                    break Decision::tx_id_reuse();
+                }
                 Ok(Seen::First | Seen::Same) => {}
             }
             // Before the commit: an approval the hold turns into RETRY or REJECT records nothing.
@@ -273,7 +284,7 @@ impl Pipeline {
             }
         };
         // What the approvers are shown: computed only when a hold is created.
-        let summary = || holds::summary(kind, input["request"].as_object().unwrap_or(&serde_json::Map::new()));
+        let summary = || holds::summary(kind, identity, input["request"].as_object().unwrap_or(&serde_json::Map::new()));
         let (decision, hold) = self.hold_if_asked(decision, hold, &trace.id, &digest_hex, summary, now).await;
         done(decision, policy_revision, input, prints, trace, hold)
     }
@@ -310,6 +321,19 @@ impl Pipeline {
                 tracing::error!(%error, "the hold could not be created");
                 (self.fallback(FailureClass::State), None)
             }
+        }
+    }
+
+    /// A transaction's canonical view (read with the active set's asset table), and the request's
+    /// identity: what the request-id guard, the txId binding and a hold bind.
+    fn identify(&self, request: &CosignerRequest) -> (Option<Transfer>, Value) {
+        match request.kind {
+            RequestKind::Transaction => {
+                let transfer = Transfer::derive(&request.payload, &self.policy.active().assets);
+                let identity = transfer.identity();
+                (Some(transfer), identity)
+            }
+            RequestKind::ConfigChange => (None, crate::identity::identity(request.kind, &request.payload)),
         }
     }
 
@@ -352,9 +376,10 @@ impl Pipeline {
     ) -> Decided {
         let started = Instant::now();
         let (kind, now) = (request.kind, context.received_at);
-        let digest = crate::keys::hex(&crate::identity::digest(kind, &request.payload));
+        let (transfer, identity) = self.identify(&request);
+        let digest = crate::keys::hex(&crate::identity::digest_of(&identity));
         let id = request.ledger_id().to_string();
-        let mut input = input_document(kind, request.payload, context);
+        let mut input = input_document(kind, request.payload, context, transfer.as_ref());
         if let Some(hold) = hold {
             input["context"]["hold"] = hold.view(now);
         }

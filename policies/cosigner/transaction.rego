@@ -7,10 +7,15 @@ package cosigner.transaction
 import data.lib.holds
 import data.lib.rawtx
 import data.lib.tap
+import data.lib.transfer
 import data.treasury
 import rego.v1
 
-tx := input.request
+# Every rule reads the request through the canonical view of what it moves (lib/transfer.rego):
+# amountStr, destAddress, destinations[] and the raw transaction cannot say different things here.
+tx := transfer.request
+
+violations contains sprintf("the transaction contradicts itself: %s", [c]) if some c in transfer.conflicts
 
 # Fields are read with defaults wherever a missing one must not silence a rule: `not f(tx.x)` is
 # true here when tx.x is missing, but under OPA the whole expression is undefined and the rule
@@ -148,4 +153,7 @@ needs_approval if {
 	not is_number(object.get(d, "amountUSD", null))
 }
 
-hold_reason := sprintf("%v USD is above %v USD: needs %v approvals", [tap.usd(tx), treasury.hold_for_approval.above_usd, treasury.hold_for_approval.approvals])
+hold_reason := sprintf("the USD value of a destination is unknown: needs %v approvals", [treasury.hold_for_approval.approvals]) if {
+	some d in destinations
+	not is_number(object.get(d, "amountUSD", null))
+} else := sprintf("%v USD is above %v USD: needs %v approvals", [tap.usd(tx), treasury.hold_for_approval.above_usd, treasury.hold_for_approval.approvals])

@@ -9,12 +9,21 @@ eth := {
 	"sourceType": "VAULT", "sourceId": "0",
 	"destType": "VAULT", "destAddressType": "WHITELISTED",
 	"asset": "ETH", "amountStr": "0.5",
-	"destinations": [{"dstAddress": "0xabc", "amountUSD": 1500, "action": "ALLOW"}],
+	"destAddress": "0x5dc69b1fbb13bafd09af88a782f0f285772ad5f8",
+	"destinations": [{"dstAddress": "0x5dc69b1fbb13bafd09af88a782f0f285772ad5f8", "amountUSD": 1500, "action": "ALLOW"}],
 	"requestId": "r-1",
 }
 
+# A destination says the amount the transaction says, unless a test says otherwise: the starter
+# refuses a request whose descriptions disagree (lib/transfer.rego).
+request(changes) := object.union(r, {"destinations": [object.union({"amountNativeStr": r.amountStr}, d) | some d in r.destinations]}) if {
+	r := object.union(eth, changes)
+	is_array(r.destinations)
+	is_string(r.amountStr)
+} else := object.union(eth, changes)
+
 decide(changes) := d if {
-	d := transaction.decision with input as {"kind": "transaction", "request": object.union(eth, changes)}
+	d := transaction.decision with input as {"kind": "transaction", "request": request(changes)}
 }
 
 rejected_for(changes, text) if {
@@ -72,7 +81,7 @@ test_one_time_asset_without_a_cap_is_capped_at_zero if {
 }
 
 test_every_destination_must_be_allowed_by_the_workspace_policy if {
-	rejected_for({"destinations": [{"dstAddress": "0xabc", "action": "BLOCK"}]}, "was not allowed by the workspace policy")
+	rejected_for({"destinations": [{"dstAddress": "0x5dc69b1fbb13bafd09af88a782f0f285772ad5f8", "action": "BLOCK"}]}, "was not allowed by the workspace policy")
 }
 
 test_all_violations_are_listed_in_order if {
@@ -81,12 +90,12 @@ test_all_violations_are_listed_in_order if {
 }
 
 # Held for approval: above 100,000 USD (data.treasury.hold_for_approval), two approvers.
-usdc_big := {"asset": "USDC", "amountStr": "150000", "destinations": [{"dstAddress": "0xabc", "amountUSD": 150000, "action": "ALLOW"}]}
+usdc_big := {"asset": "USDC", "amountStr": "150000", "destinations": [{"dstAddress": "0x5dc69b1fbb13bafd09af88a782f0f285772ad5f8", "amountUSD": 150000, "action": "ALLOW"}]}
 
 with_hold(changes, hold) := d if {
 	defaults := {"required": 2, "approvals": [], "rejections": [], "expires_at": "2026-01-01T00:55:00.000Z"}
-	request := {"kind": "transaction", "request": object.union(eth, changes), "context": {"hold": object.union(defaults, hold)}}
-	d := transaction.decision with input as request
+	doc := {"kind": "transaction", "request": request(changes), "context": {"hold": object.union(defaults, hold)}}
+	d := transaction.decision with input as doc
 }
 
 test_a_transfer_above_100k_usd_is_held_for_two_approvals if {
@@ -98,11 +107,11 @@ test_a_transfer_above_100k_usd_is_held_for_two_approvals if {
 }
 
 test_exactly_100k_usd_is_not_held if {
-	decide(object.union(usdc_big, {"destinations": [{"dstAddress": "0xabc", "amountUSD": 100000, "action": "ALLOW"}]})).action == "APPROVE"
+	decide(object.union(usdc_big, {"destinations": [{"dstAddress": "0x5dc69b1fbb13bafd09af88a782f0f285772ad5f8", "amountUSD": 100000, "action": "ALLOW"}]})).action == "APPROVE"
 }
 
 test_a_destination_without_a_usd_value_is_held if {
-	decide({"destinations": [{"dstAddress": "0xabc", "action": "ALLOW"}]}).hold == {"approvals": 2}
+	decide({"destinations": [{"dstAddress": "0x5dc69b1fbb13bafd09af88a782f0f285772ad5f8", "action": "ALLOW"}]}).hold == {"approvals": 2}
 }
 
 test_a_released_hold_approves_and_records if {
@@ -145,5 +154,5 @@ test_a_raw_transaction_the_library_cannot_judge_is_refused if {
 
 # Destinations that are not a list are no destinations: nothing says the workspace policy allowed them.
 test_destinations_that_are_not_a_list_are_refused if {
-	rejected_for({"destinations": {"0": {"dstAddress": "0xabc", "action": "ALLOW"}}}, "the request lists no destinations")
+	rejected_for({"destinations": {"0": {"dstAddress": "0x5dc69b1fbb13bafd09af88a782f0f285772ad5f8", "action": "ALLOW"}}}, "the request lists no destinations")
 }

@@ -33,6 +33,7 @@ pub const EXTENSIONS: &[&str] = &[
     "eth.decode_tx",
     "eth.decode_erc20",
     "btc.decode_preimage",
+    "transfer.view",
 ];
 
 pub fn register(engine: &mut Engine) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::envelope::Mode;
 use crate::request::RequestKind;
+use crate::transfer::Transfer;
 
 /// What the handler knows about a request besides its payload.
 #[derive(Debug, Clone)]
@@ -17,9 +18,15 @@ pub struct RequestContext {
     pub cosigner_key: Option<Arc<str>>,
 }
 
-/// Builds `{"kind", "request", "context"}`; the payload is moved in unchanged.
-pub fn input_document(kind: RequestKind, payload: Map<String, Value>, context: &RequestContext) -> Value {
-    json!({
+/// Builds `{"kind", "request", "context"}`; the payload is moved in unchanged, and a transaction's
+/// canonical view goes in as `context.transfer`.
+pub fn input_document(
+    kind: RequestKind,
+    payload: Map<String, Value>,
+    context: &RequestContext,
+    transfer: Option<&Transfer>,
+) -> Value {
+    let mut input = json!({
         "kind": kind,
         "request": Value::Object(payload),
         "context": {
@@ -28,5 +35,9 @@ pub fn input_document(kind: RequestKind, payload: Map<String, Value>, context: &
             "mode": context.mode,
             "cosigner_key": context.cosigner_key.as_deref(),
         }
-    })
+    });
+    if let Some(transfer) = transfer {
+        input["context"]["transfer"] = transfer.to_value();
+    }
+    input
 }

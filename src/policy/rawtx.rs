@@ -6,11 +6,14 @@
 //! - `eth.decode_tx(hex)`, `eth.decode_erc20(hex)`, `btc.decode_preimage(hex, network)`: the
 //!   decoded object, or `{"error": "…"}` saying why the bytes are not one — so a policy can name the
 //!   problem, and cannot mistake a bad transaction for an absent one.
+//! - `transfer.view(request, assets)`: the canonical view of a transaction request
+//!   ([`crate::transfer`]) with `assets` as the raw-transaction table, as `input.context.transfer`.
 
 use regorus::{Engine, Value};
 use serde::Serialize;
 
 use crate::rawtx::{self, DecodeError, btc, eth};
+use crate::transfer::{Assets, Transfer};
 
 pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
     engine.add_extension(
@@ -41,6 +44,17 @@ pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
                 return Ok(error("the network must be \"mainnet\" or \"testnet\""));
             };
             Ok(decoded(bytes(&args[0]).and_then(|b| btc::decode_preimage(&b, network))))
+        }),
+    )?;
+    // The server gives every transaction this view as `input.context.transfer`; the builtin is
+    // for tests that build an input document by hand (`lib/transfer.rego` falls back to it).
+    engine.add_extension(
+        "transfer.view".into(),
+        2,
+        Box::new(|args: Vec<Value>| {
+            let request = serde_json::to_value(&args[0])?;
+            let assets = Assets::from_data(&serde_json::to_value(&args[1])?);
+            Ok(request.as_object().map_or(Value::Undefined, |r| Value::from(Transfer::derive(r, &assets).to_value())))
         }),
     )?;
     Ok(())

@@ -13,6 +13,7 @@ use regorus::{Engine, Value};
 
 use super::analysis::{self, RuleInfo};
 use crate::request::RequestKind;
+use crate::transfer::Assets;
 
 /// The rule each request kind is decided by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +124,8 @@ pub struct PolicySnapshot {
     entrypoints: Entrypoints,
     rules: Vec<RuleInfo>,
     coverage: Option<Coverage>,
+    /// The set's `data.rawtx.assets`, for [`crate::transfer::Transfer::derive`].
+    pub assets: Assets,
     pub revision: String,
     pub file_count: usize,
     pub loaded_at: SystemTime,
@@ -252,8 +255,15 @@ impl PolicySnapshot {
             prepare(engine, options)?;
         }
         branches.iter().for_each(Branches::reset);
+        // How the canonical transfer view reads raw transactions: `data.rawtx.assets`, once.
+        let assets = data
+            .iter()
+            .filter_map(|(_, value)| serde_json::to_value(value).ok())
+            .find_map(|value| value.pointer("/rawtx/assets").map(Assets::from_data))
+            .unwrap_or_default();
         Ok(Self {
             engine,
+            assets,
             with_tests,
             entrypoints: options.entrypoints.clone(),
             rules,

@@ -20,6 +20,8 @@ const RECORDED: TableDefinition<(&str, &str), u64> = TableDefinition::new("recor
 const VERSIONS: TableDefinition<&str, u64> = TableDefinition::new("versions");
 /// requestId → (identity digest, first seen µs).
 const REQUEST_IDS: TableDefinition<&str, (&[u8], u64)> = TableDefinition::new("request_ids");
+/// txId → (the identity digest its first decision bound it to, when µs): one txId, one transaction.
+const TX_IDS: TableDefinition<&str, (&[u8], u64)> = TableDefinition::new("tx_ids");
 /// transaction → (revision, created µs, hold as JSON).
 const HOLDS: TableDefinition<&str, (u64, u64, &str)> = TableDefinition::new("holds");
 /// Small facts kept across restarts: the longest window ever read.
@@ -43,6 +45,7 @@ enum Op {
     },
     Remember {
         request_id: String,
+        tx_id: Option<String>,
         digest: [u8; 32],
         at_us: u64,
         reply: Reply<Seen>,
@@ -67,11 +70,11 @@ enum Op {
 }
 
 impl Op {
-    /// Whether the answer this operation gates must wait for the fsync. Remembered request ids
-    /// ride along with the next durable commit (or the clean shutdown): losing the last few to a
-    /// crash only forgets that they were seen.
+    /// Whether the answer this operation gates must wait for the fsync: every write, since a
+    /// `requestId` or `txId` forgotten in a crash could come back moving something else. Group
+    /// commit shares one fsync among every operation waiting at that moment.
     fn durable(&self) -> bool {
-        !matches!(self, Op::Remember { .. })
+        true
     }
 }
 
@@ -180,15 +183,29 @@ impl Embedded {
         self.send(|reply| Op::Revert { id: id.to_string(), records, reply }).await
     }
 
-    pub async fn remember(&self, request_id: &str, digest: [u8; 32], at_us: u64) -> Result<Seen, StateError> {
+    pub async fn remember(
+        &self,
+        request_id: &str,
+        tx_id: Option<&str>,
+        digest: [u8; 32],
+        at_us: u64,
+    ) -> Result<Seen, StateError> {
         // Most ids come back (signing stage, retries): a read answers those without the writer,
         // which checks again before it inserts.
         let txn = self.db.begin_read().or_fail()?;
-        let ids = txn.open_table(REQUEST_IDS).or_fail()?;
-        if let Some(known) = ids.get(request_id).or_fail()? {
-            return Ok(if known.value().0 == digest.as_slice() { Seen::Same } else { Seen::Different });
+        let known = |table: TableDefinition<&str, (&[u8], u64)>, id: Option<&str>| -> Result<Option<bool>, StateError> {
+            let Some(id) = id else { return Ok(Some(true)) };
+            let table = txn.open_table(table).or_fail()?;
+            Ok(table.get(id).or_fail()?.map(|v| v.value().0 == digest.as_slice()))
+        };
+        match (known(REQUEST_IDS, Some(request_id))?, known(TX_IDS, tx_id)?) {
+            (Some(false), _) => return Ok(Seen::Different),
+            (_, Some(false)) => return Ok(Seen::TxIdReused),
+            (Some(true), Some(true)) => return Ok(Seen::Same),
+            _ => {}
         }
-        self.send(|reply| Op::Remember { request_id: request_id.to_string(), digest, at_us, reply }).await
+        let (request_id, tx_id) = (request_id.to_string(), tx_id.map(str::to_string));
+        self.send(|reply| Op::Remember { request_id, tx_id, digest, at_us, reply }).await
     }
 
     pub async fn prune(&self, now_us: u64, horizon_us: u64, marks_us: u64, longest: u64) -> Result<(), StateError> {
@@ -245,6 +262,7 @@ fn open_tables(txn: &WriteTransaction) -> Result<(), StateError> {
     txn.open_table(RECORDED).or_fail()?;
     txn.open_table(VERSIONS).or_fail()?;
     txn.open_table(REQUEST_IDS).or_fail()?;
+    txn.open_table(TX_IDS).or_fail()?;
     txn.open_table(META).or_fail()?;
     txn.open_table(HOLDS).or_fail()?;
     Ok(())
@@ -316,8 +334,8 @@ fn apply_batch(db: &Database, batch: Vec<Op>, durable: bool, done: &mut Vec<Done
                 apply_revert(&txn, &id, &records)?;
                 Done::Unit(reply)
             }
-            Op::Remember { request_id, digest, at_us, reply } => {
-                Done::Remember(reply, apply_remember(&txn, &request_id, &digest, at_us)?)
+            Op::Remember { request_id, tx_id, digest, at_us, reply } => {
+                Done::Remember(reply, apply_remember(&txn, &request_id, tx_id.as_deref(), &digest, at_us)?)
             }
             Op::Prune { events_before, marks_before, longest, reply } => {
                 apply_prune(&txn, events_before, marks_before, longest)?;
@@ -393,17 +411,34 @@ fn apply_put_hold(
     Ok(true)
 }
 
-fn apply_remember(txn: &WriteTransaction, request_id: &str, digest: &[u8; 32], at_us: u64) -> Result<Seen, StateError> {
+fn apply_remember(
+    txn: &WriteTransaction,
+    request_id: &str,
+    tx_id: Option<&str>,
+    digest: &[u8; 32],
+    at_us: u64,
+) -> Result<Seen, StateError> {
     let mut ids = txn.open_table(REQUEST_IDS).or_fail()?;
-    let known = ids.get(request_id).or_fail()?.map(|v| v.value().0 == digest.as_slice());
-    match known {
-        Some(true) => Ok(Seen::Same),
-        Some(false) => Ok(Seen::Different),
-        None => {
-            ids.insert(request_id, (digest.as_slice(), at_us)).or_fail()?;
-            Ok(Seen::First)
-        }
+    let mut txs = txn.open_table(TX_IDS).or_fail()?;
+    let known_request = ids.get(request_id).or_fail()?.map(|v| v.value().0 == digest.as_slice());
+    let known_tx = match tx_id {
+        Some(tx_id) => txs.get(tx_id).or_fail()?.map(|v| v.value().0 == digest.as_slice()),
+        None => Some(true),
+    };
+    // A refused request binds nothing: its ids stay bound to what they first came with.
+    match (known_request, known_tx) {
+        (Some(false), _) => return Ok(Seen::Different),
+        (_, Some(false)) => return Ok(Seen::TxIdReused),
+        (Some(true), Some(true)) => return Ok(Seen::Same),
+        _ => {}
     }
+    if known_request.is_none() {
+        ids.insert(request_id, (digest.as_slice(), at_us)).or_fail()?;
+    }
+    if let (Some(tx_id), None) = (tx_id, known_tx) {
+        txs.insert(tx_id, (digest.as_slice(), at_us)).or_fail()?;
+    }
+    Ok(if known_request.is_none() { Seen::First } else { Seen::Same })
 }
 
 fn apply_prune(txn: &WriteTransaction, events_before: u64, marks_before: u64, longest: u64) -> Result<(), StateError> {
@@ -428,6 +463,7 @@ fn apply_prune(txn: &WriteTransaction, events_before: u64, marks_before: u64, lo
     }
     txn.open_table(RECORDED).or_fail()?.retain(|_, at| at >= marks_before).or_fail()?;
     txn.open_table(REQUEST_IDS).or_fail()?.retain(|_, (_, at)| at >= marks_before).or_fail()?;
+    txn.open_table(TX_IDS).or_fail()?.retain(|_, (_, at)| at >= marks_before).or_fail()?;
     txn.open_table(HOLDS).or_fail()?.retain(|_, (_, created, _)| created >= marks_before).or_fail()?;
     let mut meta = txn.open_table(META).or_fail()?;
     let known = meta.get(LONGEST_WINDOW).or_fail()?.map_or(0, |v| v.value());

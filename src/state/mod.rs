@@ -130,6 +130,8 @@ pub enum Seen {
     Same,
     /// This `requestId` came before with another identity.
     Different,
+    /// This `txId` was bound to another identity by an earlier decision (whatever its requestId).
+    TxIdReused,
 }
 
 /// What `/status` shows of the store.
@@ -250,12 +252,19 @@ impl StateStore {
         self.observe(result)
     }
 
-    /// Remembers the identity digest `request_id` first came with.
-    pub async fn remember(&self, request_id: &str, digest: [u8; 32], at_us: u64) -> Result<Seen, StateError> {
+    /// Remembers the identity digest `request_id` — and a transaction's `tx_id` — first came
+    /// with, durably before it answers.
+    pub async fn remember(
+        &self,
+        request_id: &str,
+        tx_id: Option<&str>,
+        digest: [u8; 32],
+        at_us: u64,
+    ) -> Result<Seen, StateError> {
         let ttl = self.settings.request_id_ttl;
         let result = match &self.store {
-            Store::Embedded(db) => db.remember(request_id, digest, at_us).await,
-            Store::Redis(redis) => redis.remember(request_id, digest, ttl).await,
+            Store::Embedded(db) => db.remember(request_id, tx_id, digest, at_us).await,
+            Store::Redis(redis) => redis.remember(request_id, tx_id, digest, ttl).await,
         };
         self.observe(result)
     }
@@ -459,9 +468,23 @@ mod tests {
     #[tokio::test]
     async fn request_ids_remember_the_identity_they_first_came_with() {
         let store = StateStore::in_memory().unwrap();
-        assert_eq!(store.remember("r", [1; 32], T0).await.unwrap(), Seen::First);
-        assert_eq!(store.remember("r", [1; 32], T0).await.unwrap(), Seen::Same);
-        assert_eq!(store.remember("r", [2; 32], T0).await.unwrap(), Seen::Different);
+        assert_eq!(store.remember("r", None, [1; 32], T0).await.unwrap(), Seen::First);
+        assert_eq!(store.remember("r", None, [1; 32], T0).await.unwrap(), Seen::Same);
+        assert_eq!(store.remember("r", None, [2; 32], T0).await.unwrap(), Seen::Different);
+    }
+
+    #[tokio::test]
+    async fn a_tx_id_is_bound_to_the_identity_of_its_first_decision_whatever_the_request_id() {
+        let store = StateStore::in_memory().unwrap();
+        assert_eq!(store.remember("T", Some("T"), [1; 32], T0).await.unwrap(), Seen::First);
+        assert_eq!(store.remember("T-1", Some("T"), [1; 32], T0).await.unwrap(), Seen::First, "same content");
+        assert_eq!(store.remember("T-2", Some("T"), [2; 32], T0).await.unwrap(), Seen::TxIdReused);
+        assert_eq!(
+            store.remember("T-2", Some("U"), [2; 32], T0).await.unwrap(),
+            Seen::First,
+            "the refused request bound nothing: T-2 is free for another transaction"
+        );
+        assert_eq!(store.remember("T", Some("T"), [1; 32], T0).await.unwrap(), Seen::Same);
     }
 
     #[tokio::test]
@@ -470,11 +493,11 @@ mod tests {
         let store = StateStore::open(settings).unwrap();
         store.commit(commit("old", T0, &[], &[record("k", "1")])).await.unwrap();
         store.commit(commit("new", T0 + 2 * HOUR, &[], &[record("k", "2")])).await.unwrap();
-        store.remember("r", [1; 32], T0).await.unwrap();
+        store.remember("r", None, [1; 32], T0).await.unwrap();
         store.prune(T0 + 2 * HOUR + 1).await.unwrap();
         // Retention (1h) and the request-id ttl (48h) keep the marks; the old event is gone.
         assert_eq!(store.window("k", 0, 10 * HOUR, "x").unwrap().count, 1);
-        assert_eq!(store.remember("r", [2; 32], T0).await.unwrap(), Seen::Different);
+        assert_eq!(store.remember("r", None, [2; 32], T0).await.unwrap(), Seen::Different);
 
         store.commit(commit("new2", T0 + 3 * HOUR, &[], &[record("w", "1")])).await.unwrap();
         store.window("w", 0, 5 * HOUR, "x").unwrap(); // a policy reads a 5h window: kept from now on
@@ -483,7 +506,7 @@ mod tests {
         store.prune(T0 + 60 * HOUR).await.unwrap();
         let w = store.window("w", 0, 5 * HOUR, "x").unwrap();
         assert_eq!((w.count, w.version), (0, 0), "an idle key forgets its events and its version");
-        assert_eq!(store.remember("r", [2; 32], T0).await.unwrap(), Seen::First, "past the request-id ttl");
+        assert_eq!(store.remember("r", None, [2; 32], T0).await.unwrap(), Seen::First, "past the request-id ttl");
     }
 
     #[tokio::test]

@@ -68,15 +68,18 @@ end
 return 1
 ";
 
-/// KEYS: the request id's key; ARGV: digest, ttl ms. 0 first, 1 same, 2 different.
+/// KEYS: the request id's key, then the txId's if any; ARGV: digest, ttl ms. 0 first (the
+/// request id), 1 same, 2 the request id came with another identity, 3 the txId did. A refused
+/// request binds nothing.
 const REMEMBER: &str = r"
-local known = redis.call('GET', KEYS[1])
-if not known then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 0
+local first = 1
+for i, key in ipairs(KEYS) do
+  local known = redis.call('GET', key)
+  if known and known ~= ARGV[1] then return 1 + i end
+  if not known and i == 1 then first = 0 end
 end
-if known == ARGV[1] then return 1 end
-return 2
+for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'PX', ARGV[2], 'NX') end
+return first
 ";
 
 /// KEYS: the hold, the index; ARGV: expected revision, JSON, created µs, id, keep ms, cutoff µs.
@@ -211,13 +214,24 @@ impl Shared {
         self.run::<i64>(invocation).await.map(drop)
     }
 
-    pub async fn remember(&self, request_id: &str, digest: [u8; 32], ttl: Duration) -> Result<Seen, StateError> {
+    pub async fn remember(
+        &self,
+        request_id: &str,
+        tx_id: Option<&str>,
+        digest: [u8; 32],
+        ttl: Duration,
+    ) -> Result<Seen, StateError> {
         let mut invocation = self.remember.prepare_invoke();
-        invocation.key(self.key("rid", request_id)).arg(crate::keys::hex(&digest)).arg(ttl.as_millis() as u64);
+        invocation.key(self.key("rid", request_id));
+        if let Some(tx_id) = tx_id {
+            invocation.key(self.key("txid", tx_id));
+        }
+        invocation.arg(crate::keys::hex(&digest)).arg(ttl.as_millis() as u64);
         match self.run::<i64>(invocation).await? {
             0 => Ok(Seen::First),
             1 => Ok(Seen::Same),
-            _ => Ok(Seen::Different),
+            2 => Ok(Seen::Different),
+            _ => Ok(Seen::TxIdReused),
         }
     }
 

@@ -561,9 +561,10 @@ fn hold_of(spec: &fixtures::HoldSpec, request: &CosignerRequest, now: DateTime<U
     let at = timestamp(now - minutes(5));
     let expires = if spec.status == Status::Expired { now - chrono::Duration::seconds(1) } else { now + minutes(45) };
     let decided = matches!(spec.status, Status::Approved | Status::Rejected).then_some(spec.status);
+    let identity = crate::identity::identity(request.kind, &request.payload);
     Hold {
         id: request.ledger_id().to_string(),
-        digest: crate::keys::hex(&crate::identity::digest(request.kind, &request.payload)),
+        digest: crate::keys::hex(&crate::identity::digest_of(&identity)),
         required: spec.required.unwrap_or(2),
         reason: spec.reason.clone(),
         created_at: timestamp(now - minutes(10)),
@@ -575,7 +576,7 @@ fn hold_of(spec: &fixtures::HoldSpec, request: &CosignerRequest, now: DateTime<U
             .iter()
             .map(|r| Rejection { approver: r.approver.clone(), at: at.clone(), reason: r.reason.clone() })
             .collect(),
-        summary: crate::holds::summary(request.kind, &request.payload),
+        summary: crate::holds::summary(request.kind, identity, &request.payload),
     }
 }
 

@@ -1,0 +1,60 @@
+# One truth per transaction. A request describes what it moves several times over — amountStr,
+# destAddress, each destinations[] entry, sourceId, the key paths and the raw transaction — and a
+# rule that reads one of them judges only that one. The server derives one view from all of them
+# (input.context.transfer) and lists every disagreement in its `conflicts`:
+#
+#   view        {operation, asset, amount, source {type, id, account}, destinations [{type, id,
+#               address, amount}], raw {kind, pays, change} | null, conflicts [string]}
+#   conflicts   the view's conflicts: a policy that approves anything refuses these
+#   request     the request as every other rule reads it: its descriptive fields replaced by the
+#               view's, so a limit, a TAP rule or a deny-list reads what is checked
+#
+# Unit tests that build an input by hand get the same view from the `transfer.view` builtin.
+package lib.transfer
+
+import rego.v1
+
+view := input.context.transfer if is_object(input.context.transfer)
+
+else := transfer.view(input.request, object.get(data, ["rawtx", "assets"], {}))
+
+conflicts := {c | some c in view.conflicts}
+
+listed := [d | some d in object.get(input.request, "destinations", []); is_object(d)] if is_array(input.request.destinations)
+
+else := []
+
+# The view's fields under the request's names; a field the view does not know is left out, so
+# reading it with a default still says "<missing>".
+described := {name: value |
+	some name, value in {
+		"operation": view.operation,
+		"asset": view.asset,
+		"amountStr": view.amount,
+		"sourceType": view.source.type,
+		"sourceId": view.source.id,
+		"destType": first.type,
+		"destId": first.id,
+		"destAddress": first.address,
+	}
+	value != null
+}
+
+first := view.destinations[0]
+
+destinations := [object.union(object.remove(d, ["dstAddress", "dstType", "dstId", "amountNativeStr"]), {name: value |
+	some name, value in {
+		"dstAddress": view.destinations[i].address,
+		"dstType": view.destinations[i].type,
+		"dstId": view.destinations[i].id,
+		"amountNativeStr": view.destinations[i].amount,
+	}
+	value != null
+}) |
+	some i, d in listed
+]
+
+request := object.union(object.remove(input.request, [
+	"operation", "asset", "amountStr", "sourceType", "sourceId",
+	"destType", "destId", "destAddress", "destinations",
+]), object.union(described, {"destinations": destinations | count(listed) > 0}))
