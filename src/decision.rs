@@ -182,7 +182,9 @@ impl Decision {
     pub fn tx_id_reuse() -> Self {
         Self {
             action: Action::Reject,
-            reason: Some("cosigner-guard: this txId was first decided moving something else: one txId, one transaction".into()),
+            reason: Some(
+                "cosigner-guard: this txId was first decided moving something else: one txId, one transaction".into(),
+            ),
             source: Source::Fallback(FailureClass::TxIdReuse),
             records: Vec::new(),
             hold: None,

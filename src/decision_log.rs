@@ -125,10 +125,17 @@ impl DecisionLog {
         self.healthy.load(Ordering::Acquire)
     }
 
-    /// Replaces the configured fields of an input document.
+    /// Replaces the configured fields of an input document. The transfer view is derived from
+    /// the request (replay derives it again), so redacting any request field redacts it whole:
+    /// it would repeat the redacted value otherwise.
     pub fn redact(&self, input: &mut Value) {
         for pointer in &self.redact {
             redact_at(input, pointer);
+        }
+        if self.redact.iter().any(|p| p.first().is_some_and(|head| head == "request"))
+            && let Some(transfer) = input.pointer_mut("/context/transfer")
+        {
+            *transfer = Value::String(REDACTED.into());
         }
     }
 
@@ -184,6 +191,11 @@ struct Writer {
     checkpoints: Option<Checkpoints>,
     /// Records written since the last checkpoint.
     unsigned: u64,
+    /// Where the file ended before a write that failed: what it left after that is cut off
+    /// when the file is opened again.
+    cut_at: Option<u64>,
+    /// Bytes cut off and not yet said in a `cut` record (the next record written says it).
+    dropped: u64,
 }
 
 enum Output {
@@ -195,11 +207,29 @@ impl Writer {
     fn open(settings: &DecisionLogSettings) -> std::io::Result<Self> {
         let (sink, durable) = (&settings.sink, settings.durable);
         // The chain continues from the last record on disk, across restarts and rotations.
-        let prev = match sink {
-            Sink::File { path, .. } => crate::log_chain::head(&[path.clone(), numbered(path, 1)])?,
-            Sink::Off | Sink::Stdout => None,
+        // A crash or a full disk may have left part of a record at the end: cut back to the last
+        // sealed one first, so the chain continues from it (and a `cut` record says so).
+        let (prev, dropped, resumed_signed) = match sink {
+            Sink::File { path, .. } => {
+                let dropped = crate::log_chain::heal(path)?;
+                let prev = crate::log_chain::head(&[path.clone(), numbered(path, 1)])?;
+                (prev, dropped, !path.exists() || crate::log_chain::ends_with_checkpoint(path)?)
+            }
+            Sink::Off | Sink::Stdout => (None, 0, true),
         };
         let prev = prev.unwrap_or_else(|| crate::log_chain::GENESIS.to_string());
+        if dropped > 0 {
+            tracing::warn!(
+                dropped_bytes = dropped,
+                "the decision log ended in a partial record: cut back to the last sealed one"
+            );
+        }
+        // How many records before this start are unsigned is unknown: sign them with the first
+        // record written, so no more than `checkpoint_every` ever follow a checkpoint.
+        let unsigned = match &settings.checkpoints {
+            Some(c) if !resumed_signed => c.every.saturating_sub(1),
+            _ => 0,
+        };
         let mut writer = Self {
             sink: sink.clone(),
             durable,
@@ -207,18 +237,26 @@ impl Writer {
             failing_since: None,
             prev,
             checkpoints: settings.checkpoints.clone(),
-            unsigned: 0,
+            unsigned,
+            cut_at: None,
+            dropped,
         };
         writer.out = Some(writer.open_output()?);
         Ok(writer)
     }
 
-    fn open_output(&self) -> std::io::Result<Output> {
+    fn open_output(&mut self) -> std::io::Result<Output> {
         match &self.sink {
             Sink::Off | Sink::Stdout => Ok(Output::Stdout(std::io::stdout())),
             Sink::File { path, .. } => {
                 let file = open_file(path)?;
-                let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+                let mut written = file.metadata()?.len();
+                if let Some(at) = self.cut_at.filter(|at| *at < written) {
+                    file.set_len(at)?;
+                    self.dropped += written - at;
+                    written = at;
+                }
+                self.cut_at = None;
                 Ok(Output::File { file: BufWriter::with_capacity(256 * 1024, file), written })
             }
         }
@@ -289,6 +327,14 @@ impl Writer {
         }
     }
 
+    /// Says that bytes after the last sealed record were cut off (a torn or failed write).
+    fn cut_record(&self) -> Vec<u8> {
+        let record = serde_json::json!({"event": "cut", "at": now(), "dropped_bytes": self.dropped});
+        let mut line = record.to_string().into_bytes();
+        line.push(b'\n');
+        line
+    }
+
     fn recovery_record(&self) -> Vec<u8> {
         let record = serde_json::json!({
             "event": "decision_log_recovered",
@@ -311,11 +357,17 @@ impl Writer {
             Some(out) => out,
             None => self.open_output()?,
         };
+        let start = match &out {
+            Output::File { written, .. } => Some(*written),
+            Output::Stdout(_) => None,
+        };
+        let cut = (self.dropped > 0).then(|| self.cut_record());
+        let lines: Vec<&[u8]> = cut.iter().map(Vec::as_slice).chain(lines.iter().map(Vec::as_slice)).collect();
         let (durable, mut prev, mut unsigned) = (self.durable, self.prev.clone(), self.unsigned);
         let result = (|| match &mut out {
             Output::Stdout(stdout) => {
                 let mut lock = stdout.lock();
-                for line in lines {
+                for line in &lines {
                     lock.write_all(line)?;
                 }
                 lock.flush()
@@ -327,7 +379,7 @@ impl Writer {
                     *prev = hash;
                     file.write_all(&sealed)
                 };
-                for line in lines {
+                for line in &lines {
                     seal(line, &mut prev)?;
                     unsigned += 1;
                     if let Some(checkpoints) = &self.checkpoints
@@ -348,8 +400,14 @@ impl Writer {
                 Ok(())
             }
         })();
-        // On an error the output is dropped, and reopened with the next batch.
-        result?;
+        // On an error the output is dropped (flushing what it can), and reopened with the next
+        // batch, cut back to where this one began: a failed batch leaves nothing in the chain.
+        if let Err(error) = result {
+            drop(out);
+            self.cut_at = start;
+            return Err(error);
+        }
+        self.dropped = 0;
         self.prev = prev;
         self.unsigned = unsigned;
         self.out = Some(out);

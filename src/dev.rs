@@ -73,6 +73,7 @@ const STARTER: &[(&str, &str)] = &[
     starter_file!("policies/lib/tap_test.rego"),
     starter_file!("policies/lib/time_rules.rego"),
     starter_file!("policies/lib/time_rules_test.rego"),
+    starter_file!("policies/lib/transfer.rego"),
     starter_file!("policies/payloads/btc_one_time_address.json"),
     starter_file!("policies/payloads/eth_transfer.json"),
     starter_file!("policies/payloads/usdc_large_transfer.json"),

@@ -337,7 +337,9 @@ pub fn summary(kind: RequestKind, identity: Value, payload: &serde_json::Map<Str
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|d| json!(text(&d["address"]).filter(|a| !a.is_empty()).or_else(|| endpoint(&d["type"], &d["id"]))))
+                .map(|d| {
+                    json!(text(&d["address"]).filter(|a| !a.is_empty()).or_else(|| endpoint(&d["type"], &d["id"])))
+                })
                 .collect();
             json!({
                 "kind": kind,
@@ -349,7 +351,9 @@ pub fn summary(kind: RequestKind, identity: Value, payload: &serde_json::Map<Str
                 "note": payload.get("note").cloned().unwrap_or(Value::Null),
             })
         }
-        RequestKind::ConfigChange => json!({"kind": kind, "type": identity["type"], "extra_info": identity["extraInfo"]}),
+        RequestKind::ConfigChange => {
+            json!({"kind": kind, "type": identity["type"], "extra_info": identity["extraInfo"]})
+        }
     };
     summary["identity"] = identity;
     summary

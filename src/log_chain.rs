@@ -128,6 +128,60 @@ fn unseal(line: &str) -> Option<(String, &str, &str)> {
     Some((format!("{}}}", &line[..at]), prev, hash))
 }
 
+/// How far back [`heal`] looks for the last sealed record.
+const HEAL_WINDOW: u64 = 16 * 1024 * 1024;
+
+/// Whether `line` (without its newline) ends in a seal: enough to find where records end.
+fn ends_sealed(line: &[u8]) -> bool {
+    line.len() >= SEAL_LEN
+        && std::str::from_utf8(&line[line.len() - SEAL_LEN..]).is_ok_and(|tail| {
+            let line = format!("{{{tail}");
+            unseal(&line).is_some()
+        })
+}
+
+/// Cuts the file back to the end of its last sealed record — what a crash, a full disk or a
+/// failed write left after it is dropped — and returns how many bytes were dropped, so the chain
+/// continues from its last record instead of being appended to a fragment. A file whose end is
+/// not a decision log (no sealed record in its last 16 MiB, but complete lines) is left alone.
+pub fn heal(path: &Path) -> std::io::Result<u64> {
+    let mut file = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let len = file.seek(SeekFrom::End(0))?;
+    let start = len.saturating_sub(HEAL_WINDOW);
+    file.seek(SeekFrom::Start(start))?;
+    let mut window = Vec::with_capacity((len - start) as usize);
+    file.read_to_end(&mut window)?;
+    let newlines = window.iter().enumerate().rev().filter(|(_, b)| **b == b'\n').map(|(i, _)| i);
+    let mut any_line = false;
+    let mut keep = None;
+    for newline in newlines {
+        any_line = true;
+        if ends_sealed(&window[..newline]) {
+            keep = Some(start + newline as u64 + 1);
+            break;
+        }
+    }
+    let keep = match keep {
+        Some(keep) => keep,
+        None if !any_line && start == 0 => 0,
+        None => return Ok(0),
+    };
+    if keep < len {
+        file.set_len(keep)?;
+        file.sync_data()?;
+    }
+    Ok(len - keep)
+}
+
+/// Whether the file's last record is a checkpoint (a writer that resumes after one owes none).
+pub fn ends_with_checkpoint(path: &Path) -> std::io::Result<bool> {
+    Ok(last_line(path)?.is_some_and(|line| line.starts_with(CHECKPOINT_START)))
+}
+
 /// The hash of the last record of the newest of `files` that has one: where a writer continues.
 pub fn head(files: &[PathBuf]) -> std::io::Result<Option<String>> {
     for file in files {
@@ -247,6 +301,22 @@ pub fn verify(files: &[PathBuf], key: Option<&CheckpointKey>) -> std::io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heal_cuts_a_torn_tail_back_to_the_last_sealed_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let (first, _) = seal(GENESIS, b"{\"a\":1}");
+        for (tail, dropped) in [(&b"{\"b\":"[..], 5), (b"", 0), (b"{\"b\":2}\n", 8)] {
+            std::fs::write(&path, [first.as_slice(), tail].concat()).unwrap();
+            assert_eq!(heal(&path).unwrap(), dropped);
+            assert_eq!(std::fs::read(&path).unwrap(), first);
+        }
+        std::fs::write(&path, b"{\"torn\"").unwrap();
+        assert_eq!(heal(&path).unwrap(), 7, "a torn first record leaves an empty file");
+        std::fs::write(&path, b"not a decision log\n").unwrap();
+        assert_eq!(heal(&path).unwrap(), 0, "a file that is not a chain is left alone");
+    }
 
     #[test]
     fn a_sealed_record_unseals_to_what_was_hashed() {

@@ -199,20 +199,21 @@ impl Pipeline {
         };
         // The guard's write overlaps reading the hold and the first evaluation; nothing is
         // committed before it answers.
-        let (seen, (hold, first)) = tokio::join!(self.state.remember(&request_id, tx_id.as_deref(), digest, at_us), async {
-            let hold = self.holds.get(&trace.id).await;
-            if let Ok(Some(hold)) = &hold {
-                input["context"]["hold"] = hold.view(now);
-            }
-            let first = match regorus::Value::deserialize(&input) {
-                Ok(policy_input) => {
-                    let evaluated = self.evaluate_once(kind, &policy_input, &trace.id, now, deadline).await;
-                    Ok((policy_input, evaluated))
+        let (seen, (hold, first)) =
+            tokio::join!(self.state.remember(&request_id, tx_id.as_deref(), digest, at_us), async {
+                let hold = self.holds.get(&trace.id).await;
+                if let Ok(Some(hold)) = &hold {
+                    input["context"]["hold"] = hold.view(now);
                 }
-                Err(e) => Err(e),
-            };
-            (hold, first)
-        });
+                let first = match regorus::Value::deserialize(&input) {
+                    Ok(policy_input) => {
+                        let evaluated = self.evaluate_once(kind, &policy_input, &trace.id, now, deadline).await;
+                        Ok((policy_input, evaluated))
+                    }
+                    Err(e) => Err(e),
+                };
+                (hold, first)
+            });
         let (policy_input, (mut evaluation, mut policy_revision)) = match first {
             Ok(first) => first,
             Err(e) => {
@@ -284,7 +285,8 @@ impl Pipeline {
             }
         };
         // What the approvers are shown: computed only when a hold is created.
-        let summary = || holds::summary(kind, identity, input["request"].as_object().unwrap_or(&serde_json::Map::new()));
+        let summary =
+            || holds::summary(kind, identity, input["request"].as_object().unwrap_or(&serde_json::Map::new()));
         let (decision, hold) = self.hold_if_asked(decision, hold, &trace.id, &digest_hex, summary, now).await;
         done(decision, policy_revision, input, prints, trace, hold)
     }

@@ -23,8 +23,13 @@ use crate::state::StateStore;
 
 /// Decisions whose answer did not come from the policy or its inputs, but from the handler's
 /// surroundings at the time: replaying the policy says nothing about them.
-const NOT_THE_POLICY: [&str; 5] =
-    ["fallback:request_id_reuse", "fallback:tx_id_reuse", "fallback:state", "fallback:decision_log", "fallback:overloaded"];
+const NOT_THE_POLICY: [&str; 5] = [
+    "fallback:request_id_reuse",
+    "fallback:tx_id_reuse",
+    "fallback:state",
+    "fallback:decision_log",
+    "fallback:overloaded",
+];
 
 /// An action and its reason: what a decision answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

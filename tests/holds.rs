@@ -121,7 +121,7 @@ async fn a_held_transfer_is_released_by_two_approvers_and_approved_at_its_retry_
     assert_eq!(created["status"], "pending");
     assert_eq!(created["required"], 2);
     assert_eq!(created["summary"]["asset"], "ETH");
-    assert_eq!(created["summary"]["amount"], "0.010000000000000000");
+    assert_eq!(created["summary"]["amount"], "0.01", "the canonical amount, as its identity says");
 
     let (ok, listed, _) = holds_cli(&format!("http://{}", server.admin), &["list"]).await;
     assert!(ok && listed.contains("t1") && listed.contains("pending") && listed.contains("0/2"), "{listed}");
@@ -228,14 +228,15 @@ else := {"action": "RETRY", "reason": "big", "hold": {"approvals": 2}}
     assert!(reject(&server, "t1", "carol", "no").await.0);
     assert_eq!(decide(&server, "jwt", TX, &transfer("t1")).await["action"], "REJECT");
 
-    // The held transaction moving something else (another request id, same txId): rejected.
+    // The held transaction moving something else (another request id, same txId): refused before
+    // the policy, since its txId is bound to what it first moved.
     decide(&server, "jwt", TX, &transfer("t2")).await;
     let mut other = signing_stage("t2");
     other["requestId"] = json!("t2-1");
     other["destinations"][0]["dstAddress"] = json!("0x0000000000000000000000000000000000000bad");
     let answer = decide(&server, "jwt", TX, &other).await;
     assert_eq!(answer["action"], "REJECT");
-    assert!(answer["rejectionReason"].as_str().unwrap().contains("held for approval with different content"));
+    assert!(answer["rejectionReason"].as_str().unwrap().contains("this txId was first decided moving something else"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

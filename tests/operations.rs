@@ -43,6 +43,7 @@ async fn the_decision_log_records_who_asked_what_was_decided_why_and_under_which
     let mut big = eth.clone();
     big["amountStr"] = json!("5");
     big["requestId"] = json!("another-request");
+    big["txId"] = json!("another-transaction");
     let wallet = payload("whitelist_wallet.json");
     decide(&server, "jwt", TX, &eth).await;
     decide(&server, "json", TX, &big).await;

@@ -277,8 +277,9 @@ async fn starter_fixture_expectations_are_what_the_running_server_answers() {
             };
             if case["patch"].is_object() {
                 cosigner_guard::testing::fixtures::merge_patch(&mut payload, &case["patch"]);
-                // A patched payload is another request to the server, with its own requestId.
+                // A patched payload is another transaction to the server, with its own ids.
                 payload["requestId"] = Value::from(format!("{}", case["name"]));
+                payload["txId"] = payload["requestId"].clone();
             }
             let answer = decide(&server, "jwt", endpoint, &payload).await;
             assert_eq!(answer["action"], case["expect"]["action"], "{}", case["name"]);

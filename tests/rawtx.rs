@@ -135,7 +135,7 @@ async fn an_ethereum_raw_transaction_that_disagrees_is_rejected_naming_the_probl
         (
             "one wei more",
             json!({"rawTx": [eth_entry(&eip1559(DEST, 10_000_000_000_000_001, &[]))]}),
-            "rawTx[0] moves 10000000000000001 wei, not amountStr 0.010000000000000000 ETH".into(),
+            "rawTx[0] moves 10000000000000001 wei, not amountStr 0.01 ETH".into(),
         ),
         (
             "twice the amount",

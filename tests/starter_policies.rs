@@ -9,10 +9,11 @@ use serde_json::{Value, json};
 const TX: &str = "tx_sign_request";
 const CC: &str = "config_change_sign_request";
 
-/// A variant of a payload: another request, so it has its own requestId.
+/// A variant of a payload: another transaction, so it has its own requestId and txId.
 fn with(mut base: Value, changes: Value) -> Value {
     base.as_object_mut().unwrap().extend(changes.as_object().unwrap().clone());
     base["requestId"] = Value::from(format!("variant-{}", changes));
+    base["txId"] = base["requestId"].clone();
     base
 }
 
@@ -22,6 +23,8 @@ async fn starter_policies_decide_the_documented_requests() {
     let eth = payload("eth_transfer.json");
     let btc = payload("btc_one_time_address.json");
     let wallet = payload("whitelist_wallet.json");
+    let mut ten_eth = eth["destinations"].clone();
+    ten_eth[0]["amountNativeStr"] = json!("10");
     let cases: Vec<(&str, &str, Value, &str, Option<&str>)> = vec![
         ("documented ETH transfer between vaults", TX, eth.clone(), "APPROVE", None),
         ("documented BTC transfer to a one-time address under the cap", TX, btc.clone(), "APPROVE", None),
@@ -29,7 +32,7 @@ async fn starter_policies_decide_the_documented_requests() {
         (
             "ETH exactly at the limit (no rawTx: an approval-stage request)",
             TX,
-            with(eth.clone(), json!({"amountStr": "10.000000000000000000", "rawTx": null})),
+            with(eth.clone(), json!({"amountStr": "10.000000000000000000", "rawTx": null, "destinations": ten_eth})),
             "APPROVE",
             None,
         ),

@@ -16,8 +16,9 @@ use crate::log_chain::CheckpointKey;
 use crate::policy::{CompileOptions, Fallbacks};
 use crate::replay::{Logged, Replayer, Report};
 
-/// `log verify [--key PEM] FILE...`: exit 0 intact, 2 broken, 1 unreadable.
-pub fn verify(files: &[PathBuf], key: Option<&Path>) -> anyhow::Result<ExitCode> {
+/// `log verify [--key PEM [--checkpoint-every N]] FILE...`: exit 0 intact, 2 broken (with --key
+/// also: no checkpoint, or more than N records after the last one), 1 unreadable.
+pub fn verify(files: &[PathBuf], key: Option<&Path>, checkpoint_every: u64) -> anyhow::Result<ExitCode> {
     let key = match key {
         Some(path) => {
             let pem = std::fs::read(path).with_context(|| format!("--key {}", path.display()))?;
@@ -35,7 +36,23 @@ pub fn verify(files: &[PathBuf], key: Option<&Path>) -> anyhow::Result<ExitCode>
     let start = if verified.from_genesis { "from its first record" } else { "after rotated-away records" };
     println!("ok: {} records chained {start}; head {}", verified.records, verified.head);
     match (&verified.last_checkpoint, &key) {
-        (None, _) => println!("no signed checkpoint: nothing proves who wrote the records"),
+        (None, Some(_)) => {
+            eprintln!(
+                "broken: no signed checkpoint: nothing proves who wrote the records (a rewritten log drops them)"
+            );
+            return Ok(ExitCode::from(2));
+        }
+        (None, None) => println!("no signed checkpoint: nothing proves who wrote the records"),
+        (Some(last), Some(_)) if last.records_after as u64 > checkpoint_every => {
+            eprintln!(
+                "broken: {} records after the last checkpoint ({}:{}), more than checkpoint_every ({checkpoint_every}): \
+                 the writer signs at least that often, so records were added or rewritten without the key",
+                last.records_after,
+                last.file.display(),
+                last.line
+            );
+            return Ok(ExitCode::from(2));
+        }
         (Some(last), Some(_)) => println!(
             "{} checkpoints signed by --key; the last at {}:{}, with {} records after it not yet signed",
             verified.checkpoints,

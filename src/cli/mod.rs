@@ -76,6 +76,10 @@ pub enum LogCommand {
         /// or that of decision_log.checkpoint_key).
         #[arg(long, value_name = "PEM")]
         key: Option<PathBuf>,
+        /// With --key: the writer's decision_log.checkpoint_every; more records than this after
+        /// the last checkpoint fail the check (nothing signed covers them).
+        #[arg(long, value_name = "N", default_value_t = crate::config::DEFAULT_CHECKPOINT_EVERY)]
+        checkpoint_every: u64,
     },
 }
 
@@ -119,7 +123,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::telemetry::init(format, Some("warn"));
             holds::run(args)
         }
-        Command::Log { command: LogCommand::Verify { files, key } } => evidence::verify(&files, key.as_deref()),
+        Command::Log { command: LogCommand::Verify { files, key, checkpoint_every } } => {
+            evidence::verify(&files, key.as_deref(), checkpoint_every)
+        }
         Command::Replay(args) => {
             crate::telemetry::init(format, Some("warn"));
             evidence::replay(args)

@@ -193,11 +193,12 @@ impl Embedded {
         // Most ids come back (signing stage, retries): a read answers those without the writer,
         // which checks again before it inserts.
         let txn = self.db.begin_read().or_fail()?;
-        let known = |table: TableDefinition<&str, (&[u8], u64)>, id: Option<&str>| -> Result<Option<bool>, StateError> {
-            let Some(id) = id else { return Ok(Some(true)) };
-            let table = txn.open_table(table).or_fail()?;
-            Ok(table.get(id).or_fail()?.map(|v| v.value().0 == digest.as_slice()))
-        };
+        let known =
+            |table: TableDefinition<&str, (&[u8], u64)>, id: Option<&str>| -> Result<Option<bool>, StateError> {
+                let Some(id) = id else { return Ok(Some(true)) };
+                let table = txn.open_table(table).or_fail()?;
+                Ok(table.get(id).or_fail()?.map(|v| v.value().0 == digest.as_slice()))
+            };
         match (known(REQUEST_IDS, Some(request_id))?, known(TX_IDS, tx_id)?) {
             (Some(false), _) => return Ok(Seen::Different),
             (_, Some(false)) => return Ok(Seen::TxIdReused),

@@ -158,8 +158,9 @@ fn destinations(request: &Map<String, Value>, amount: Option<Amount>, conflicts:
             (Some(shown), Some(address)) if !same_address(shown, address) => conflicts.push(format!(
                 "destinations[{i}].displayDstAddress {shown:?} is not the destination's address {address:?}"
             )),
-            (Some(shown), None) => conflicts
-                .push(format!("destinations[{i}].displayDstAddress {shown:?} names an address the description does not")),
+            (Some(shown), None) => conflicts.push(format!(
+                "destinations[{i}].displayDstAddress {shown:?} names an address the description does not"
+            )),
             _ => {}
         }
         if address.as_deref() == Some("") {

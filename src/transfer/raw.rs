@@ -220,7 +220,8 @@ fn ethereum(
         }
     };
     if tx.chain_id.as_deref() != Some(chain_id) {
-        conflicts.push(format!("rawTx[0] is for chain id {}, not {chain_id}", tx.chain_id.as_deref().unwrap_or("none")));
+        conflicts
+            .push(format!("rawTx[0] is for chain id {}, not {chain_id}", tx.chain_id.as_deref().unwrap_or("none")));
     }
     if tx.to.is_empty() {
         conflicts.push("rawTx[0] creates a contract: that is not a transfer".to_owned());
@@ -260,7 +261,11 @@ fn ethereum(
         conflicts.push(format!("rawTx[0] moves {units} units: more than any amount this handler compares"));
         return None;
     };
-    Some(Paid { kind: if token.is_some() { "erc20" } else { "eth" }, pays: vec![payment(address, amount)], change: vec![] })
+    Some(Paid {
+        kind: if token.is_some() { "erc20" } else { "eth" },
+        pays: vec![payment(address, amount)],
+        change: vec![],
+    })
 }
 
 fn payment(address: String, amount: Amount) -> Payment {
@@ -288,7 +293,8 @@ fn bitcoin(
         }
     }
     let first = &preimages[0];
-    let outpoints = |p: &btc::Preimage| p.inputs.iter().map(|x| (x.txid.clone(), x.vout, x.sequence)).collect::<Vec<_>>();
+    let outpoints =
+        |p: &btc::Preimage| p.inputs.iter().map(|x| (x.txid.clone(), x.vout, x.sequence)).collect::<Vec<_>>();
     let mut signed_inputs = Vec::new();
     // The key of each path, as its inputs' key hashes show it: one path is one key.
     let mut keys: BTreeMap<&[u64], &str> = BTreeMap::new();
@@ -299,7 +305,10 @@ fn bitcoin(
                 p.sighash_type
             ));
         }
-        if i > 0 && (p.version, p.locktime, &p.outputs, outpoints(p)) != (first.version, first.locktime, &first.outputs, outpoints(first)) {
+        if i > 0
+            && (p.version, p.locktime, &p.outputs, outpoints(p))
+                != (first.version, first.locktime, &first.outputs, outpoints(first))
+        {
             conflicts.push(format!("rawTx[{i}] is not the same transaction as rawTx[0]"));
         }
         let input = &p.inputs[p.signing_input];
@@ -339,7 +348,8 @@ fn bitcoin(
     for (j, o) in first.outputs.iter().enumerate() {
         let Some(amount) = from_units(&o.value, 8) else { continue };
         let Some(address) = o.script.address.clone() else {
-            conflicts.push(format!("output {j} pays {} satoshis to a {} script with no address", o.value, o.script.kind));
+            conflicts
+                .push(format!("output {j} pays {} satoshis to a {} script with no address", o.value, o.script.kind));
             continue;
         };
         if is_change(o) { change.push(payment(address, amount)) } else { pays.push(payment(address, amount)) }

@@ -11,21 +11,37 @@ import data.lib.destinations
 import data.lib.limits
 import data.lib.tap
 import data.lib.time_rules
+import data.lib.transfer
 import rego.v1
 
-tx := input.request
+# Every rule reads the canonical view of what the transaction moves (lib/transfer.rego), and any
+# disagreement between its descriptions is a problem of its own.
+tx := transfer.request
 
 settings := data.treasury
 
+problems contains sprintf("the transaction contradicts itself: %s", [c]) if some c in transfer.conflicts
+
 problems contains p if some p in consistency.problems(tx)
 
-problems contains sprintf("destination %v is on the deny-list", [tx.destAddress]) if {
-	destinations.denied(tx.asset, tx.destAddress, object.get(settings, "address_lists", {}))
+# Every address the transaction pays: each destination, and what its raw transaction pays.
+paid_to contains d.address if some d in transfer.view.destinations
+
+paid_to contains p.address if {
+	is_object(transfer.view.raw)
+	some p in transfer.view.raw.pays
 }
 
-# Read with a default: `not is_string(tx.destAddress)` would be undefined under OPA, not true.
-problems contains "the request gives no destAddress: the deny-list cannot be checked" if {
-	not is_string(object.get(tx, "destAddress", null))
+problems contains sprintf("destination %v is on the deny-list", [address]) if {
+	some address in paid_to
+	is_string(address)
+	destinations.denied(object.get(tx, "asset", ""), address, object.get(settings, "address_lists", {}))
+}
+
+# Read with a default: `not is_string(d.address)` would be undefined under OPA, not true.
+problems contains "a destination has no address: the deny-list cannot be checked" if {
+	some d in transfer.view.destinations
+	not is_string(object.get(d, "address", null))
 }
 
 decision := {"action": "REJECT", "reason": concat("; ", sort([p | some p in problems]))} if count(problems) > 0
