@@ -158,3 +158,61 @@ async fn signed_checkpoints_prove_who_wrote_the_chain_and_a_rewritten_tail_is_fo
     assert_eq!(code, Some(2), "{said}");
     assert!(said.contains("rewritten.jsonl:6: a checkpoint whose signature does not verify"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torn_tail_is_cut_back_and_the_chain_continues_from_the_last_sealed_record() {
+    let (dir, config) = approving("");
+    decide(&config, 2, 0).await;
+    let log = dir.path().join("decisions.jsonl");
+    // What a crash or a full disk leaves: the start of a record after the last sealed one.
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    file.write_all(b"{\"decision_id\":\"torn").unwrap();
+    drop(file);
+    decide(&config, 2, 2).await;
+    let (code, said) = verify(&[&log]);
+    assert_eq!(code, Some(0), "the chain continues from the last sealed record: {said}");
+    assert!(said.contains("from its first record"), "not restarted from the genesis hash: {said}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let cut: serde_json::Value =
+        serde_json::from_str(text.lines().find(|l| l.contains("\"event\":\"cut\"")).expect("a cut record")).unwrap();
+    assert_eq!(cut["dropped_bytes"], 20, "it says how much was dropped");
+    assert!(!text.contains("torn"), "the fragment is gone");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_with_a_key_fails_when_nothing_signed_covers_the_records() {
+    let (dir, config) = approving("checkpoint_every = 0");
+    decide(&config, 3, 0).await;
+    let log = dir.path().join("decisions.jsonl");
+    let public = dir.path().join("handler_public.pem");
+    std::fs::write(&public, &common::keys().handler.public_pem).unwrap();
+    let run = |log: &Path, extra: &[&str]| {
+        let out =
+            Command::new(BIN).args(["log", "verify", "--key"]).arg(&public).args(extra).arg(log).output().unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    // A log rewritten with fresh hashes and its checkpoints deleted looks like this one.
+    let (code, said) = run(&log, &[]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("no signed checkpoint"), "{said}");
+
+    // Records after the last checkpoint beyond what the writer lets pass unsigned: appended or
+    // rewritten by someone without the key (here: the closing checkpoint cut off).
+    let (dir, config) = approving("checkpoint_every = 1000");
+    decide(&config, 1, 0).await;
+    decide(&config, 3, 1).await;
+    let log = dir.path().join("decisions.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.last().unwrap().contains("\"event\":\"checkpoint\""), "a clean stop signs the head");
+    std::fs::write(&log, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
+    let (code, said) = run(&log, &["--checkpoint-every", "2"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("3 records after the last checkpoint") && said.contains("more than checkpoint_every (2)"),
+        "{said}"
+    );
+    let (code, said) = run(&log, &[]);
+    assert_eq!(code, Some(0), "within the default 1000: {said}");
+}

@@ -235,3 +235,111 @@ async fn a_bitcoin_transaction_that_disagrees_is_rejected_naming_the_problem() {
     expect(&server, "wrong hash", &request, "REJECT", "rawTx[1]: payload is not the double SHA-256 hash of its rawTx")
         .await;
 }
+
+/// One truth per transaction: each attack that once got through the gaps between single-field
+/// checks (a reused txId, BTC destinations against amountStr, the key path that signs, change to
+/// a key slipped in as an input, a contract creation) is refused on the real server, naming what
+/// disagrees.
+#[tokio::test(flavor = "multi_thread")]
+async fn attacks_through_the_gaps_between_checks_are_refused() {
+    let server = spawn(Spec::starter()).await;
+    let eth = payload("eth_transfer.json");
+    let btc = payload("btc_one_time_address.json");
+
+    // H1: txId T approved for 0.01 ETH; then T again under new requestIds, 10 ETH each, consistent.
+    let first = variant(&eth, "h1", json!({}));
+    expect(&server, "h1 first", &first, "APPROVE", "").await;
+    for n in 1..=6 {
+        let mut more = first.clone();
+        more["requestId"] = json!(format!("rawtx-h1-{n}"));
+        more["amountStr"] = json!("10");
+        more["destinations"][0]["amountNativeStr"] = json!("10");
+        more["rawTx"] = json!([eth_entry(&eip1559(DEST, 10_000_000_000_000_000_000, &[]))]);
+        expect(&server, "h1 reuse", &more, "REJECT", "this txId was first decided moving something else").await;
+    }
+
+    // H2: what limits read (amountStr) and what is paid must be one amount, one set of addresses.
+    let stranger_script = "76a914333333333333333333333333333333333333333388ac";
+    let stranger = "15fioDrrk36NmHdRCtGTu2TMj6rPXzG3sn";
+    let ten_btc = format!("02{}{}", btc_output(1_000_000_000, PAY), btc_output(84_267, CHANGE));
+    let mut paid_ten = variant(&btc, "h2-ten", json!({"rawTx": btc_entries(&btc, &ten_btc)}));
+    paid_ten["destinations"][0]["amountNativeStr"] = json!("10");
+    expect(&server, "h2 10 BTC", &paid_ten, "REJECT", "the destinations add up to 10, not amountStr 0.000876").await;
+
+    let plus_five = format!(
+        "03{}{}{}",
+        btc_output(87_600, PAY),
+        btc_output(84_267, CHANGE),
+        btc_output(500_000_000, stranger_script)
+    );
+    let mut second = variant(&btc, "h2-second", json!({"rawTx": btc_entries(&btc, &plus_five)}));
+    let mut extra = second["destinations"][0].clone();
+    extra["dstAddress"] = json!(stranger);
+    extra["displayDstAddress"] = json!(stranger);
+    extra["amountNativeStr"] = json!("5");
+    second["destinations"].as_array_mut().unwrap().push(extra);
+    expect(&server, "h2 second destination", &second, "REJECT", "add up to 5.000876, not amountStr 0.000876").await;
+
+    let to_stranger = format!("02{}{}", btc_output(87_600, stranger_script), btc_output(84_267, CHANGE));
+    let mut swapped = variant(&btc, "h2-stranger", json!({"rawTx": btc_entries(&btc, &to_stranger)}));
+    swapped["destinations"][0]["dstAddress"] = json!(stranger);
+    swapped["destinations"][0]["displayDstAddress"] = json!(stranger);
+    expect(&server, "h2 stranger in destinations", &swapped, "REJECT", "where destAddress says").await;
+
+    // H3: the key path names the vault account whose key signs.
+    let usdc = payload("usdc_transfer.json");
+    for (name, base, path) in [
+        ("h3-eth", &eth, "[ 44, 60, 7, 0, 0 ]"),
+        ("h3-usdc", &usdc, "[ 44, 60, 7, 0, 0 ]"),
+        ("h3-btc", &btc, "[ 44, 0, 7, 0, 0 ]"),
+        ("h3-garbage", &eth, "garbage"),
+    ] {
+        let mut request = variant(base, name, json!({}));
+        for entry in request["rawTx"].as_array_mut().unwrap() {
+            entry["keyDerivationPath"] = json!(path);
+        }
+        let reason = if path == "garbage" { "not a BIP-44 path" } else { "vault account 7, not the source vault 0" };
+        expect(&server, name, &request, "REJECT", reason).await;
+    }
+
+    // M1: an input whose script code is an attacker's key, signed through the vault's own path,
+    // and the "change" paid to that key.
+    let (vault, attacker) = ("95f6fbf9976938f6bffc646adf8b54a8f70620eb", "2222222222222222222222222222222222222222");
+    let entries: Vec<Value> = btc["rawTx"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let mut raw =
+                entry["rawTx"].as_str().unwrap().replace(&format!("160014{vault}"), &format!("160014{attacker}"));
+            if i == 1 {
+                raw = raw.replace(&format!("1976a914{vault}88ac"), &format!("1976a914{attacker}88ac"));
+            }
+            let bytes = from_hex(&raw).unwrap();
+            json!({"keyDerivationPath": entry["keyDerivationPath"], "rawTx": raw, "payload": to_hex(&sha256d(&bytes))})
+        })
+        .collect();
+    let change_to_attacker = variant(&btc, "m1", json!({"rawTx": entries}));
+    expect(&server, "m1", &change_to_attacker, "REJECT", "signs an input of another key than its key path signs").await;
+
+    // A contract creation (no `to`) described with an empty destination address.
+    let creation = [
+        vec![0x02],
+        rlp_list(&[
+            rlp_uint(1),
+            rlp_uint(4),
+            rlp_uint(1_000_000_000),
+            rlp_uint(0x06a0c1987d),
+            rlp_uint(21_000),
+            rlp_bytes(&[]),
+            rlp_uint(10_000_000_000_000_000),
+            rlp_bytes(&[]),
+            rlp_list(&[]),
+        ]),
+    ]
+    .concat();
+    let mut create = variant(&eth, "creation", json!({"destAddress": "", "rawTx": [eth_entry(&creation)]}));
+    create["destinations"][0]["displayDstAddress"] = json!("");
+    expect(&server, "contract creation", &create, "REJECT", "creates a contract").await;
+}

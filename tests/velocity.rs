@@ -242,3 +242,23 @@ async fn what_was_approved_survives_kill_9_and_a_restart() {
     child.signal("-TERM");
     assert_eq!(child.wait(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_request_id_is_remembered_through_kill_9() {
+    // The guard entry is durable before the answer leaves: a REJECTed requestId cannot come back
+    // after a crash moving something smaller that would be approved.
+    let dir = tempfile::tempdir().unwrap();
+    let config = limited().write(dir.path());
+    let (mut child, port) = start(&config);
+    assert_eq!(post_signed(port, &transfer("too-much", "11")).await["action"], "REJECT");
+    child.signal("-KILL");
+    assert_eq!(child.wait(), None, "killed by a signal, no chance to flush");
+    let (mut child, port) = start(&config);
+    let answer = post_signed(port, &transfer("too-much", "1")).await;
+    assert_eq!(
+        (answer["action"].as_str(), answer["rejectionReason"].as_str()),
+        (Some("REJECT"), Some("cosigner-guard: this requestId was already seen with a different payload"))
+    );
+    child.signal("-TERM");
+    assert_eq!(child.wait(), Some(0));
+}
