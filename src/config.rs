@@ -137,6 +137,8 @@ struct RawAdmin {
     listen: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    /// Serve a non-loopback admin listener without TLS (a private network only).
+    allow_plaintext: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -346,6 +348,24 @@ fn resolve_admin(
         }
         _ => return Err(key_error("admin.tls_cert", "tls_cert and tls_key go together")),
     };
+    // Approvals, holds and the state travel through the admin API: off loopback, anyone on the
+    // path could read them or change what an approver's tool shows before it signs.
+    let listen: std::net::SocketAddr = listen;
+    if tls.is_none() && !listen.ip().is_loopback() {
+        if !raw.allow_plaintext.unwrap_or(false) {
+            return Err(key_error(
+                "admin.listen",
+                format!(
+                    "{listen} is not a loopback address and the admin API has no TLS: set admin.tls_cert and \
+                     admin.tls_key (or admin.allow_plaintext = true on a private network you trust)"
+                ),
+            ));
+        }
+        warnings.push(format!(
+            "admin.allow_plaintext: the admin API on {listen} is served without TLS; anyone on the path can read \
+             holds and alter what approvers are shown"
+        ));
+    }
     Ok(Some(AdminSettings { listen, tls }))
 }
 

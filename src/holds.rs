@@ -277,7 +277,8 @@ impl ApproverSigningKey {
 /// A new Ed25519 approver key pair (PKCS#8 and SubjectPublicKeyInfo PEM).
 pub fn generate_approver_key() -> Result<crate::keys::GeneratedKeyPair, String> {
     let pair = Ed25519KeyPair::generate().map_err(|_| "Ed25519 key generation failed".to_string())?;
-    let private = pair.to_pkcs8().map_err(|_| "cannot encode the private key".to_string())?;
+    // PKCS#8 v1: OpenSSL 3 and Python `cryptography` refuse the v2 form (with the public key).
+    let private = pair.to_pkcs8v1().map_err(|_| "cannot encode the private key".to_string())?;
     let public = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::PublicKeyX509Der>::as_der(pair.public_key())
         .map_err(|_| "cannot encode the public key".to_string())?;
     Ok(crate::keys::GeneratedKeyPair::from_der(private.as_ref(), public.as_ref()))

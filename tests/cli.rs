@@ -335,3 +335,22 @@ async fn a_decision_log_in_a_watched_directory_is_warned_about() {
         child.wait();
     }
 }
+
+#[test]
+fn keys_written_by_keygen_are_read_by_openssl_3() {
+    // OpenSSL 3 (and Python `cryptography`) refuse PKCS#8 v2 Ed25519 keys: approvers' tools
+    // must be able to read what keygen writes. `.ci/run` installs openssl.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN).args(["keygen", "--approver", "alice", "--out"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (file, kind) in [("alice_private.pem", "-in"), ("alice_public.pem", "-pubin")] {
+        let path = dir.path().join(file);
+        let args: Vec<&std::ffi::OsStr> = if kind == "-pubin" {
+            vec!["pkey".as_ref(), "-pubin".as_ref(), "-in".as_ref(), path.as_os_str(), "-noout".as_ref()]
+        } else {
+            vec!["pkey".as_ref(), "-in".as_ref(), path.as_os_str(), "-noout".as_ref()]
+        };
+        let openssl = Command::new("openssl").args(args).output().expect("openssl is installed (.ci/run)");
+        assert!(openssl.status.success(), "{file}: {}", String::from_utf8_lossy(&openssl.stderr));
+    }
+}

@@ -129,6 +129,11 @@ async fn a_held_transfer_is_released_by_two_approvers_and_approved_at_its_retry_
     let (ok, out, err) = approve(&server, "t1", "alice").await;
     assert!(ok, "{out}{err}");
     assert!(out.contains("approved as alice: hold t1 is pending (1 of 2 approvals)"), "{out}");
+    // The approver is shown the identity its signature binds: every destination and its amount.
+    assert!(
+        out.contains("hold t1: TRANSFER 0.01 ETH from VAULT 0 to 0x5dC69B1Fbb13Bafd09af88a782F0F285772Ad5f8 (0.01)"),
+        "{out}"
+    );
     assert_eq!(decide(&server, "jwt", TX, &transfer("t1")).await["action"], "RETRY", "one of two is not enough");
 
     let (ok, out, err) = approve(&server, "t1", "bob").await;

@@ -218,6 +218,35 @@ fn check_with_a_config_loads_everything_start_up_loads() {
     assert!(err.contains("decision_log.path"), "{err}");
 }
 
+/// Holds and approvals travel through the admin API: off loopback it needs TLS, or an explicit
+/// `allow_plaintext` that is warned about. `check --config` and `serve` refuse alike.
+#[test]
+fn an_admin_listener_off_loopback_without_tls_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Spec::both(r#"decision := {"action": "APPROVE"}"#).write(dir.path());
+    let original = std::fs::read_to_string(&config).unwrap();
+    let admin = |section: &str| original.replace("[admin]\nlisten = \"127.0.0.1:0\"", section);
+    let path = config.to_str().unwrap();
+
+    std::fs::write(&config, admin("[admin]\nlisten = \"0.0.0.0:0\"")).unwrap();
+    let (code, _, err) = run(&["check", "--config", path], dir.path());
+    assert_eq!(code, Some(1));
+    assert!(err.contains("admin.listen") && err.contains("not a loopback address"), "{err}");
+    let serve = std::process::Command::new(BIN).args(["serve", "--config", path]).output().unwrap();
+    assert!(!serve.status.success(), "serve refuses as check does");
+    assert!(String::from_utf8_lossy(&serve.stderr).contains("not a loopback address"));
+
+    std::fs::write(&config, admin("[admin]\nlisten = \"0.0.0.0:0\"\nallow_plaintext = true")).unwrap();
+    let (code, out, err) = run(&["check", "--config", path], dir.path());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(format!("{out}{err}").contains("admin.allow_plaintext"), "warned: {out}{err}");
+
+    let with_tls = "[admin]\nlisten = \"0.0.0.0:0\"\ntls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"";
+    std::fs::write(&config, admin(with_tls)).unwrap();
+    let (code, out, err) = run(&["check", "--config", path], dir.path());
+    assert_eq!(code, Some(0), "{out}{err}");
+}
+
 #[test]
 fn eval_shows_the_input_document_the_decision_and_why() {
     let dir = tempfile::tempdir().unwrap();

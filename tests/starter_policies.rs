@@ -75,7 +75,10 @@ async fn starter_policies_decide_the_documented_requests() {
         (
             "a contract address whitelisting",
             CC,
-            with(wallet.clone(), json!({"extraInfo": {"subType": "CONTRACT", "asset": "ETH", "address": "0xabc"}})),
+            with(
+                wallet.clone(),
+                json!({"extraInfo": {"subType": "CONTRACT", "asset": "ETH", "address": "0x5dC69B1Fbb13Bafd09af88a782F0F285772Ad5f8"}}),
+            ),
             "REJECT",
             Some("whitelisting a CONTRACT address is not allowed"),
         ),

@@ -38,3 +38,23 @@ whitelist_violations contains msg if {
 whitelist_violations contains "the address to whitelist is missing" if {
 	not is_string(object.get(change, ["extraInfo", "address"], null))
 }
+
+# The address must be one of the asset's network (data.rawtx.assets says which), checksum
+# included: a typo or another chain's address is never whitelisted.
+whitelist_violations contains msg if {
+	address := object.get(change, ["extraInfo", "address"], null)
+	is_string(address)
+	asset := object.get(change, ["extraInfo", "asset"], "<missing>")
+	not valid_address(asset, address)
+	msg := sprintf("%v is not a valid %v address", [address, asset])
+}
+
+valid_address(asset, address) if {
+	data.rawtx.assets[asset].kind in {"eth", "erc20"}
+	eth.valid_address(address)
+}
+
+valid_address(asset, address) if {
+	data.rawtx.assets[asset].kind == "btc"
+	btc.valid_address(address, data.rawtx.assets[asset].network)
+}

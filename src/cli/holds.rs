@@ -180,15 +180,8 @@ async fn verdict(
     if crate::keys::hex(&crate::identity::digest_of(identity)) != hold.digest {
         bail!("hold {id}: the identity shown does not match its digest; not signing");
     }
-    let summary = &hold.summary;
-    println!(
-        "hold {id}: {} {} from {} to {} — {}",
-        summary["amount"].as_str().unwrap_or("-"),
-        summary["asset"].as_str().or(summary["type"].as_str()).unwrap_or("-"),
-        summary["source"].as_str().unwrap_or("-"),
-        summary["destination"].as_str().unwrap_or("-"),
-        hold.reason.as_deref().unwrap_or("held"),
-    );
+    // What is printed is the identity the digest binds, not a headline beside it.
+    println!("hold {id}: {} — {}", describe(identity), hold.reason.as_deref().unwrap_or("held"));
     let signed = SignedVerdict::sign(&hold, verdict, reason, &key, Utc::now());
     let path = format!("/holds/{}/verdicts", path_segment(id));
     let answer = call(admin.post_json(&path, &serde_json::to_value(&signed)?).await).await?;
@@ -205,4 +198,39 @@ async fn verdict(
         after["required"],
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line of what an identity moves: `0.5 ETH from VAULT 0 to 0xabc… (0.5)`, or a configuration
+/// change's type and details.
+fn describe(identity: &Value) -> String {
+    let text = |v: &Value| match v {
+        Value::String(s) if !s.is_empty() => s.clone(),
+        Value::Null | Value::String(_) => "-".to_owned(),
+        other => other.to_string(),
+    };
+    if identity.get("type").is_some() {
+        return format!("{} {}", text(&identity["type"]), identity["extraInfo"]);
+    }
+    let destinations: Vec<String> = identity["destinations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let place = if d["address"].is_string() {
+                text(&d["address"])
+            } else {
+                format!("{} {}", text(&d["type"]), text(&d["id"]))
+            };
+            format!("{place} ({})", text(&d["amount"]))
+        })
+        .collect();
+    format!(
+        "{} {} {} from {} {} to {}",
+        text(&identity["operation"]),
+        text(&identity["amount"]),
+        text(&identity["asset"]),
+        text(&identity["source"]["type"]),
+        text(&identity["source"]["id"]),
+        destinations.join(", ")
+    )
 }

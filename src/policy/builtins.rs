@@ -33,6 +33,8 @@ pub const EXTENSIONS: &[&str] = &[
     "eth.decode_tx",
     "eth.decode_erc20",
     "btc.decode_preimage",
+    "eth.valid_address",
+    "btc.valid_address",
     "transfer.view",
 ];
 

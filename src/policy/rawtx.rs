@@ -6,6 +6,8 @@
 //! - `eth.decode_tx(hex)`, `eth.decode_erc20(hex)`, `btc.decode_preimage(hex, network)`: the
 //!   decoded object, or `{"error": "…"}` saying why the bytes are not one — so a policy can name the
 //!   problem, and cannot mistake a bad transaction for an absent one.
+//! - `eth.valid_address(a)`, `btc.valid_address(a, network)`: whether `a` is an address of that
+//!   network, checksum included (for whitelisting).
 //! - `transfer.view(request, assets)`: the canonical view of a transaction request
 //!   ([`crate::transfer`]) with `assets` as the raw-transaction table, as `input.context.transfer`.
 
@@ -44,6 +46,24 @@ pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
                 return Ok(error("the network must be \"mainnet\" or \"testnet\""));
             };
             Ok(decoded(bytes(&args[0]).and_then(|b| btc::decode_preimage(&b, network))))
+        }),
+    )?;
+    engine.add_extension(
+        "eth.valid_address".into(),
+        1,
+        Box::new(|args: Vec<Value>| Ok(Value::Bool(matches!(&args[0], Value::String(a) if eth::valid_address(a))))),
+    )?;
+    engine.add_extension(
+        "btc.valid_address".into(),
+        2,
+        Box::new(|args: Vec<Value>| {
+            let valid = match (&args[0], &args[1]) {
+                (Value::String(address), Value::String(network)) => {
+                    btc::Network::parse(network).is_some_and(|n| btc::valid_address(address, n))
+                }
+                _ => false,
+            };
+            Ok(Value::Bool(valid))
         }),
     )?;
     // The server gives every transaction this view as `input.context.transfer`; the builtin is

@@ -180,10 +180,42 @@ fn base58check(version: u8, hash: &[u8]) -> Option<String> {
     Some(bs58::encode(bytes).into_string())
 }
 
+/// Whether `address` is a Bitcoin address of `network`: Base58Check P2PKH or P2SH with its
+/// checksum, or a SegWit address (bech32 / bech32m) with the network's prefix.
+pub fn valid_address(address: &str, network: Network) -> bool {
+    if let Ok((hrp, _, _)) = bech32::segwit::decode(address) {
+        return hrp == network.pick(bech32::hrp::BC, bech32::hrp::TB);
+    }
+    let Ok(bytes) = bs58::decode(address).into_vec() else { return false };
+    let [version, body @ .., c0, c1, c2, c3] = bytes.as_slice() else { return false };
+    body.len() == 20
+        && [network.pick(0x00, 0x6f), network.pick(0x05, 0xc4)].contains(version)
+        && sha256d(&bytes[..21])[..4] == [*c0, *c1, *c2, *c3]
+}
+
 fn segwit(network: Network, version: u8, program: &[u8]) -> Option<String> {
     let hrp = network.pick(bech32::hrp::BC, bech32::hrp::TB);
     let version = bech32::Fe32::try_from(version).ok()?;
     bech32::segwit::encode(hrp, version, program).ok()
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_valid_only_on_their_network_with_their_checksum() {
+        let mainnet = ["1DpivPqJkLxbRwm4GpxXsNPKS29ou1NYdC", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"];
+        for address in mainnet {
+            assert!(valid_address(address, Network::Mainnet), "{address}");
+            assert!(!valid_address(address, Network::Testnet), "{address} is not a testnet address");
+        }
+        for bad in
+            ["1DpivPqJkLxbRwm4GpxXsNPKS29ou1NYdD", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdr", "hello", "", "0xabc"]
+        {
+            assert!(!valid_address(bad, Network::Mainnet), "{bad}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -232,9 +232,39 @@ fn word_uint(reader: &mut Reader) -> Result<String, DecodeError> {
     Ok(uint_to_decimal(&reader.array::<32>("amount argument")?))
 }
 
+/// Whether `address` is an Ethereum address: `0x` and 40 hex digits, all one case or with a
+/// correct EIP-55 checksum (a mixed-case address with a wrong one is a typo, not an address).
+pub fn valid_address(address: &str) -> bool {
+    let Some(hex) = address.strip_prefix("0x") else { return false };
+    if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    let lower = hex.to_ascii_lowercase();
+    if hex == lower || hex == hex.to_ascii_uppercase() {
+        return true;
+    }
+    let hash = super::keccak256(lower.as_bytes());
+    hex.bytes().enumerate().all(|(i, b)| {
+        let nibble = (hash[i / 2] >> if i % 2 == 0 { 4 } else { 0 }) & 0x0f;
+        !b.is_ascii_alphabetic() || b.is_ascii_uppercase() == (nibble >= 8)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ethereum_addresses_need_forty_hex_digits_and_a_right_checksum_when_mixed_case() {
+        assert!(valid_address("0x5dC69B1Fbb13Bafd09af88a782F0F285772Ad5f8"), "the documented address, checksummed");
+        assert!(valid_address("0x5dc69b1fbb13bafd09af88a782f0f285772ad5f8"));
+        assert!(!valid_address("0x5DC69B1Fbb13Bafd09af88a782F0F285772Ad5f8"), "one letter's case off");
+        for bad in
+            ["0xabc", "hello", "5dc69b1fbb13bafd09af88a782f0f285772ad5f8", "0x5dc69b1fbb13bafd09af88a782f0f285772ad5fg"]
+        {
+            assert!(!valid_address(bad), "{bad}");
+        }
+    }
     use crate::rawtx::{from_hex, keccak256};
 
     /// The Fireblocks documentation's example: 0.01 ETH on mainnet, EIP-1559.
