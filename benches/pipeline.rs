@@ -13,11 +13,13 @@ use chrono::Utc;
 use cosigner_guard::decision::{Action, Decision, Source};
 use cosigner_guard::envelope::{self, Answer, Mode};
 use cosigner_guard::keys::{CosignerKey, CosignerKeyring, HandlerKey, generate_rsa_2048};
-use cosigner_guard::policy::{CompileOptions, PolicySnapshot, RequestContext, input_document};
+use cosigner_guard::policy::{CompileOptions, PolicySnapshot, RequestContext};
 use cosigner_guard::request::{CosignerRequest, RequestKind};
 use divan::{Bencher, black_box};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Deserialize;
+
+mod support;
 
 // The server's allocator, so the stages cost here what they cost there.
 #[global_allocator]
@@ -95,9 +97,10 @@ fn request(kind: usize) -> (CosignerRequest, RequestContext) {
 
 #[divan::bench(args = KINDS)]
 fn input_document_build(bencher: Bencher, kind: usize) {
+    let f = fixture();
     let (request, context) = request(kind);
     bencher.bench(|| {
-        let input = input_document(request.kind, black_box(request.payload.clone()), &context);
+        let input = support::input_document(black_box(request.clone()), &context, &f.snapshot.assets);
         regorus::Value::deserialize(&input).expect("input")
     });
 }
@@ -106,7 +109,8 @@ fn input_document_build(bencher: Bencher, kind: usize) {
 fn evaluation(bencher: Bencher, kind: usize) {
     let f = fixture();
     let (request, context) = request(kind);
-    let input = regorus::Value::deserialize(&input_document(request.kind, request.payload, &context)).expect("input");
+    let input =
+        regorus::Value::deserialize(&support::input_document(request, &context, &f.snapshot.assets)).expect("input");
     let kind = f.payloads[kind].0;
     bencher.bench(|| f.snapshot.evaluate(kind, black_box(input.clone())).0.expect("evaluates"));
 }
@@ -130,7 +134,7 @@ fn whole_pipeline_jwt(bencher: Bencher, kind: usize) {
         let request = CosignerRequest::from_payload(request_kind, opened.payload).expect("request");
         let context = RequestContext { received_at: Utc::now(), mode: Mode::Jwt, cosigner_key: opened.cosigner_key };
         let request_id = request.request_id.clone();
-        let input = input_document(request.kind, request.payload, &context);
+        let input = support::input_document(request, &context, &f.snapshot.assets);
         let value =
             f.snapshot.evaluate(request_kind, regorus::Value::deserialize(&input).expect("input")).0.expect("ok");
         let decision = Decision::from_policy_output(&serde_json::to_value(&value).expect("json")).expect("decision");

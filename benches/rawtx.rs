@@ -19,6 +19,7 @@ use cosigner_guard::envelope::Mode;
 use cosigner_guard::policy::{CompileOptions, PolicySnapshot, RequestContext, input_document};
 use cosigner_guard::rawtx::{btc, eth, from_hex, keccak256, sha256d, to_hex};
 use cosigner_guard::request::RequestKind;
+use cosigner_guard::transfer::Transfer;
 use divan::{Bencher, black_box};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -121,7 +122,7 @@ fn evaluate(bencher: Bencher, rego: &str, name: &str) {
     let Value::Object(request) = payload(name) else { panic!("an object") };
     let context = RequestContext { received_at: Utc::now(), mode: Mode::Json, cosigner_key: None };
     let input =
-        regorus::Value::deserialize(&input_document(RequestKind::Transaction, request, &context)).expect("input");
+        regorus::Value::deserialize(&input_document(RequestKind::Transaction, request, &context, None)).expect("input");
     let decision = snapshot.evaluate(RequestKind::Transaction, input.clone()).0.expect("evaluates");
     assert_eq!(decision["action"], regorus::Value::from("APPROVE"), "{name}: {decision}");
     bencher.bench(|| snapshot.evaluate(RequestKind::Transaction, black_box(input.clone())).0.expect("evaluates"));
@@ -135,4 +136,15 @@ fn check(bencher: Bencher, name: &str) {
 #[divan::bench(args = PAYLOADS)]
 fn none(bencher: Bencher, name: &str) {
     evaluate(bencher, UNCHECKED, name);
+}
+
+/// The canonical transfer view, derived natively (what every request pays for `context.transfer`:
+/// the description's cross-checks and the raw transaction decoded and compared).
+#[divan::bench(args = PAYLOADS)]
+fn transfer_view(bencher: Bencher, name: &str) {
+    let snapshot = snapshot(UNCHECKED);
+    let Value::Object(request) = payload(name) else { panic!("an object") };
+    let view = Transfer::derive(&request, &snapshot.assets);
+    assert!(view.conflicts.is_empty() && view.raw.is_some(), "{name}: {:?}", view.conflicts);
+    bencher.bench(|| Transfer::derive(black_box(&request), &snapshot.assets));
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::Utc;
 use cosigner_guard::envelope::{self, Mode};
 use cosigner_guard::keys::CosignerKeyring;
-use cosigner_guard::policy::{CompileOptions, PolicySnapshot, RequestContext, input_document};
+use cosigner_guard::policy::{CompileOptions, PolicySnapshot, RequestContext};
 use cosigner_guard::request::{CosignerRequest, RequestKind};
 use divan::{Bencher, black_box};
 use serde::Deserialize;
@@ -48,14 +48,14 @@ fn snapshot(write: impl FnOnce(&Path)) -> Arc<PolicySnapshot> {
     Arc::new(PolicySnapshot::load(dir.path(), &options).expect("policies"))
 }
 
-fn input(payload: Value) -> regorus::Value {
-    let Value::Object(payload) = payload else { panic!("an object") };
+fn input(payload: Value, snapshot: &PolicySnapshot) -> regorus::Value {
+    let request = CosignerRequest::from_payload(RequestKind::Transaction, payload).expect("request");
     let context = RequestContext { received_at: Utc::now(), mode: Mode::Json, cosigner_key: None };
-    regorus::Value::deserialize(&input_document(RequestKind::Transaction, payload, &context)).expect("input")
+    regorus::Value::deserialize(&support::input_document(request, &context, &snapshot.assets)).expect("input")
 }
 
 fn decide(bencher: Bencher, snapshot: &PolicySnapshot, payload: Value, want: &str) {
-    let input = input(payload);
+    let input = input(payload, snapshot);
     let decision = snapshot.evaluate(RequestKind::Transaction, input.clone()).0.expect("evaluates");
     assert_eq!(decision["action"], regorus::Value::from(want), "{decision}");
     bencher.bench(|| snapshot.evaluate(RequestKind::Transaction, black_box(input.clone())).0.expect("evaluates"));
@@ -114,7 +114,7 @@ fn destinations(bencher: Bencher, count: usize) {
         let opened = envelope::open(Mode::Json, black_box(&body), &keyring).expect("decodes");
         let request = CosignerRequest::from_payload(RequestKind::Transaction, opened.payload).expect("request");
         let context = RequestContext { received_at: Utc::now(), mode: Mode::Json, cosigner_key: None };
-        let input = input_document(request.kind, request.payload, &context);
+        let input = support::input_document(request, &context, &snapshot.assets);
         let input = regorus::Value::deserialize(&input).expect("input");
         snapshot.evaluate(RequestKind::Transaction, input).0.expect("evaluates")
     });

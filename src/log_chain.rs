@@ -150,11 +150,15 @@ pub fn heal(path: &Path) -> std::io::Result<u64> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
+    // Only a regular file has an end to heal (`/dev/full` reads zeros for ever).
+    if !file.metadata()?.is_file() {
+        return Ok(0);
+    }
     let len = file.seek(SeekFrom::End(0))?;
     let start = len.saturating_sub(HEAL_WINDOW);
     file.seek(SeekFrom::Start(start))?;
     let mut window = Vec::with_capacity((len - start) as usize);
-    file.read_to_end(&mut window)?;
+    (&mut file).take(len - start).read_to_end(&mut window)?;
     let newlines = window.iter().enumerate().rev().filter(|(_, b)| **b == b'\n').map(|(i, _)| i);
     let mut any_line = false;
     let mut keep = None;

@@ -12,6 +12,7 @@ eth := {
 	"destAddress": "0x5dc69b1fbb13bafd09af88a782f0f285772ad5f8",
 	"destinations": [{"dstAddress": "0x5dc69b1fbb13bafd09af88a782f0f285772ad5f8", "amountUSD": 1500, "action": "ALLOW"}],
 	"requestId": "r-1",
+	"txId": "r-1",
 }
 
 # A destination says the amount the transaction says, unless a test says otherwise: the starter

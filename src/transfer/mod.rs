@@ -76,6 +76,14 @@ impl Transfer {
                 None
             }
         };
+        // The txId is what binds a transaction's decisions together (its records, its hold, its
+        // identity): a transaction request without one cannot be held to anything.
+        if !matches!(request.get("txId"), Some(Value::String(id)) if !id.is_empty()) {
+            conflicts.push("the request has no txId string: nothing binds its decisions to one transaction".to_owned());
+        }
+        for name in ["operation", "asset", "sourceType", "sourceId", "destType", "destId", "destAddress"] {
+            not_a_string(request, name, name, &mut conflicts);
+        }
         let destinations = destinations(request, amount, &mut conflicts);
         Transfer {
             operation: text("operation"),
@@ -141,6 +149,9 @@ fn destinations(request: &Map<String, Value>, amount: Option<Amount>, conflicts:
     let mut total = Some(Amount::ZERO);
     let mut out = Vec::with_capacity(listed.len());
     for (i, d) in listed.iter().enumerate() {
+        for name in ["dstAddress", "displayDstAddress", "dstType", "dstId"] {
+            not_a_string(d, name, &format!("destinations[{i}].{name}"), conflicts);
+        }
         let field = |name: &str| d.get(name).and_then(Value::as_str);
         let agreed = |own: Option<&str>, top_name: &str, conflicts: &mut Vec<String>| -> Option<String> {
             match (own, single.then(|| top(top_name)).flatten()) {
@@ -187,6 +198,13 @@ fn destinations(request: &Map<String, Value>, amount: Option<Amount>, conflicts:
         conflicts.push(format!("the destinations add up to {total}, not amountStr {amount}"));
     }
     out
+}
+
+/// A field that is there but not a string says nothing the view can use: a conflict, not a gap.
+fn not_a_string(object: &Map<String, Value>, name: &str, shown: &str, conflicts: &mut Vec<String>) {
+    if let Some(value) = object.get(name).filter(|v| !v.is_string() && !v.is_null()) {
+        conflicts.push(format!("{shown} is {value}, not a string"));
+    }
 }
 
 /// Addresses compare exactly, except where their encoding ignores case: Ethereum's hex (EIP-55

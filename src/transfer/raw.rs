@@ -313,10 +313,10 @@ fn bitcoin(
         }
         let input = &p.inputs[p.signing_input];
         signed_inputs.push(p.signing_input);
-        if let (Ok(path), Some(hash)) = (&entries[i].path, input.script.pubkey_hash.as_deref()) {
-            if keys.insert(path, hash).is_some_and(|known| known != hash) {
-                conflicts.push(format!("rawTx[{i}] signs an input of another key than its key path signs elsewhere"));
-            }
+        if let (Ok(path), Some(hash)) = (&entries[i].path, input.script.pubkey_hash.as_deref())
+            && keys.insert(path, hash).is_some_and(|known| known != hash)
+        {
+            conflicts.push(format!("rawTx[{i}] signs an input of another key than its key path signs elsewhere"));
         }
     }
     if preimages.len() != first.inputs.len() {
