@@ -160,6 +160,19 @@ async fn two_replicas_sharing_redis_share_limits_records_and_the_request_id_memo
     let reused = decide(&a, "jwt", TX, &transfer("race-0", "2")).await;
     assert_eq!(reused["action"], "REJECT");
     assert_eq!(reused["rejectionReason"], "cosigner-guard: this requestId was already seen with a different payload");
+
+    // A txId decided by one replica cannot move something else on the other, under a new requestId.
+    assert_eq!(action(&c, &transfer("bound", "1")).await, "APPROVE");
+    let mut more = transfer("bound", "3");
+    more["requestId"] = json!("bound-again");
+    let answer = decide(&d, "jwt", TX, &more).await;
+    assert_eq!(
+        (answer["action"].as_str(), answer["rejectionReason"].as_str()),
+        (
+            Some("REJECT"),
+            Some("cosigner-guard: this txId was first decided moving something else: one txId, one transaction")
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
