@@ -362,7 +362,17 @@ pub fn summary(kind: RequestKind, identity: Value, payload: &serde_json::Map<Str
 
 /// Keeps a hold's promise whatever the policy answers: nothing held is approved before its
 /// approvers release it, and a request that moves something else than what was held is refused.
-pub fn gate(hold: Option<&Hold>, digest: &str, decision: Decision, now: DateTime<Utc>) -> Decision {
+///
+/// `conflicts` are the request's own contradictions (`context.transfer.conflicts`): approvers
+/// approved one canonical transaction, so a request that contradicts itself is not it, whatever a
+/// policy that ignores conflicts says.
+pub fn gate(
+    hold: Option<&Hold>,
+    digest: &str,
+    conflicts: &[String],
+    decision: Decision,
+    now: DateTime<Utc>,
+) -> Decision {
     let Some(hold) = hold else { return decision };
     let overridden = |action, reason: String| Decision {
         action,
@@ -382,6 +392,16 @@ pub fn gate(hold: Option<&Hold>, digest: &str, decision: Decision, now: DateTime
     }
     if decision.action != Action::Approve {
         return decision;
+    }
+    if !conflicts.is_empty() {
+        return overridden(
+            Action::Reject,
+            format!(
+                "cosigner-guard: transaction {} was held for approval, and this request contradicts itself: {}",
+                hold.id,
+                conflicts.join("; ")
+            ),
+        );
     }
     match hold.status(now) {
         Status::Approved => decision,

@@ -186,6 +186,7 @@ impl Pipeline {
         let request_id = request.request_id.clone();
         let tx_id = (kind == RequestKind::Transaction).then(|| request.tx_id().map(str::to_owned)).flatten();
         let mut input = input_document(kind, request.payload, context, transfer.as_ref());
+        let conflicts = transfer.as_ref().map_or(&[][..], |t| t.conflicts.as_slice());
         let started = Instant::now();
         let done = |decision, policy_revision, input, prints, trace, hold: Option<(Hold, bool)>| Decided {
             decision,
@@ -258,7 +259,7 @@ impl Pipeline {
                 Ok(Seen::First | Seen::Same) => {}
             }
             // Before the commit: an approval the hold turns into RETRY or REJECT records nothing.
-            let decision = holds::gate(hold.as_ref(), &digest_hex, evaluation.decision, now);
+            let decision = holds::gate(hold.as_ref(), &digest_hex, conflicts, evaluation.decision, now);
             if decision.action != Action::Approve || (reads.is_empty() && decision.records.is_empty()) {
                 break decision;
             }
@@ -394,7 +395,8 @@ impl Pipeline {
                     trace.reads = ledger.reads().to_vec();
                     trace.unrecorded = ledger.read_unrecorded();
                 }
-                (holds::gate(hold, &digest, evaluation.decision, now), revision, evaluation.prints)
+                let conflicts = transfer.as_ref().map_or(&[][..], |t| t.conflicts.as_slice());
+                (holds::gate(hold, &digest, conflicts, evaluation.decision, now), revision, evaluation.prints)
             }
             Err(e) => {
                 tracing::error!(error = %e, "input document could not be converted for the policy engine");

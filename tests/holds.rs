@@ -140,6 +140,15 @@ async fn a_held_transfer_is_released_by_two_approvers_and_approved_at_its_retry_
     assert!(ok && out.contains("hold t1 is approved (2 of 2 approvals)"), "{out}{err}");
     assert_eq!(decide(&server, "jwt", TX, &transfer("t1")).await["action"], "APPROVE", "the retry after release");
     assert_eq!(decide(&server, "jwt", TX, &signing_stage("t1")).await["action"], "APPROVE", "the signing stage");
+    // A signing stage that shows another address than the one approved contradicts itself: refused
+    // by the hold whatever the policy (this one never reads the transfer view).
+    let mut swapped = signing_stage("t1");
+    swapped["destinations"][0]["displayDstAddress"] = json!("0x0000000000000000000000000000000000000bad");
+    let answer = decide(&server, "jwt", TX, &swapped).await;
+    assert_eq!(answer["action"], "REJECT", "{answer}");
+    assert!(
+        answer["rejectionReason"].as_str().unwrap().contains("contradicts itself: destinations[0].displayDstAddress")
+    );
 
     // The audit trail: who approved, when, with their signatures; and the decision they released.
     let records = server.decision_records();
