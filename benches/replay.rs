@@ -69,10 +69,10 @@ fn chain_cost(log: &std::path::Path, sealed: &std::path::Path) -> anyhow::Result
     let lines: Vec<String> =
         std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(log)?)).collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(lines.iter().map(|l| l.len() + 160).sum());
-    let mut prev = cosigner_guard::log_chain::GENESIS.to_string();
+    let mut prev = cosigner_guard::audit::chain::GENESIS.to_string();
     let started = Instant::now();
     for line in &lines {
-        let (line, hash) = cosigner_guard::log_chain::seal(&prev, line.as_bytes());
+        let (line, hash) = cosigner_guard::audit::chain::seal(&prev, line.as_bytes());
         out.extend_from_slice(&line);
         prev = hash;
     }
@@ -80,7 +80,7 @@ fn chain_cost(log: &std::path::Path, sealed: &std::path::Path) -> anyhow::Result
     std::fs::write(sealed, &out)?;
     let started = Instant::now();
     let verified =
-        cosigner_guard::log_chain::verify(&[sealed.to_path_buf()], None)?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        cosigner_guard::audit::chain::verify(&[sealed.to_path_buf()], None)?.map_err(|e| anyhow::anyhow!("{e}"))?;
     let verify_us = started.elapsed().as_secs_f64() * 1e6 / verified.records as f64;
     let mean = out.len() / lines.len();
     println!(

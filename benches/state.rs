@@ -127,7 +127,9 @@ fn commit_one_record(bencher: Bencher, backend: &str) {
 fn hold_lookup(bencher: Bencher, backend: &str) {
     let Some(store) = store(backend, &format!("hold-{backend}")) else { return };
     let s = setup();
-    bencher.bench(|| s.runtime.block_on(store.hold("no-such-transaction")).expect("lookup"));
+    bencher.bench(|| {
+        s.runtime.block_on(store.hold::<cosigner_guard::holds::Hold>("no-such-transaction")).expect("lookup")
+    });
 }
 
 /// The decision step for a new transaction, with the starter policies. Each one is received a day

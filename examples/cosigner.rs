@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use cosigner_guard::simulator::{Target, sign_request, verify_answer};
+use cosigner_guard::http_client::Target;
+use cosigner_guard::simulator::{sign_request, verify_answer};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use serde_json::Value;
 

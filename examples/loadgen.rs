@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use cosigner_guard::http_client::Target;
 use cosigner_guard::keys::{SigningAlgorithm, generate, generate_rsa_2048};
-use cosigner_guard::simulator::{Target, sign_request};
+use cosigner_guard::simulator::sign_request;
 use jsonwebtoken::EncodingKey;
 use serde_json::Value;
 

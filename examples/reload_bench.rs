@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cosigner_guard::config::Settings;
+use cosigner_guard::http_client::{Connection, Target};
 use cosigner_guard::server::Server;
-use cosigner_guard::simulator::{Connection, Target};
 use serde_json::Value;
 
 const ROUNDS: usize = 10;

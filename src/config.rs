@@ -9,26 +9,26 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::audit::{Checkpoints, DecisionLogSettings, Sink};
 use crate::decision::FallbackAction;
-use crate::decision_log::{Checkpoints, DecisionLogSettings, Sink};
 use crate::envelope::Mode;
 use crate::holds::{ApproverKey, HoldSettings};
+use crate::keys::env_material;
 use crate::keys::{CosignerKey, CosignerKeyring, HandlerKey, SigningAlgorithm};
 use crate::notify::Webhook;
 use crate::policy::{CompileOptions, Entrypoints};
-use crate::server::tls::CertificateStore;
 use crate::state::{Backend, StateSettings, parse_window};
 use crate::telemetry::LogFormat;
+use crate::tls::CertificateStore;
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
-pub const DEFAULT_EVAL_TIMEOUT_MS: u64 = 5_000;
+pub use crate::policy::{DEFAULT_EVAL_TIMEOUT_MS, DEFAULT_RELOAD_TIMEOUT_MS};
 /// The Co-signer gives up after 30 s; the policy budget must leave room to answer before that.
 pub const MAX_EVAL_TIMEOUT_MS: u64 = 25_000;
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_DEBOUNCE_MS: u64 = 300;
 /// A signed checkpoint after this many decision-log records (`decision_log.checkpoint_every`).
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
-pub const DEFAULT_RELOAD_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -218,6 +218,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub state: StateSettings,
     pub holds: HoldSettings,
+    /// Where hold notifications go (`holds.notify_url`), if anywhere.
+    pub hold_webhook: Option<Webhook>,
     /// Problems that do not stop start-up (e.g. a private key readable by others), logged then.
     pub warnings: Vec<String>,
 }
@@ -310,13 +312,15 @@ impl Settings {
         let admin = resolve_admin(raw.admin, &at, &mut warnings)?;
         let protocol = resolve_protocol(raw.protocol, &at, &mut warnings)?;
         let decision_log = resolve_decision_log(raw.decision_log, protocol.handler_key.as_ref(), &at, &mut warnings)?;
+        let (holds, hold_webhook) = resolve_holds(raw.holds, &at, &mut warnings)?;
         Ok(Self {
             server: resolve_server(raw.server, &at, &mut warnings)?,
             protocol,
             policy: resolve_policy(raw.policy, &at, load_timeout(&raw.reload)?)?,
             decision_log,
             state: resolve_state(raw.state, &at)?,
-            holds: resolve_holds(raw.holds, &at, &mut warnings)?,
+            holds,
+            hold_webhook,
             log: LogSettings { format: raw.log.format, level: raw.log.level },
             warnings,
             reload: ReloadSettings {
@@ -373,7 +377,7 @@ fn resolve_holds(
     raw: RawHolds,
     at: &impl Fn(&Path) -> PathBuf,
     warnings: &mut Vec<String>,
-) -> Result<HoldSettings, ConfigError> {
+) -> Result<(HoldSettings, Option<Webhook>), ConfigError> {
     let defaults = HoldSettings::default();
     let ttl = match raw.ttl {
         None => defaults.ttl,
@@ -409,7 +413,7 @@ fn resolve_holds(
         }
         Some(url) => return Err(key_error("holds.notify_url", format!("{url:?}: expected https:// or http://"))),
     };
-    Ok(HoldSettings { ttl, approvers, notify })
+    Ok((HoldSettings { ttl, approvers }, notify))
 }
 
 fn resolve_server(
@@ -646,11 +650,6 @@ fn resolve_state(raw: RawState, at: &impl Fn(&Path) -> PathBuf) -> Result<StateS
         on_error: raw.on_error.unwrap_or(defaults.on_error),
         timeout: Duration::from_millis(timeout_ms),
     })
-}
-
-/// The environment variable a key-material setting names (`env:NAME`), if it names one.
-pub fn env_material(setting: &Path) -> Option<&str> {
-    setting.to_str()?.strip_prefix("env:")
 }
 
 /// Key material named by a config value: a file path (relative to the config file), or

@@ -3,10 +3,24 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decimal::Amount;
-use crate::state::Record;
 
 /// At most this many records per decision.
 pub const MAX_RECORDS: usize = 32;
+
+/// The longest key a record or a `velocity.*` read may name.
+pub const MAX_KEY_BYTES: usize = 512;
+
+/// What one decision asks to record when it is approved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record {
+    pub key: String,
+    #[serde(serialize_with = "as_string")]
+    pub amount: Amount,
+}
+
+fn as_string<S: serde::Serializer>(amount: &Amount, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(amount)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -148,8 +162,8 @@ struct PolicyRecord {
 
 impl PolicyRecord {
     fn parse(self) -> Result<Record, String> {
-        if self.key.is_empty() || self.key.len() > crate::policy::MAX_KEY_BYTES {
-            return Err(format!("record key must be 1 to {} bytes", crate::policy::MAX_KEY_BYTES));
+        if self.key.is_empty() || self.key.len() > MAX_KEY_BYTES {
+            return Err(format!("record key must be 1 to {} bytes", MAX_KEY_BYTES));
         }
         let amount = Amount::parse(&self.amount)
             .ok_or_else(|| format!("record amount {:?} is not a decimal string", self.amount))?;

@@ -289,13 +289,11 @@ pub struct HoldSettings {
     /// How long a hold waits for its verdicts (the Co-signer retries for about an hour).
     pub ttl: Duration,
     pub approvers: Vec<Arc<ApproverKey>>,
-    /// Where hold notifications go, if anywhere.
-    pub notify: Option<crate::notify::Webhook>,
 }
 
 impl Default for HoldSettings {
     fn default() -> Self {
-        Self { ttl: Duration::from_secs(55 * 60), approvers: Vec::new(), notify: None }
+        Self { ttl: Duration::from_secs(55 * 60), approvers: Vec::new() }
     }
 }
 
@@ -422,6 +420,12 @@ pub fn gate(
     }
 }
 
+/// Writes `hold` to the store if its stored revision is still `revision` (0: a new hold).
+pub async fn keep(store: &StateStore, hold: &Hold, revision: u64) -> Result<bool, StateError> {
+    let created_us = parse_time(&hold.created_at).map_or(0, |t| t.timestamp_micros().max(0) as u64);
+    store.put_hold(&hold.id, created_us, hold, revision).await
+}
+
 /// The holds kept in a state store.
 pub struct Holds {
     store: Arc<StateStore>,
@@ -472,7 +476,7 @@ impl Holds {
             if let Some((_, existing)) = self.store.hold(id).await? {
                 return Ok((existing, false));
             }
-            if self.store.put_hold(&hold, 0).await? {
+            if keep(&self.store, &hold, 0).await? {
                 return Ok((hold, true));
             }
         }
@@ -487,7 +491,8 @@ impl Holds {
         now: DateTime<Utc>,
     ) -> Result<(Hold, String), Refused> {
         loop {
-            let (revision, mut hold) = self.store.hold(id).await?.ok_or_else(|| Refused::NoSuchHold(id.to_string()))?;
+            let (revision, mut hold): (u64, Hold) =
+                self.store.hold(id).await?.ok_or_else(|| Refused::NoSuchHold(id.to_string()))?;
             if signed.hold != hold.id || signed.digest != hold.digest {
                 return Err(Refused::AnotherHold { hold: signed.hold.clone(), digest: signed.digest.clone() });
             }
@@ -528,7 +533,7 @@ impl Holds {
                 }
             }
             // Compare-and-set: a concurrent verdict makes this one start again from the new state.
-            if self.store.put_hold(&hold, revision).await? {
+            if keep(&self.store, &hold, revision).await? {
                 return Ok((hold, approver));
             }
         }

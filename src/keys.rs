@@ -226,6 +226,11 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The environment variable a key-material setting names (`env:NAME`), if it names one.
+pub fn env_material(setting: &Path) -> Option<&str> {
+    setting.to_str()?.strip_prefix("env:")
+}
+
 /// A freshly generated key pair, both halves in PEM.
 pub struct GeneratedKeyPair {
     pub private_pem: String,

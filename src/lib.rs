@@ -8,17 +8,17 @@
 /// The version and the git revision it was built from: `0.1.0 (3ed822c1a2b4)`.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("COSIGNER_GUARD_GIT_REVISION"), ")");
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod decimal;
 pub mod decision;
-pub mod decision_log;
 pub mod dev;
 pub mod envelope;
 pub mod holds;
+pub mod http_client;
 pub mod identity;
 pub mod keys;
-pub mod log_chain;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;
@@ -32,4 +32,5 @@ pub mod simulator;
 pub mod state;
 pub mod telemetry;
 pub mod testing;
+pub mod tls;
 pub mod transfer;

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::holds::{Hold, timestamp};
+use crate::http_client::Target;
 use crate::metrics::Metrics;
-use crate::simulator::Target;
 
 /// Deliveries in progress at once; past this, a notification is dropped (and counted).
 const MAX_PENDING: usize = 64;

@@ -8,16 +8,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
+use crate::audit::records::StateTrace;
 use crate::decision::{Action, Decision, FailureClass};
 use crate::envelope::{self, Answer, EnvelopeError, Mode, SealError, Sealed};
 use crate::holds::{self, Hold, HoldSettings, HoldTrace, Holds};
 use crate::keys::{CosignerKeyring, HandlerKey};
 use crate::policy::{Evaluation, Evaluator, Ledger, PolicyStore, RequestContext, VelocityRead, input_document};
 use crate::request::{CosignerRequest, RequestError, RequestKind};
-use crate::state::{Commit, Committed, Record, Seen, StateStore};
+use crate::state::{Commit, Committed, Seen, StateStore};
 use crate::transfer::Transfer;
 
 /// A decision whose reads keep changing under it this many times falls back (RETRY by default:
@@ -75,33 +76,6 @@ pub struct Decided {
     pub hold: Option<HoldTrace>,
     /// The hold this decision created, for the notifier.
     pub created_hold: Option<Hold>,
-}
-
-/// What the decision read from and wrote to the state store: enough to re-run it exactly.
-#[derive(Debug, Default, Serialize)]
-pub struct StateTrace {
-    /// The transaction its records are kept under (`txId`, else `requestId`).
-    pub id: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub reads: Vec<VelocityRead>,
-    /// What the approved decision recorded.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub records: Vec<Record>,
-    /// The keys recorded by this decision (the others already held this transaction).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub new: Vec<String>,
-    /// Evaluations it took: more than one when a concurrent decision changed a key it read.
-    pub evaluations: u32,
-    /// A re-decision read state its record does not hold: it is not an exact replay.
-    #[serde(skip)]
-    pub unrecorded: bool,
-}
-
-impl StateTrace {
-    /// Whether the log shows anything of it.
-    pub fn is_empty(&self) -> bool {
-        self.reads.is_empty() && self.records.is_empty()
-    }
 }
 
 /// Verifies or decodes the envelope against `keyring` and extracts the Co-signer request.

@@ -8,17 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
 
-use crate::decision::{Action, Decision};
-use crate::envelope::Mode;
+use crate::audit::records::{Answered, Logged};
 use crate::holds::HoldSettings;
 use crate::keys::CosignerKeyring;
 use crate::pipeline::{Decided, Pipeline};
-use crate::policy::{Evaluator, Fallbacks, PolicyStore, RequestContext, VelocityRead};
-use crate::request::{CosignerRequest, RequestKind};
+use crate::policy::{Evaluator, Fallbacks, PolicyStore};
 use crate::state::StateStore;
 
 /// Decisions whose answer did not come from the policy or its inputs, but from the handler's
@@ -30,85 +26,6 @@ const NOT_THE_POLICY: [&str; 5] = [
     "fallback:decision_log",
     "fallback:overloaded",
 ];
-
-/// An action and its reason: what a decision answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Answered {
-    pub action: Action,
-    pub reason: Option<String>,
-}
-
-impl From<&Decision> for Answered {
-    fn from(decision: &Decision) -> Self {
-        Self { action: decision.action, reason: decision.reason.clone() }
-    }
-}
-
-/// A decision record of the log, as replay needs it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Logged {
-    pub decision_id: String,
-    #[serde(rename = "requestId")]
-    pub request_id: String,
-    pub kind: RequestKind,
-    #[serde(flatten)]
-    pub answered: Answered,
-    pub source: String,
-    pub input: Value,
-    #[serde(default)]
-    pub state: LoggedState,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct LoggedState {
-    #[serde(default)]
-    pub reads: Vec<VelocityRead>,
-}
-
-impl Logged {
-    /// A decision record, or `None` for the log's other records (refusals, events, verdicts).
-    pub fn parse(line: &str) -> Result<Option<Self>, String> {
-        let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-        if value.get("input").is_none() || value.get("action").is_none() {
-            return Ok(None);
-        }
-        Self::deserialize(value).map(Some).map_err(|e| format!("not a decision record: {e}"))
-    }
-
-    /// The request and its context, rebuilt from the input document.
-    pub fn request(&self) -> Result<(CosignerRequest, RequestContext), String> {
-        let context = &self.input["context"];
-        let received_ns = context["received_at_ns"].as_i64().ok_or("input.context.received_at_ns is missing")?;
-        let mode = Mode::deserialize(&context["mode"]).map_err(|e| format!("input.context.mode: {e}"))?;
-        let request =
-            CosignerRequest::from_payload(self.kind, self.input["request"].clone()).map_err(|e| e.to_string())?;
-        let context = RequestContext {
-            received_at: DateTime::<Utc>::from_timestamp_nanos(received_ns),
-            mode,
-            cosigner_key: context["cosigner_key"].as_str().map(Into::into),
-        };
-        Ok((request, context))
-    }
-
-    /// The hold the request saw, if any.
-    pub fn hold(&self) -> Option<crate::holds::Hold> {
-        self.input["context"].get("hold").and_then(crate::holds::from_view)
-    }
-
-    /// Whether the decision log replaced values of the input (`decision_log.redact`): replay sees
-    /// the placeholder where the policy saw the value.
-    pub fn is_redacted(&self) -> bool {
-        fn redacted(value: &Value) -> bool {
-            match value {
-                Value::String(s) => s == crate::decision_log::REDACTED,
-                Value::Array(items) => items.iter().any(redacted),
-                Value::Object(map) => map.values().any(redacted),
-                _ => false,
-            }
-        }
-        redacted(&self.input["request"])
-    }
-}
 
 /// What became of one record.
 #[derive(Debug)]

@@ -6,14 +6,14 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::decision_log::DecisionLog;
+use crate::audit::DecisionLog;
+use crate::audit::records::{Disagreement, Logged};
 use crate::metrics::Metrics;
 use crate::policy::{Evaluator, Fallbacks, PolicyStore};
-use crate::replay::{Answered, Logged, Outcome, Replayer};
+use crate::replay::{Outcome, Replayer};
 use crate::state::StateStore;
 
 /// Decided requests waiting for the candidate beyond this are not shadowed (and counted).
@@ -23,18 +23,6 @@ pub struct Shadow {
     queue: mpsc::Sender<Logged>,
     policy: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
-}
-
-/// What the decision log records of a disagreement (the decision's own record has the input).
-#[derive(Serialize)]
-struct Disagreement<'a> {
-    event: &'static str,
-    decision_id: &'a str,
-    #[serde(rename = "requestId")]
-    request_id: &'a str,
-    active: &'a Answered,
-    candidate: &'a Answered,
-    candidate_revision: &'a str,
 }
 
 impl Shadow {

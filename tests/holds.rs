@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{BIN, RedisServer, Spec, TestServer, decide, payload, spawn_in, start_with_log};
 use cosigner_guard::holds::{ApproverSigningKey, Hold, SignedVerdict, Verdict, generate_approver_key};
-use cosigner_guard::simulator::Target;
+use cosigner_guard::http_client::Target;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 

@@ -144,13 +144,14 @@ async fn signed_checkpoints_prove_who_wrote_the_chain_and_a_rewritten_tail_is_fo
     for line in &lines[3..5] {
         let record = line.replace("\"APPROVE\"", "\"REJECT\"");
         let body = &record[..record.find(",\"prev\":").unwrap()];
-        let (sealed, hash) = cosigner_guard::log_chain::seal(&prev, format!("{body}}}").as_bytes());
+        let (sealed, hash) = cosigner_guard::audit::chain::seal(&prev, format!("{body}}}").as_bytes());
         forged.push(String::from_utf8(sealed).unwrap().trim_end().to_string());
         prev = hash;
     }
-    let checkpoint = cosigner_guard::log_chain::checkpoint(&stranger, &prev, 2).unwrap();
-    forged
-        .push(String::from_utf8(cosigner_guard::log_chain::seal(&prev, &checkpoint).0).unwrap().trim_end().to_string());
+    let checkpoint = cosigner_guard::audit::chain::checkpoint(&stranger, &prev, 2).unwrap();
+    forged.push(
+        String::from_utf8(cosigner_guard::audit::chain::seal(&prev, &checkpoint).0).unwrap().trim_end().to_string(),
+    );
     let tampered = dir.path().join("rewritten.jsonl");
     std::fs::write(&tampered, forged.join("\n") + "\n").unwrap();
     assert_eq!(verify(&[&tampered]).0, Some(0), "the chain alone cannot tell");

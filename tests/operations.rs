@@ -167,7 +167,7 @@ async fn readiness_comes_back_by_itself_when_the_log_sink_recovers() {
 }
 
 async fn metrics(server: &TestServer) -> String {
-    let target = cosigner_guard::simulator::Target::new(&format!("http://{}", server.admin), None).await.unwrap();
+    let target = cosigner_guard::http_client::Target::new(&format!("http://{}", server.admin), None).await.unwrap();
     let (status, body) = target.connect().await.unwrap().get("/metrics").await.unwrap();
     assert_eq!(status, StatusCode::OK);
     String::from_utf8(body.to_vec()).unwrap()
@@ -255,7 +255,8 @@ async fn readiness_waits_for_the_first_policy_load() {
     let settings = cosigner_guard::config::Settings::load(&config).unwrap();
     let binding = tokio::spawn(cosigner_guard::server::Server::bind(settings));
 
-    let admin = cosigner_guard::simulator::Target::new(&format!("http://127.0.0.1:{admin_port}"), None).await.unwrap();
+    let admin =
+        cosigner_guard::http_client::Target::new(&format!("http://127.0.0.1:{admin_port}"), None).await.unwrap();
     let mut saw_not_ready = false;
     while !binding.is_finished() {
         if let Ok(mut connection) = admin.connect().await
@@ -289,7 +290,7 @@ async fn graceful_shutdown_lets_in_flight_requests_finish_and_flushes_the_log() 
     let serving = tokio::spawn(server.serve(async move {
         let _ = stopped.await;
     }));
-    let target = cosigner_guard::simulator::Target::new(
+    let target = cosigner_guard::http_client::Target::new(
         &format!("https://localhost:{port}"),
         Some(keys().tls_cert_pem.as_bytes()),
     )

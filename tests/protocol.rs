@@ -365,7 +365,8 @@ async fn the_readme_openssl_recipe_makes_a_certificate_clients_pin() {
         std::fs::read(to.join("cert.pem")).unwrap()
     };
     let pinned = |cert: Vec<u8>, port: u16| async move {
-        let target = cosigner_guard::simulator::Target::new(&format!("https://localhost:{port}"), Some(&cert)).await?;
+        let target =
+            cosigner_guard::http_client::Target::new(&format!("https://localhost:{port}"), Some(&cert)).await?;
         target.connect().await?.get("/").await
     };
     let recipe = make(

@@ -311,7 +311,7 @@ async fn a_rotated_tls_certificate_is_used_for_new_connections_and_a_broken_one_
     let tls_dir = server.dir.path().join("tls");
     let port = server.target_port();
     let pinned = |pem: String| async move {
-        cosigner_guard::simulator::Target::new(&format!("https://localhost:{port}"), Some(pem.as_bytes()))
+        cosigner_guard::http_client::Target::new(&format!("https://localhost:{port}"), Some(pem.as_bytes()))
             .await
             .unwrap()
     };

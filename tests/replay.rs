@@ -149,7 +149,7 @@ fn write_candidate(dir: &Path, max: u32) {
 }
 
 async fn admin_text(admin: std::net::SocketAddr, path: &str) -> String {
-    let target = cosigner_guard::simulator::Target::new(&format!("http://{admin}"), None).await.unwrap();
+    let target = cosigner_guard::http_client::Target::new(&format!("http://{admin}"), None).await.unwrap();
     let (_, body) = target.connect().await.unwrap().get(path).await.unwrap();
     String::from_utf8_lossy(&body).into_owned()
 }

@@ -235,7 +235,7 @@ async fn a_state_store_failure_answers_the_configured_fallback() {
 }
 
 async fn metrics(server: &TestServer) -> String {
-    let target = cosigner_guard::simulator::Target::new(&format!("http://{}", server.admin), None).await.unwrap();
+    let target = cosigner_guard::http_client::Target::new(&format!("http://{}", server.admin), None).await.unwrap();
     let (_, body) = target.connect().await.unwrap().get("/metrics").await.unwrap();
     String::from_utf8(body.to_vec()).unwrap()
 }

@@ -11,10 +11,11 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
+use crate::audit::chain::CheckpointKey;
+use crate::audit::records::Logged;
 use crate::config::Settings;
-use crate::log_chain::CheckpointKey;
 use crate::policy::{CompileOptions, Fallbacks};
-use crate::replay::{Logged, Replayer, Report};
+use crate::replay::{Replayer, Report};
 
 /// `log verify [--key PEM [--checkpoint-every N]] FILE...`: exit 0 intact, 2 broken (with --key
 /// also: no checkpoint, or more than N records after the last one), 1 unreadable.
@@ -26,7 +27,7 @@ pub fn verify(files: &[PathBuf], key: Option<&Path>, checkpoint_every: u64) -> a
         }
         None => None,
     };
-    let verified = match crate::log_chain::verify(files, key.as_ref())? {
+    let verified = match crate::audit::chain::verify(files, key.as_ref())? {
         Ok(verified) => verified,
         Err(broken) => {
             eprintln!("broken: {broken}");
@@ -169,7 +170,7 @@ fn pretty(report: &Report, dir: &Path, examples: usize, took: std::time::Duratio
         out += &format!(
             "\nnote: {} records were redacted in the log (decision_log.redact): the replay saw \"{}\" where the policy saw the value\n",
             report.redacted,
-            crate::decision_log::REDACTED
+            crate::audit::REDACTED
         );
     }
     out
@@ -244,7 +245,7 @@ fn fixture_of(logged: &Logged, line: &str) -> anyhow::Result<String> {
         out += &format!(
             "# Redacted: the log replaced some request fields with \"{}\" (decision_log.redact); this case\n\
              # sees the placeholder, not the values the policy saw.\n",
-            crate::decision_log::REDACTED
+            crate::audit::REDACTED
         );
     }
     out += &yaml_serde::to_string(&file)?;

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use crate::holds::{ApproverSigningKey, Hold, SignedVerdict, Verdict};
-use crate::simulator::{Connection, Target};
+use crate::http_client::{Connection, Target};
 
 #[derive(Debug, Args)]
 pub struct HoldsArgs {

@@ -241,8 +241,8 @@ fn check_start_up(config: &Path, settings: &Settings) -> bool {
     for warning in &settings.warnings {
         println!("warning: {warning}");
     }
-    if let crate::decision_log::Sink::File { path, .. } = &settings.decision_log.sink
-        && let Err(e) = crate::decision_log::open_file(path)
+    if let crate::audit::Sink::File { path, .. } = &settings.decision_log.sink
+        && let Err(e) = crate::audit::open_file(path)
     {
         eprintln!("error: decision_log.path {}: {e}", path.display());
         ok = false;

@@ -14,7 +14,10 @@ pub mod watch;
 
 pub use evaluator::{Evaluation, Evaluator, Fallbacks};
 pub use input::{RequestContext, input_document};
-pub use snapshot::{CompileOptions, Entrypoints, LoadError, PolicySnapshot, PolicySource};
+pub use snapshot::{
+    CompileOptions, DEFAULT_EVAL_TIMEOUT_MS, DEFAULT_RELOAD_TIMEOUT_MS, Entrypoints, LoadError, PolicySnapshot,
+    PolicySource,
+};
 pub use store::{PolicyStore, ReloadOutcome};
 pub use velocity::{Ledger, MAX_KEY_BYTES, VelocityRead};
 

@@ -173,13 +173,18 @@ pub struct CompileOptions {
     pub with_tests: bool,
 }
 
+/// Each evaluation's budget (`policy.eval_timeout_ms`).
+pub const DEFAULT_EVAL_TIMEOUT_MS: u64 = 5_000;
+/// Reading and compiling a whole set (`reload.timeout_ms`).
+pub const DEFAULT_RELOAD_TIMEOUT_MS: u64 = 10_000;
+
 impl Default for CompileOptions {
     /// The server's defaults: the default entrypoints and time budgets, no coverage, no tests.
     fn default() -> Self {
         Self {
             entrypoints: Entrypoints::default(),
-            eval_timeout: Duration::from_millis(crate::config::DEFAULT_EVAL_TIMEOUT_MS),
-            load_timeout: Duration::from_millis(crate::config::DEFAULT_RELOAD_TIMEOUT_MS),
+            eval_timeout: Duration::from_millis(DEFAULT_EVAL_TIMEOUT_MS),
+            load_timeout: Duration::from_millis(DEFAULT_RELOAD_TIMEOUT_MS),
             coverage: false,
             with_tests: false,
         }

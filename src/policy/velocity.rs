@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::state::{self, StateError, StateStore, WindowTotal};
 
 /// Longer keys are refused: a key is policy-built, and one built from a whole payload is a bug.
-pub const MAX_KEY_BYTES: usize = 512;
+pub use crate::decision::MAX_KEY_BYTES;
 
 thread_local! {
     static CURRENT: RefCell<Option<Ledger>> = const { RefCell::new(None) };

@@ -17,14 +17,14 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::listener::{self, Connections};
-use super::tls::CertificateStore;
-use crate::decision_log::DecisionLog;
+use crate::audit::DecisionLog;
 use crate::envelope::Mode;
 use crate::holds::Status;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
 use crate::shadow::Shadow;
+use crate::tls::CertificateStore;
 
 pub struct AdminState {
     modes: Vec<&'static str>,

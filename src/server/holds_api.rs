@@ -10,10 +10,10 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
-use serde::Serialize;
 use serde_json::json;
 
 use super::admin::AdminState;
+use crate::audit::records::VerdictRecord;
 use crate::holds::{Refused, SignedVerdict, Status, Verdict, timestamp};
 
 /// A verdict is a few hundred bytes.
@@ -59,25 +59,6 @@ async fn show(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> R
         Ok(None) => error(StatusCode::NOT_FOUND, "no_such_hold", format!("no hold {id}")),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "state_unavailable", e),
     }
-}
-
-/// What the decision log records of an accepted verdict.
-#[derive(Serialize)]
-struct VerdictRecord<'a> {
-    event: &'static str,
-    timestamp: String,
-    hold: &'a str,
-    approver: &'a str,
-    verdict: Verdict,
-    /// The time the approver signed.
-    signed_at: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    reason: &'a str,
-    signature: &'a str,
-    digest: &'a str,
-    status: Status,
-    approvals: usize,
-    required: u32,
 }
 
 /// `POST /holds/{id}/verdicts` with a [`SignedVerdict`].

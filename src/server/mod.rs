@@ -4,7 +4,6 @@ mod admin;
 mod holds_api;
 mod listener;
 mod routes;
-pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,8 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::{DecisionLog, Sink};
 use crate::config::Settings;
-use crate::decision_log::{DecisionLog, Sink};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
@@ -26,9 +25,9 @@ use crate::policy::watch::{self, Watch, WatchedPath};
 use crate::policy::{CompileOptions, Evaluator, Fallbacks, PolicyStore};
 use crate::shadow::Shadow;
 use crate::state::StateStore;
+use crate::tls::CertificateStore;
 use admin::{Admin, AdminState};
 use listener::Connections;
-use tls::CertificateStore;
 
 /// A bound, ready-to-serve handler.
 pub struct Server {
@@ -49,13 +48,24 @@ impl Server {
     /// Starts the admin listener (not ready yet), loads the policies, opens the decision log, binds
     /// the Co-signer listener and starts the reload watchers. Needs a Tokio runtime.
     pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
-        let Settings { server, protocol, policy, reload, admin, decision_log, log: _, state, holds, warnings } =
-            settings;
+        let Settings {
+            server,
+            protocol,
+            policy,
+            reload,
+            admin,
+            decision_log,
+            log: _,
+            state,
+            holds,
+            hold_webhook,
+            warnings,
+        } = settings;
         for warning in warnings {
             tracing::warn!("{warning}");
         }
         let metrics = Arc::new(Metrics::new());
-        let notifier = Notifier::new(holds.notify.clone(), metrics.clone());
+        let notifier = Notifier::new(hold_webhook, metrics.clone());
         let admin_state = AdminState::new(&protocol.modes, server.tls.clone(), metrics.clone(), notifier.clone());
         let admin_certs = admin.as_ref().and_then(|settings| settings.tls.clone());
         let admin = match admin {

@@ -12,19 +12,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, SecondsFormat, Utc};
 use http_body_util::BodyExt;
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::audit::records::{Answered, DecisionRecord, Logged, LoggedState, RefusalRecord};
+use crate::audit::{DecisionLog, LogError};
 use crate::decision::FailureClass;
-use crate::decision_log::{DecisionLog, LogError};
 use crate::envelope::Mode;
-use crate::holds::HoldTrace;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::pipeline::{Pipeline, Refusal, StateTrace};
-use crate::replay::{Answered, Logged, LoggedState};
+use crate::pipeline::{Pipeline, Refusal};
 use crate::request::RequestKind;
 use crate::shadow::Shadow;
 
@@ -68,47 +66,6 @@ pub fn router(callback: Arc<Callback>, modes: &[Mode], prefix: &str) -> Router {
         }
     }
     router.fallback(not_found).with_state(callback)
-}
-
-/// What the decision log records of a decided request.
-#[derive(Serialize)]
-struct DecisionRecord<'a> {
-    decision_id: &'a str,
-    timestamp: String,
-    kind: &'static str,
-    mode: &'static str,
-    #[serde(rename = "requestId")]
-    request_id: &'a str,
-    #[serde(rename = "txId", skip_serializing_if = "Option::is_none")]
-    tx_id: Option<&'a str>,
-    #[serde(rename = "signerId", skip_serializing_if = "Option::is_none")]
-    signer_id: Option<&'a str>,
-    cosigner_key: Option<&'a str>,
-    action: &'static str,
-    reason: Option<&'a str>,
-    source: String,
-    policy_revision: &'a str,
-    latency_us: u64,
-    input: Cow<'a, Value>,
-    /// What the policy read from the state store and what the approval recorded.
-    #[serde(skip_serializing_if = "StateTrace::is_empty")]
-    state: &'a StateTrace,
-    /// The transaction's hold: created by this decision, still pending, or released (with who).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hold: Option<&'a HoldTrace>,
-}
-
-/// What the decision log records of a refused request.
-#[derive(Serialize)]
-struct RefusalRecord<'a> {
-    decision_id: &'a str,
-    timestamp: String,
-    kind: &'static str,
-    mode: &'static str,
-    refused: &'static str,
-    error: String,
-    status: u16,
-    latency_us: u64,
 }
 
 fn timestamp(at: DateTime<Utc>) -> String {

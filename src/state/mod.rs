@@ -25,7 +25,6 @@ use serde::Serialize;
 
 use crate::decimal::Amount;
 use crate::decision::FallbackAction;
-use crate::holds::Hold;
 
 pub const MICROS_PER_SECOND: u64 = 1_000_000;
 
@@ -84,17 +83,7 @@ impl<T, E: std::fmt::Display> OrFail<T> for Result<T, E> {
     }
 }
 
-/// What one decision asks to record when it is approved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Record {
-    pub key: String,
-    #[serde(serialize_with = "as_string")]
-    pub amount: Amount,
-}
-
-fn as_string<S: serde::Serializer>(amount: &Amount, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(amount)
-}
+pub use crate::decision::Record;
 
 /// The approved events of one key inside a window, and the key's version when read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -269,8 +258,9 @@ impl StateStore {
         self.observe(result)
     }
 
-    /// The hold of transaction `id` with its revision (for [`StateStore::put_hold`]).
-    pub async fn hold(&self, id: &str) -> Result<Option<(u64, Hold)>, StateError> {
+    /// The hold of transaction `id` with its revision (for [`StateStore::put_hold`]). The store
+    /// keeps holds as JSON documents without knowing their type (see `crate::holds`).
+    pub async fn hold<T: serde::de::DeserializeOwned>(&self, id: &str) -> Result<Option<(u64, T)>, StateError> {
         let result = match &self.store {
             Store::Embedded(db) => db.hold(id),
             Store::Redis(redis) => redis.hold(id).await,
@@ -279,21 +269,26 @@ impl StateStore {
         found.map(|(revision, json)| Ok((revision, serde_json::from_str(&json).or_fail()?))).transpose()
     }
 
-    /// Writes `hold` if its stored revision is still `revision` (0: not there yet); false if not.
-    pub async fn put_hold(&self, hold: &Hold, revision: u64) -> Result<bool, StateError> {
+    /// Writes the hold `id` (created at `created_us`, kept as long as request marks) if its stored
+    /// revision is still `revision` (0: not there yet); false if not.
+    pub async fn put_hold(
+        &self,
+        id: &str,
+        created_us: u64,
+        hold: &impl Serialize,
+        revision: u64,
+    ) -> Result<bool, StateError> {
         let json = serde_json::to_string(hold).or_fail()?;
-        let created_us =
-            chrono::DateTime::parse_from_rfc3339(&hold.created_at).or_fail()?.timestamp_micros().max(0) as u64;
         let keep = self.marks_ttl_us();
         let result = match &self.store {
-            Store::Embedded(db) => db.put_hold(&hold.id, revision, created_us, json).await,
-            Store::Redis(redis) => redis.put_hold(&hold.id, revision, created_us, &json, keep).await,
+            Store::Embedded(db) => db.put_hold(id, revision, created_us, json).await,
+            Store::Redis(redis) => redis.put_hold(id, revision, created_us, &json, keep).await,
         };
         self.observe(result)
     }
 
     /// Every hold kept, oldest first.
-    pub async fn holds(&self) -> Result<Vec<Hold>, StateError> {
+    pub async fn holds<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>, StateError> {
         let result = match &self.store {
             Store::Embedded(db) => db.holds(),
             Store::Redis(redis) => redis.holds().await,

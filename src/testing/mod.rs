@@ -230,7 +230,7 @@ async fn fixture_case(
                 Some(spec) => {
                     let request = CosignerRequest::from_payload(kind, base.clone()).map_err(|e| at(&e.to_string()))?;
                     let hold = hold_of(spec, &request, received_at);
-                    pipeline.state().put_hold(&hold, 0).await.map_err(|e| at(&format!("hold: {e}")))?;
+                    crate::holds::keep(pipeline.state(), &hold, 0).await.map_err(|e| at(&format!("hold: {e}")))?;
                     Some(hold)
                 }
                 None => None,
@@ -452,7 +452,7 @@ async fn decide_after(
 ) -> Result<crate::decision::Decision, String> {
     let pipeline = shared.pipeline(&case.history).await?;
     if let Some(hold) = hold {
-        pipeline.state().put_hold(hold, 0).await.map_err(|e| format!("hold: {e}"))?;
+        crate::holds::keep(pipeline.state(), hold, 0).await.map_err(|e| format!("hold: {e}"))?;
     }
     let deadline = || Instant::now() + shared.policy.options().eval_timeout + Duration::from_secs(1);
     for sent in before {

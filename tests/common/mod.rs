@@ -10,9 +10,9 @@ use axum::body::Bytes;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cosigner_guard::config::Settings;
+use cosigner_guard::http_client::Target;
 use cosigner_guard::keys::{GeneratedKeyPair, generate_rsa_2048};
 use cosigner_guard::server::Server;
-use cosigner_guard::simulator::Target;
 use hyper::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::Value;
@@ -397,7 +397,7 @@ pub fn start_with_log(config: &std::path::Path, env: &[(&str, &str)]) -> (Runnin
 }
 
 pub async fn post_signed(port: u16, payload: &serde_json::Value) -> serde_json::Value {
-    let target = cosigner_guard::simulator::Target::new(
+    let target = cosigner_guard::http_client::Target::new(
         &format!("https://localhost:{port}"),
         Some(keys().tls_cert_pem.as_bytes()),
     )

@@ -15,6 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 
+pub mod chain;
+pub mod records;
+
 /// Records waiting for the writer beyond this are dropped (non-durable) or wait (durable).
 const QUEUE_DEPTH: usize = 16 * 1024;
 const BATCH: usize = 1024;
@@ -211,13 +214,13 @@ impl Writer {
         // sealed one first, so the chain continues from it (and a `cut` record says so).
         let (prev, dropped, resumed_signed) = match sink {
             Sink::File { path, .. } => {
-                let dropped = crate::log_chain::heal(path)?;
-                let prev = crate::log_chain::head(&[path.clone(), numbered(path, 1)])?;
-                (prev, dropped, !path.exists() || crate::log_chain::ends_with_checkpoint(path)?)
+                let dropped = crate::audit::chain::heal(path)?;
+                let prev = crate::audit::chain::head(&[path.clone(), numbered(path, 1)])?;
+                (prev, dropped, !path.exists() || crate::audit::chain::ends_with_checkpoint(path)?)
             }
             Sink::Off | Sink::Stdout => (None, 0, true),
         };
-        let prev = prev.unwrap_or_else(|| crate::log_chain::GENESIS.to_string());
+        let prev = prev.unwrap_or_else(|| crate::audit::chain::GENESIS.to_string());
         if dropped > 0 {
             tracing::warn!(
                 dropped_bytes = dropped,
@@ -374,7 +377,7 @@ impl Writer {
             }
             Output::File { file, written } => {
                 let mut seal = |line: &[u8], prev: &mut String| {
-                    let (sealed, hash) = crate::log_chain::seal(prev, line);
+                    let (sealed, hash) = crate::audit::chain::seal(prev, line);
                     *written += sealed.len() as u64;
                     *prev = hash;
                     file.write_all(&sealed)
@@ -385,12 +388,12 @@ impl Writer {
                     if let Some(checkpoints) = &self.checkpoints
                         && unsigned >= checkpoints.every
                     {
-                        seal(&crate::log_chain::checkpoint(&checkpoints.key, &prev, unsigned)?, &mut prev)?;
+                        seal(&crate::audit::chain::checkpoint(&checkpoints.key, &prev, unsigned)?, &mut prev)?;
                         unsigned = 0;
                     }
                 }
                 if let Some(checkpoints) = self.checkpoints.as_ref().filter(|_| closing) {
-                    seal(&crate::log_chain::checkpoint(&checkpoints.key, &prev, unsigned)?, &mut prev)?;
+                    seal(&crate::audit::chain::checkpoint(&checkpoints.key, &prev, unsigned)?, &mut prev)?;
                     unsigned = 0;
                 }
                 file.flush()?;
