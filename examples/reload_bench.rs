@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use cosigner_guard::config::Settings;
 use cosigner_guard::http_client::{Connection, Target};
-use cosigner_guard::server::Server;
 use serde_json::Value;
 
 const ROUNDS: usize = 10;
@@ -167,7 +166,7 @@ async fn start(dir: &Path) -> anyhow::Result<(Target, String)> {
          [protocol]\nmodes = [\"json\"]\nsigning_key = \"handler.pem\"\n\
          [policy]\ndir = \"policies\"\n[admin]\nenabled = false\n",
     )?;
-    let server = Server::bind(Settings::load(&config)?).await.context("server")?;
+    let server = cosigner_guard::app::build(Settings::load(&config)?).await.context("server")?;
     let port = server.local_addr()?.port();
     tokio::spawn(server.serve(std::future::pending()));
     let cert = tls.cert.pem();

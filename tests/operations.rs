@@ -253,7 +253,7 @@ async fn readiness_waits_for_the_first_policy_load() {
         .replace("127.0.0.1:0\"\n\n[decision_log]", &format!("127.0.0.1:{admin_port}\"\n\n[decision_log]"));
     std::fs::write(&config, text).unwrap();
     let settings = cosigner_guard::config::Settings::load(&config).unwrap();
-    let binding = tokio::spawn(cosigner_guard::server::Server::bind(settings));
+    let binding = tokio::spawn(cosigner_guard::app::build(settings));
 
     let admin =
         cosigner_guard::http_client::Target::new(&format!("http://127.0.0.1:{admin_port}"), None).await.unwrap();
@@ -283,8 +283,7 @@ async fn readiness_waits_for_the_first_policy_load() {
 async fn graceful_shutdown_lets_in_flight_requests_finish_and_flushes_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let config = Spec::new(SLOW, r#"decision := {"action": "REJECT"}"#).write(dir.path());
-    let server =
-        cosigner_guard::server::Server::bind(cosigner_guard::config::Settings::load(&config).unwrap()).await.unwrap();
+    let server = cosigner_guard::app::build(cosigner_guard::config::Settings::load(&config).unwrap()).await.unwrap();
     let port = server.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.serve(async move {

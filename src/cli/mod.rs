@@ -11,7 +11,6 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Settings;
-use crate::server::Server;
 use crate::telemetry::LogFormat;
 use crate::{dev, keys};
 
@@ -182,7 +181,7 @@ fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let modes: Vec<&str> = settings.protocol.modes.iter().map(|m| m.as_str()).collect();
-        let server = Server::bind(settings).await?;
+        let server = crate::app::build(settings).await?;
         let shutdown = shutdown_signal()?;
         let addr = server.local_addr()?;
         let admin = server.admin_addr().map(|a| a.to_string());

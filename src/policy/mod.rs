@@ -18,7 +18,7 @@ pub use snapshot::{
     CompileOptions, DEFAULT_EVAL_TIMEOUT_MS, DEFAULT_RELOAD_TIMEOUT_MS, Entrypoints, LoadError, PolicySnapshot,
     PolicySource,
 };
-pub use store::{PolicyStore, ReloadOutcome};
+pub use store::{ActivationGate, PolicyStore, ReloadOutcome};
 pub use velocity::{Ledger, MAX_KEY_BYTES, VelocityRead};
 
 /// regorus recursion overflows a 2 MiB stack at a few hundred levels and aborts the process; the

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
 use crate::policy::watch::{self, Watch, WatchedPath};
-use crate::policy::{CompileOptions, Evaluator, Fallbacks, PolicyStore};
+use crate::policy::{ActivationGate, CompileOptions, Evaluator, Fallbacks, PolicyStore};
 use crate::shadow::Shadow;
 use crate::state::StateStore;
 use crate::tls::CertificateStore;
@@ -46,8 +46,10 @@ pub struct Server {
 
 impl Server {
     /// Starts the admin listener (not ready yet), loads the policies, opens the decision log, binds
-    /// the Co-signer listener and starts the reload watchers. Needs a Tokio runtime.
-    pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
+    /// the Co-signer listener and starts the reload watchers. With `reload.require_tests`, a set
+    /// goes live only if `tests` passes it (the policy test runner; see [`crate::app`]). Needs a
+    /// Tokio runtime.
+    pub async fn bind(settings: Settings, tests: ActivationGate) -> anyhow::Result<Self> {
         let Settings {
             server,
             protocol,
@@ -83,7 +85,7 @@ impl Server {
         let (dir, options) = (policy.dir.clone(), CompileOptions { with_tests: gated, ..policy.compile.clone() });
         let store = tokio::task::spawn_blocking(move || {
             let store = PolicyStore::open(&dir, options)?;
-            if gated { store.with_gate(Box::new(crate::testing::require_passing_tests)) } else { Ok(store) }
+            if gated { store.with_gate(tests) } else { Ok(store) }
         })
         .await?
         .with_context(|| format!("policy.dir {}", policy.dir.display()))?;

@@ -12,7 +12,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cosigner_guard::config::Settings;
 use cosigner_guard::http_client::Target;
 use cosigner_guard::keys::{GeneratedKeyPair, generate_rsa_2048};
-use cosigner_guard::server::Server;
 use hyper::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::Value;
@@ -198,7 +197,7 @@ pub async fn spawn_in(spec: Spec, dir: tempfile::TempDir) -> TestServer {
 /// Starts the real server on a config file already written in `dir`.
 pub async fn spawn_config(config: &Path, dir: tempfile::TempDir) -> TestServer {
     let settings = Settings::load(config).expect("config loads");
-    let server = Server::bind(settings).await.expect("server binds");
+    let server = cosigner_guard::app::build(settings).await.expect("server binds");
     let port = server.local_addr().expect("addr").port();
     let admin = server.admin_addr().expect("admin listener");
     tokio::spawn(server.serve(std::future::pending()));
