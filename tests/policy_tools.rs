@@ -417,7 +417,7 @@ fn the_treasury_example_passes_its_fixtures_at_every_boundary() {
 
 #[test]
 fn every_guide_snippet_is_in_the_file_it_names() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo().join("docs/policies.md")).unwrap();
     let mut checked = 0;
     for (i, part) in readme.split("<!-- from: ").enumerate().skip(1) {
         let (path, rest) = part.split_once(" -->").unwrap();
