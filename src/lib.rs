@@ -8,6 +8,7 @@
 /// The version and the git revision it was built from: `0.1.0 (3ed822c1a2b4)`.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("COSIGNER_GUARD_GIT_REVISION"), ")");
 
+pub mod answer;
 pub mod app;
 pub mod audit;
 pub mod cli;

@@ -126,11 +126,13 @@ impl Server {
             None => None,
         };
         let callback = routes::Callback {
-            pipeline: pipeline.clone(),
-            shadow: shadow.clone(),
-            log: log.clone(),
-            metrics,
-            notifier,
+            answerer: crate::answer::Answerer {
+                pipeline: pipeline.clone(),
+                shadow: shadow.clone(),
+                log: log.clone(),
+                metrics,
+                notifier,
+            },
             limits: routes::Limits {
                 max_body_bytes: server.max_body_bytes,
                 read_timeout: server.read_timeout,
