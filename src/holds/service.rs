@@ -1,0 +1,170 @@
+//! The holds kept in the state store: created once per transaction, decided by verdicts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::state::{StateError, StateStore};
+
+use super::*;
+
+/// How far an approver's clock may be from the server's.
+const CLOCK_SKEW: Duration = Duration::from_secs(600);
+
+/// Why a verdict was refused: each maps to one HTTP status at the admin API.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("no hold {0}")]
+    NoSuchHold(String),
+    #[error("this verdict was made for another hold or request (hold {hold}, digest {digest})")]
+    AnotherHold { hold: String, digest: String },
+    #[error("the signature does not verify with any approver's key")]
+    NotAnApprover,
+    #[error("the verdict's time {0} is more than 10 minutes from the server's clock")]
+    Stale(String),
+    #[error("the hold is {0:?}, no longer pending")]
+    NotPending(Status),
+    #[error("{0} has already given a verdict on this hold")]
+    AlreadyCounted(String),
+    #[error("a rejection needs a reason")]
+    NoReason,
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+#[derive(Debug, Clone)]
+pub struct HoldSettings {
+    /// How long a hold waits for its verdicts (the Co-signer retries for about an hour).
+    pub ttl: Duration,
+    pub approvers: Vec<Arc<ApproverKey>>,
+}
+
+impl Default for HoldSettings {
+    fn default() -> Self {
+        Self { ttl: Duration::from_secs(55 * 60), approvers: Vec::new() }
+    }
+}
+
+/// Writes `hold` to the store if its stored revision is still `revision` (0: a new hold).
+pub async fn keep(store: &StateStore, hold: &Hold, revision: u64) -> Result<bool, StateError> {
+    let created_us = parse_time(&hold.created_at).map_or(0, |t| t.timestamp_micros().max(0) as u64);
+    store.put_hold(&hold.id, created_us, hold, revision).await
+}
+
+/// The holds kept in a state store.
+pub struct Holds {
+    store: Arc<StateStore>,
+    settings: HoldSettings,
+}
+
+impl Holds {
+    pub fn new(store: Arc<StateStore>, settings: HoldSettings) -> Self {
+        Self { store, settings }
+    }
+
+    pub fn settings(&self) -> &HoldSettings {
+        &self.settings
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Hold>, StateError> {
+        Ok(self.store.hold(id).await?.map(|(_, hold)| hold))
+    }
+
+    pub async fn list(&self) -> Result<Vec<Hold>, StateError> {
+        self.store.holds().await
+    }
+
+    /// Creates the hold for transaction `id` unless it exists; returns the hold and whether it is new.
+    pub async fn create(
+        &self,
+        id: &str,
+        digest: &str,
+        required: u32,
+        reason: Option<String>,
+        summary: Value,
+        now: DateTime<Utc>,
+    ) -> Result<(Hold, bool), StateError> {
+        let expires = now + chrono::Duration::from_std(self.settings.ttl).unwrap_or(chrono::Duration::zero());
+        let hold = Hold {
+            id: id.to_string(),
+            digest: digest.to_string(),
+            required,
+            reason,
+            created_at: timestamp(now),
+            expires_at: timestamp(expires),
+            decided: None,
+            approvals: Vec::new(),
+            rejections: Vec::new(),
+            summary,
+        };
+        loop {
+            if let Some((_, existing)) = self.store.hold(id).await? {
+                return Ok((existing, false));
+            }
+            if keep(&self.store, &hold, 0).await? {
+                return Ok((hold, true));
+            }
+        }
+    }
+
+    /// Counts a signed verdict: verified against the approver keys, bound to this hold and
+    /// request, once per approver, only while pending. Returns the hold after it and who signed.
+    pub async fn verdict(
+        &self,
+        id: &str,
+        signed: &SignedVerdict,
+        now: DateTime<Utc>,
+    ) -> Result<(Hold, String), Refused> {
+        loop {
+            let (revision, mut hold): (u64, Hold) =
+                self.store.hold(id).await?.ok_or_else(|| Refused::NoSuchHold(id.to_string()))?;
+            if signed.hold != hold.id || signed.digest != hold.digest {
+                return Err(Refused::AnotherHold { hold: signed.hold.clone(), digest: signed.digest.clone() });
+            }
+            let message = SignedVerdict::message(&hold.id, &hold.digest, signed.verdict, &signed.at, &signed.reason);
+            let signature = BASE64.decode(&signed.signature).map_err(|_| Refused::NotAnApprover)?;
+            let approver = self
+                .settings
+                .approvers
+                .iter()
+                .find(|key| key.verifies(&message, &signature))
+                .ok_or(Refused::NotAnApprover)?
+                .name
+                .clone();
+            let at = parse_time(&signed.at).ok_or_else(|| Refused::Stale(signed.at.clone()))?;
+            if (at - now).abs() > chrono::Duration::from_std(CLOCK_SKEW).unwrap_or(chrono::Duration::zero()) {
+                return Err(Refused::Stale(signed.at.clone()));
+            }
+            match hold.status(now) {
+                Status::Pending => {}
+                other => return Err(Refused::NotPending(other)),
+            }
+            let counted = hold.approvals.iter().map(|a| &a.approver).chain(hold.rejections.iter().map(|r| &r.approver));
+            if counted.into_iter().any(|name| *name == approver) {
+                return Err(Refused::AlreadyCounted(approver));
+            }
+            match signed.verdict {
+                Verdict::Approve => {
+                    hold.approvals.push(Approval { approver: approver.clone(), at: timestamp(now) });
+                    if hold.approvals.len() >= hold.required as usize {
+                        hold.decided = Some(Status::Approved);
+                    }
+                }
+                Verdict::Reject if signed.reason.trim().is_empty() => return Err(Refused::NoReason),
+                Verdict::Reject => {
+                    let reason = signed.reason.clone();
+                    hold.rejections.push(Rejection { approver: approver.clone(), at: timestamp(now), reason });
+                    hold.decided = Some(Status::Rejected);
+                }
+            }
+            // Compare-and-set: a concurrent verdict makes this one start again from the new state.
+            if keep(&self.store, &hold, revision).await? {
+                return Ok((hold, approver));
+            }
+        }
+    }
+}
