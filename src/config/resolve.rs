@@ -1,16 +1,11 @@
-//! The configuration file (TOML) and its validation: paths resolved against the file's directory,
-//! keys and certificates loaded once, every error naming the key or file at fault.
+//! Resolution: every raw key validated and turned into settings, paths resolved against the
+//! config file's directory, keys and certificates loaded once, every error naming its key.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::audit::{Checkpoints, DecisionLogSettings, Sink};
-use crate::decision::FallbackAction;
 use crate::envelope::Mode;
 use crate::holds::{ApproverKey, HoldSettings};
 use crate::keys::env_material;
@@ -18,322 +13,12 @@ use crate::keys::{CosignerKey, CosignerKeyring, HandlerKey, SigningAlgorithm};
 use crate::notify::Webhook;
 use crate::policy::{CompileOptions, Entrypoints};
 use crate::state::{Backend, StateSettings, parse_window};
-use crate::telemetry::LogFormat;
 use crate::tls::CertificateStore;
 
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
-pub use crate::policy::{DEFAULT_EVAL_TIMEOUT_MS, DEFAULT_RELOAD_TIMEOUT_MS};
-/// The Co-signer gives up after 30 s; the policy budget must leave room to answer before that.
-pub const MAX_EVAL_TIMEOUT_MS: u64 = 25_000;
-pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
-pub const DEFAULT_DEBOUNCE_MS: u64 = 300;
-/// A signed checkpoint after this many decision-log records (`decision_log.checkpoint_every`).
-pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
+use super::raw::*;
+use super::*;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {cause}")]
-    Read { path: PathBuf, cause: std::io::Error },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("config key {key}: {message}")]
-    Key { key: String, message: String },
-}
-
-/// `reload.timeout_ms`: the budget for reading and compiling a policy set.
-fn load_timeout(raw: &RawReload) -> Result<Duration, ConfigError> {
-    match raw.timeout_ms.unwrap_or(DEFAULT_RELOAD_TIMEOUT_MS) {
-        0 => Err(key_error("reload.timeout_ms", "must be greater than 0")),
-        ms => Ok(Duration::from_millis(ms)),
-    }
-}
-
-fn key_error(key: impl Into<String>, message: impl std::fmt::Display) -> ConfigError {
-    ConfigError::Key { key: key.into(), message: message.to_string() }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    server: RawServer,
-    #[serde(default)]
-    protocol: RawProtocol,
-    #[serde(default)]
-    policy: RawPolicy,
-    #[serde(default)]
-    reload: RawReload,
-    #[serde(default)]
-    admin: RawAdmin,
-    #[serde(default)]
-    decision_log: RawDecisionLog,
-    #[serde(default)]
-    log: RawLog,
-    #[serde(default)]
-    state: RawState,
-    #[serde(default)]
-    holds: RawHolds,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawHolds {
-    ttl: Option<String>,
-    notify_url: Option<String>,
-    notify_ca: Option<PathBuf>,
-    #[serde(default)]
-    approvers: BTreeMap<String, PathBuf>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawState {
-    backend: Option<String>,
-    path: Option<PathBuf>,
-    url: Option<String>,
-    key_prefix: Option<String>,
-    on_error: Option<FallbackAction>,
-    retention: Option<String>,
-    request_id_ttl: Option<String>,
-    timeout_ms: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDecisionLog {
-    enabled: Option<bool>,
-    sink: Option<String>,
-    path: Option<PathBuf>,
-    max_bytes: Option<u64>,
-    keep: Option<usize>,
-    #[serde(default)]
-    durable: bool,
-    #[serde(default)]
-    redact: Vec<String>,
-    checkpoint_every: Option<u64>,
-    checkpoint_key: Option<PathBuf>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLog {
-    format: Option<LogFormat>,
-    level: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawReload {
-    watch: Option<bool>,
-    #[serde(default)]
-    require_tests: bool,
-    debounce_ms: Option<u64>,
-    timeout_ms: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAdmin {
-    enabled: Option<bool>,
-    listen: Option<String>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    /// Serve a non-loopback admin listener without TLS (a private network only).
-    allow_plaintext: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    listen: String,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    #[serde(default)]
-    insecure_http: bool,
-    #[serde(default)]
-    path_prefix: String,
-    #[serde(default = "default_max_body_bytes")]
-    max_body_bytes: usize,
-    read_timeout_ms: Option<u64>,
-    request_timeout_ms: Option<u64>,
-    max_in_flight: Option<usize>,
-    max_connections: Option<usize>,
-    shutdown_timeout_ms: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProtocol {
-    #[serde(default = "default_modes")]
-    modes: Vec<Mode>,
-    signing_key: Option<PathBuf>,
-    #[serde(default)]
-    signing_algorithm: SigningAlgorithm,
-    #[serde(default)]
-    cosigner_keys: BTreeMap<String, PathBuf>,
-}
-
-impl Default for RawProtocol {
-    fn default() -> Self {
-        Self {
-            modes: default_modes(),
-            signing_key: None,
-            signing_algorithm: SigningAlgorithm::default(),
-            cosigner_keys: BTreeMap::new(),
-        }
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    dir: Option<PathBuf>,
-    candidate_dir: Option<PathBuf>,
-    transaction_entrypoint: Option<String>,
-    config_change_entrypoint: Option<String>,
-    #[serde(default)]
-    on_error: FallbackAction,
-    on_timeout: Option<FallbackAction>,
-    eval_timeout_ms: Option<u64>,
-    eval_threads: Option<usize>,
-}
-
-fn default_max_body_bytes() -> usize {
-    DEFAULT_MAX_BODY_BYTES
-}
-
-fn default_modes() -> Vec<Mode> {
-    vec![Mode::Jwt]
-}
-
-/// The validated configuration, with every file already loaded.
-#[derive(Debug)]
-pub struct Settings {
-    pub server: ServerSettings,
-    pub protocol: ProtocolSettings,
-    pub policy: PolicySettings,
-    pub reload: ReloadSettings,
-    /// The admin listener (health, status, metrics, holds), if enabled.
-    pub admin: Option<AdminSettings>,
-    pub decision_log: DecisionLogSettings,
-    pub log: LogSettings,
-    pub state: StateSettings,
-    pub holds: HoldSettings,
-    /// Where hold notifications go (`holds.notify_url`), if anywhere.
-    pub hold_webhook: Option<Webhook>,
-    /// Problems that do not stop start-up (e.g. a private key readable by others), logged then.
-    pub warnings: Vec<String>,
-}
-
-#[derive(Debug)]
-pub struct AdminSettings {
-    pub listen: SocketAddr,
-    /// Serve the admin API over TLS (approvals travel through it).
-    pub tls: Option<Arc<CertificateStore>>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct LogSettings {
-    pub format: Option<LogFormat>,
-    /// An `EnvFilter` directive; `RUST_LOG` overrides it.
-    pub level: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ReloadSettings {
-    /// Watch the policy directory and the TLS files, and reload on change (SIGHUP always reloads).
-    pub watch: bool,
-    /// Quiet period that ends a burst of file events.
-    pub debounce: Duration,
-    /// Activate a policy set (at start-up too) only if its Rego unit tests pass.
-    pub require_tests: bool,
-}
-
-#[derive(Debug)]
-pub struct ServerSettings {
-    pub listen: SocketAddr,
-    /// `None` only when `insecure_http = true`.
-    pub tls: Option<Arc<CertificateStore>>,
-    /// Empty, or `/segment[/segment...]` without a trailing slash.
-    pub path_prefix: String,
-    pub max_body_bytes: usize,
-    /// TLS handshake, request headers, and request body each must arrive within this.
-    pub read_timeout: Duration,
-    /// From receipt to answer; the fallback answers a request that would run past it.
-    pub request_timeout: Duration,
-    pub max_in_flight: usize,
-    pub max_connections: usize,
-    pub shutdown_timeout: Duration,
-}
-
-#[derive(Debug)]
-pub struct ProtocolSettings {
-    pub modes: Vec<Mode>,
-    pub handler_key: Option<Arc<HandlerKey>>,
-    pub cosigner_keys: CosignerKeyring,
-}
-
-#[derive(Debug, Clone)]
-pub struct PolicySettings {
-    pub dir: PathBuf,
-    /// A candidate set decided in the shadow of the active one (see `shadow`).
-    pub candidate_dir: Option<PathBuf>,
-    pub compile: CompileOptions,
-    pub on_error: FallbackAction,
-    pub on_timeout: FallbackAction,
-    pub eval_threads: usize,
-}
-
-fn read_raw(path: &Path) -> Result<RawConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.to_path_buf(), cause })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
-}
-
-impl Settings {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::resolve(read_raw(path)?, path.parent().unwrap_or(Path::new(".")))
-    }
-
-    /// Only the policy settings, for the policy tools (`test`, `check`, `eval`): they need neither
-    /// keys nor certificates.
-    pub fn load_policy(path: &Path) -> Result<PolicySettings, ConfigError> {
-        let raw = read_raw(path)?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        resolve_policy(raw.policy, &|p: &Path| base.join(p), load_timeout(&raw.reload)?)
-    }
-
-    fn resolve(raw: RawConfig, base: &Path) -> Result<Self, ConfigError> {
-        // `env:NAME` names an environment variable, not a file: it is not relative to anything.
-        let at = |p: &Path| if env_material(p).is_some() { p.to_path_buf() } else { base.join(p) };
-        let mut warnings = Vec::new();
-        let debounce_ms = raw.reload.debounce_ms.unwrap_or(DEFAULT_DEBOUNCE_MS);
-        if debounce_ms == 0 || debounce_ms > 10_000 {
-            return Err(key_error("reload.debounce_ms", "must be between 1 and 10000"));
-        }
-        let admin = resolve_admin(raw.admin, &at, &mut warnings)?;
-        let protocol = resolve_protocol(raw.protocol, &at, &mut warnings)?;
-        let decision_log = resolve_decision_log(raw.decision_log, protocol.handler_key.as_ref(), &at, &mut warnings)?;
-        let (holds, hold_webhook) = resolve_holds(raw.holds, &at, &mut warnings)?;
-        Ok(Self {
-            server: resolve_server(raw.server, &at, &mut warnings)?,
-            protocol,
-            policy: resolve_policy(raw.policy, &at, load_timeout(&raw.reload)?)?,
-            decision_log,
-            state: resolve_state(raw.state, &at)?,
-            holds,
-            hold_webhook,
-            log: LogSettings { format: raw.log.format, level: raw.log.level },
-            warnings,
-            reload: ReloadSettings {
-                watch: raw.reload.watch.unwrap_or(true),
-                debounce: Duration::from_millis(debounce_ms),
-                require_tests: raw.reload.require_tests,
-            },
-            admin,
-        })
-    }
-}
-
-fn resolve_admin(
+pub(super) fn resolve_admin(
     raw: RawAdmin,
     at: &impl Fn(&Path) -> PathBuf,
     warnings: &mut Vec<String>,
@@ -373,7 +58,7 @@ fn resolve_admin(
     Ok(Some(AdminSettings { listen, tls }))
 }
 
-fn resolve_holds(
+pub(super) fn resolve_holds(
     raw: RawHolds,
     at: &impl Fn(&Path) -> PathBuf,
     warnings: &mut Vec<String>,
@@ -416,7 +101,7 @@ fn resolve_holds(
     Ok((HoldSettings { ttl, approvers }, notify))
 }
 
-fn resolve_server(
+pub(super) fn resolve_server(
     raw: RawServer,
     at: &impl Fn(&Path) -> PathBuf,
     warnings: &mut Vec<String>,
@@ -470,7 +155,7 @@ fn resolve_server(
     })
 }
 
-fn resolve_protocol(
+pub(super) fn resolve_protocol(
     raw: RawProtocol,
     at: &impl Fn(&Path) -> PathBuf,
     warnings: &mut Vec<String>,
@@ -505,7 +190,7 @@ fn resolve_protocol(
     Ok(ProtocolSettings { modes, handler_key, cosigner_keys: CosignerKeyring::new(keys) })
 }
 
-fn resolve_policy(
+pub(super) fn resolve_policy(
     raw: RawPolicy,
     at: &impl Fn(&Path) -> PathBuf,
     load_timeout: Duration,
@@ -553,7 +238,7 @@ fn resolve_policy(
     })
 }
 
-fn resolve_decision_log(
+pub(super) fn resolve_decision_log(
     raw: RawDecisionLog,
     handler_key: Option<&Arc<HandlerKey>>,
     at: &impl Fn(&Path) -> PathBuf,
@@ -607,7 +292,7 @@ fn resolve_decision_log(
     Ok(DecisionLogSettings { sink, durable: raw.durable, redact: raw.redact, checkpoints })
 }
 
-fn resolve_state(raw: RawState, at: &impl Fn(&Path) -> PathBuf) -> Result<StateSettings, ConfigError> {
+pub(super) fn resolve_state(raw: RawState, at: &impl Fn(&Path) -> PathBuf) -> Result<StateSettings, ConfigError> {
     let defaults = StateSettings::default();
     let backend = match (raw.backend.as_deref().unwrap_or("embedded"), raw.url) {
         ("embedded", None) => Backend::Embedded { dir: at(raw.path.as_deref().unwrap_or(Path::new("state"))) },
@@ -655,7 +340,7 @@ fn resolve_state(raw: RawState, at: &impl Fn(&Path) -> PathBuf) -> Result<StateS
 /// Key material named by a config value: a file path (relative to the config file), or
 /// `env:NAME` for PEM text in an environment variable. A private key file readable by group or
 /// others gets a warning.
-fn read_key_material(
+pub(super) fn read_key_material(
     setting: &str,
     value: &Path,
     at: &impl Fn(&Path) -> PathBuf,
@@ -674,7 +359,7 @@ fn read_key_material(
     std::fs::read(&path).map_err(|e| key_error(setting, format!("cannot read {}: {e}", path.display())))
 }
 
-fn warn_if_exposed(setting: &str, path: &Path, warnings: &mut Vec<String>) {
+pub(super) fn warn_if_exposed(setting: &str, path: &Path, warnings: &mut Vec<String>) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
