@@ -84,9 +84,9 @@ fn every_relative_link_and_anchor_resolves() {
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
-/// `section.key` for every field of the configuration's raw sections, read from `src/config.rs`.
+/// `section.key` for every field of the configuration's raw sections, read from `src/config/raw.rs`.
 fn config_keys() -> Vec<String> {
-    let source = std::fs::read_to_string(root().join("src/config.rs")).unwrap();
+    let source = std::fs::read_to_string(root().join("src/config/raw.rs")).unwrap();
     let block = |name: &str| -> Vec<String> {
         let start = source.find(&format!("struct {name} {{")).unwrap_or_else(|| panic!("struct {name}"));
         let body = &source[start..start + source[start..].find("\n}").unwrap()];
@@ -95,14 +95,16 @@ fn config_keys() -> Vec<String> {
             .filter_map(|l| {
                 let l = l.trim();
                 let (field, _) = l.split_once(':')?;
-                (!l.starts_with("//") && !l.starts_with('#')).then(|| field.trim().to_string())
+                // The last word before the colon: the field, whatever its visibility.
+                let field = field.split_whitespace().last()?;
+                (!l.starts_with("//") && !l.starts_with('#')).then(|| field.to_string())
             })
             .collect()
     };
     let sections: Vec<(String, String)> = block("RawConfig")
         .into_iter()
         .map(|section| {
-            let start = source.find(&format!("    {section}: Raw")).unwrap();
+            let start = source.find(&format!(" {section}: Raw")).unwrap();
             let ty: String =
                 source[start..].split(':').nth(1).unwrap().trim().chars().take_while(|c| c.is_alphanumeric()).collect();
             (section, ty)

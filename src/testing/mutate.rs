@@ -8,6 +8,17 @@
 
 use serde_json::{Map, Value};
 
+use crate::holds::Hold;
+use crate::policy::{CompileOptions, Evaluator, Fallbacks, PolicyStore};
+use crate::request::{CosignerRequest, RequestKind};
+use chrono::{DateTime, Utc};
+use fixtures::{Case, Fixtures, Step};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+
 /// The mutation that removes a field.
 pub const REMOVED: &str = "removed";
 
@@ -143,4 +154,136 @@ mod tests {
         assert_eq!(found[9].1["destinations"][0]["amountUSD"], json!("5"));
         assert_eq!(payload["amountStr"], "10", "the original is untouched");
     }
+}
+
+/// A mutant of a case's request that the policy approved.
+#[derive(Debug)]
+pub struct Survivor {
+    pub case: String,
+    pub location: String,
+    pub mutation: mutate::Mutation,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct MutationReport {
+    /// Cases mutated, and mutants decided.
+    pub cases: usize,
+    pub mutants: usize,
+    pub survivors: Vec<Survivor>,
+    /// Cases expecting no APPROVE that cannot be mutated (a signed `jwt`), with why.
+    pub not_mutated: Vec<String>,
+}
+
+/// `test --mutate`: every fixture case of `dir` expecting anything but APPROVE — in a `steps` case,
+/// the first request of each step that does, after the requests before it — decided again with
+/// each single field of its request removed or retyped (see [`mutate`]).
+pub async fn mutate(dir: &Path, options: &CompileOptions, run: &RunOptions) -> Result<MutationReport, SetupError> {
+    let (store_dir, store_options) = (dir.to_path_buf(), options.clone());
+    let store = tokio::task::spawn_blocking(move || PolicyStore::open(&store_dir, store_options))
+        .await
+        .map_err(|e| SetupError(e.to_string()))?
+        .map_err(|e| SetupError(e.to_string()))?;
+    let evaluator =
+        Evaluator::new(2, options.eval_timeout, Fallbacks::default()).map_err(|e| SetupError(e.to_string()))?;
+    let shared = FixturePipeline { policy: Arc::new(store), evaluator: Arc::new(evaluator) };
+    let mut report = MutationReport::default();
+    let suites = fixtures::discover(dir).map_err(SetupError)?;
+    for path in &suites {
+        let suite = Fixtures::load(path).map_err(SetupError)?;
+        for case in &suite.file.cases {
+            if run.filter.as_ref().is_some_and(|re| !re.is_match(&case.name)) {
+                continue;
+            }
+            let at = |what: &str| SetupError(format!("{}: case {:?}: {what}", suite.path.display(), case.name));
+            let Some(spec) = &case.request else {
+                if case.expect.as_ref().is_some_and(|e| e.action != crate::decision::Action::Approve) {
+                    report.not_mutated.push(format!("{:?} ({}): a signed jwt", case.name, suite.path.display()));
+                }
+                continue;
+            };
+            if case.steps.is_none() && case.expect.is_none() {
+                continue; // not a valid case: `test` says so
+            }
+            let one = [Step { name: None, patch: None, now: None, repeat: None, expect: expect_of(&case.expect) }];
+            let steps = case.steps.as_deref().unwrap_or(&one);
+            let kind = case_kind(&suite, case);
+            let received_at = parse_now(case.now.as_ref()).map_err(|e| at(&e))?;
+            let base = case_payload(&suite, case, spec).map_err(|e| at(&e))?;
+            let sends = sends(case, steps, &base, received_at).map_err(|e| at(&e))?;
+            // The hold is on the transaction as the case sends it; a mutant is other content.
+            let hold = match &case.hold {
+                Some(spec) => {
+                    let request = CosignerRequest::from_payload(kind, base.clone()).map_err(|e| at(&e.to_string()))?;
+                    Some(hold_of(spec, &request, received_at))
+                }
+                None => None,
+            };
+            let omissible = |pointer: &str| {
+                case.may_omit
+                    .iter()
+                    .any(|p| pointer == p || pointer.strip_prefix(p.as_str()).is_some_and(|r| r.starts_with('/')))
+            };
+            // The first request of each step expecting no APPROVE, after the requests before it.
+            let refused = (0..sends.len()).filter(|&i| {
+                let step = sends[i].step;
+                steps[step].expect.action != crate::decision::Action::Approve && (i == 0 || sends[i - 1].step != step)
+            });
+            let mut mutated = false;
+            for i in refused {
+                mutated = true;
+                let (before, send) = (&sends[..i], &sends[i]);
+                for (mutation, payload) in mutants(&send.payload) {
+                    if mutation.what == mutate::REMOVED && omissible(&mutation.pointer) {
+                        continue;
+                    }
+                    report.mutants += 1;
+                    let Ok(request) = CosignerRequest::from_payload(kind, payload) else { continue };
+                    let decision = decide_after(&shared, case, kind, before, (request, send.at), hold.as_ref())
+                        .await
+                        .map_err(|e| at(&e))?;
+                    if decision.action == crate::decision::Action::Approve {
+                        let step =
+                            if case.steps.is_some() { format!(" (step {})", send.step + 1) } else { String::new() };
+                        report.survivors.push(Survivor {
+                            case: format!("{}{step}", case.name),
+                            location: suite.path.display().to_string(),
+                            mutation,
+                            reason: decision.reason,
+                        });
+                    }
+                }
+            }
+            report.cases += usize::from(mutated);
+        }
+    }
+    Ok(report)
+}
+
+/// Decides `request` as a case does after the requests `before` it (decided as sent): a fresh
+/// store with the case's history, the hold given, the case's recorded `state` if it has one.
+async fn decide_after(
+    shared: &FixturePipeline,
+    case: &Case,
+    kind: RequestKind,
+    before: &[StepRequest],
+    (request, at): (CosignerRequest, DateTime<Utc>),
+    hold: Option<&Hold>,
+) -> Result<crate::decision::Decision, String> {
+    let pipeline = shared.pipeline(&case.history).await?;
+    if let Some(hold) = hold {
+        crate::holds::keep(pipeline.state(), hold, 0).await.map_err(|e| format!("hold: {e}"))?;
+    }
+    let deadline = || Instant::now() + shared.policy.options().eval_timeout + Duration::from_secs(1);
+    for sent in before {
+        let earlier = CosignerRequest::from_payload(kind, sent.payload.clone()).map_err(|e| e.to_string())?;
+        pipeline.decide(earlier, &case_context(case, sent.at), deadline()).await;
+    }
+    let context = case_context(case, at);
+    let decided = if case.state.is_empty() {
+        pipeline.decide(request, &context, deadline()).await
+    } else {
+        pipeline.redecide(request, &context, hold, case.state.clone(), None, deadline()).await
+    };
+    Ok(decided.decision)
 }

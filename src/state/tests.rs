@@ -1,0 +1,129 @@
+use super::*;
+
+const HOUR: u64 = 3600 * MICROS_PER_SECOND;
+const T0: u64 = 1_700_000_000 * MICROS_PER_SECOND;
+
+fn record(key: &str, amount: &str) -> Record {
+    Record { key: key.into(), amount: Amount::parse(amount).unwrap() }
+}
+
+fn commit(id: &str, at_us: u64, reads: &[(&str, u64)], records: &[Record]) -> Commit {
+    Commit {
+        id: id.into(),
+        at_us,
+        reads: reads.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        records: records.to_vec(),
+    }
+}
+
+/// The sum and count over the hour before `at`, as `transaction` sees it.
+fn hour(store: &StateStore, key: &str, at: u64, transaction: &str) -> (String, u64) {
+    let total = store.window(key, at - HOUR, HOUR, transaction).unwrap();
+    (total.sum.to_string(), total.count)
+}
+
+#[tokio::test]
+async fn a_window_counts_events_younger_than_it_and_never_the_transaction_being_decided() {
+    let store = StateStore::in_memory().unwrap();
+    store.commit(commit("a", T0, &[], &[record("k", "1.5")])).await.unwrap();
+    store.commit(commit("b", T0 + 10, &[], &[record("k", "2")])).await.unwrap();
+    assert_eq!(hour(&store, "k", T0 + HOUR - 1, "x"), ("3.5".into(), 2));
+    assert_eq!(hour(&store, "k", T0 + HOUR, "x"), ("2".into(), 1), "an event exactly a window old has left it");
+    assert_eq!(hour(&store, "k", T0 + 20, "a"), ("2".into(), 1), "a transaction's own record is left out");
+    assert_eq!(hour(&store, "other", T0 + 20, "x"), ("0".into(), 0));
+}
+
+#[tokio::test]
+async fn a_transaction_is_recorded_once_per_key_and_a_changed_read_is_a_conflict() {
+    let store = StateStore::in_memory().unwrap();
+    let first = store.commit(commit("t", T0, &[("k", 0)], &[record("k", "1"), record("j", "1")])).await.unwrap();
+    assert_eq!(first, Committed::Applied { new: vec!["k".into(), "j".into()] });
+    let again = store.commit(commit("t", T0 + 5, &[], &[record("k", "1")])).await.unwrap();
+    assert_eq!(again, Committed::Applied { new: vec![] }, "the signing stage adds nothing");
+    assert_eq!(hour(&store, "k", T0 + 10, "x"), ("1".into(), 1));
+    let stale = store.commit(commit("u", T0 + 6, &[("k", 0)], &[record("k", "1")])).await.unwrap();
+    assert_eq!(stale, Committed::Conflict, "k changed since it was read at version 0");
+    assert_eq!(hour(&store, "k", T0 + 10, "x"), ("1".into(), 1), "a conflict writes nothing");
+}
+
+#[tokio::test]
+async fn a_revert_takes_back_only_what_the_decision_added() {
+    let store = StateStore::in_memory().unwrap();
+    store.commit(commit("t", T0, &[], &[record("k", "1")])).await.unwrap();
+    let version = store.window("k", 0, HOUR, "x").unwrap().version;
+    store.revert("t", &[record("k", "1"), record("j", "4")], &["k".into()]).await.unwrap();
+    let after = store.window("k", 0, HOUR, "x").unwrap();
+    assert_eq!((after.count, after.version > version), (0, true), "gone, and readers of it conflict");
+    let again = store.commit(commit("t", T0, &[], &[record("k", "1")])).await.unwrap();
+    assert_eq!(again, Committed::Applied { new: vec!["k".into()] }, "it may be recorded again");
+}
+
+#[tokio::test]
+async fn request_ids_remember_the_identity_they_first_came_with() {
+    let store = StateStore::in_memory().unwrap();
+    assert_eq!(store.remember("r", None, [1; 32], T0).await.unwrap(), Seen::First);
+    assert_eq!(store.remember("r", None, [1; 32], T0).await.unwrap(), Seen::Same);
+    assert_eq!(store.remember("r", None, [2; 32], T0).await.unwrap(), Seen::Different);
+}
+
+#[tokio::test]
+async fn a_tx_id_is_bound_to_the_identity_of_its_first_decision_whatever_the_request_id() {
+    let store = StateStore::in_memory().unwrap();
+    assert_eq!(store.remember("T", Some("T"), [1; 32], T0).await.unwrap(), Seen::First);
+    assert_eq!(store.remember("T-1", Some("T"), [1; 32], T0).await.unwrap(), Seen::First, "same content");
+    assert_eq!(store.remember("T-2", Some("T"), [2; 32], T0).await.unwrap(), Seen::TxIdReused);
+    assert_eq!(
+        store.remember("T-2", Some("U"), [2; 32], T0).await.unwrap(),
+        Seen::First,
+        "the refused request bound nothing: T-2 is free for another transaction"
+    );
+    assert_eq!(store.remember("T", Some("T"), [1; 32], T0).await.unwrap(), Seen::Same);
+}
+
+#[tokio::test]
+async fn pruning_keeps_the_longest_window_in_use_and_forgets_the_rest() {
+    let settings = StateSettings { retention: Duration::from_secs(3600), ..StateSettings::default() };
+    let store = StateStore::open(settings).unwrap();
+    store.commit(commit("old", T0, &[], &[record("k", "1")])).await.unwrap();
+    store.commit(commit("new", T0 + 2 * HOUR, &[], &[record("k", "2")])).await.unwrap();
+    store.remember("r", None, [1; 32], T0).await.unwrap();
+    store.prune(T0 + 2 * HOUR + 1).await.unwrap();
+    // Retention (1h) and the request-id ttl (48h) keep the marks; the old event is gone.
+    assert_eq!(store.window("k", 0, 10 * HOUR, "x").unwrap().count, 1);
+    assert_eq!(store.remember("r", None, [2; 32], T0).await.unwrap(), Seen::Different);
+
+    store.commit(commit("new2", T0 + 3 * HOUR, &[], &[record("w", "1")])).await.unwrap();
+    store.window("w", 0, 5 * HOUR, "x").unwrap(); // a policy reads a 5h window: kept from now on
+    store.prune(T0 + 7 * HOUR).await.unwrap();
+    assert_eq!(store.window("w", 0, 5 * HOUR, "x").unwrap().count, 1, "within the longest window read");
+    store.prune(T0 + 60 * HOUR).await.unwrap();
+    let w = store.window("w", 0, 5 * HOUR, "x").unwrap();
+    assert_eq!((w.count, w.version), (0, 0), "an idle key forgets its events and its version");
+    assert_eq!(store.remember("r", None, [2; 32], T0).await.unwrap(), Seen::First, "past the request-id ttl");
+}
+
+#[tokio::test]
+async fn the_embedded_store_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings =
+        StateSettings { backend: Backend::Embedded { dir: dir.path().join("state") }, ..StateSettings::default() };
+    let store = StateStore::open(settings.clone()).unwrap();
+    store.commit(commit("t", T0, &[], &[record("k", "7")])).await.unwrap();
+    store.window("k", 0, 40 * 24 * HOUR, "x").unwrap();
+    store.prune(T0).await.unwrap();
+    drop(store);
+    let reopened = StateStore::open(settings).unwrap();
+    assert_eq!(hour(&reopened, "k", T0 + 1, "x"), ("7".into(), 1));
+    assert_eq!(reopened.horizon_us(), 40 * 24 * HOUR, "the longest window read is remembered");
+}
+
+#[test]
+fn windows_are_a_number_and_a_unit() {
+    let cases = [("90s", Some(90)), ("15m", Some(900)), ("24h", Some(86_400)), ("7d", Some(604_800))];
+    for (text, seconds) in cases {
+        assert_eq!(parse_window(text).ok().map(|d| d.as_secs()), seconds, "{text}");
+    }
+    for bad in ["", "h", "24", "1.5h", "-1h", "0s", "1w", "24 h", "401d", "99999999999999999999d"] {
+        assert!(parse_window(bad).is_err(), "{bad:?}");
+    }
+}
