@@ -8,6 +8,7 @@ mod input;
 pub mod lint;
 mod rawtx;
 mod snapshot;
+mod source;
 mod store;
 pub mod velocity;
 pub mod watch;
@@ -16,8 +17,8 @@ pub use evaluator::{Evaluation, Evaluator, Fallbacks};
 pub use input::{RequestContext, input_document};
 pub use snapshot::{
     CompileOptions, DEFAULT_EVAL_TIMEOUT_MS, DEFAULT_RELOAD_TIMEOUT_MS, Entrypoints, LoadError, PolicySnapshot,
-    PolicySource,
 };
+pub use source::PolicySource;
 pub use store::{ActivationGate, PolicyStore, ReloadOutcome};
 pub use velocity::{Ledger, MAX_KEY_BYTES, VelocityRead};
 

@@ -1,7 +1,8 @@
 //! The embedded backend: one redb file. Reads run on the caller's thread against a consistent
 //! snapshot (MVCC: they never wait for the writer). Writes go to one writer thread that applies
 //! every operation waiting at that moment in one transaction and one fsync (group commit), so the
-//! version check and the writes of each commit are atomic and serialised.
+//! version check and the writes of each commit are atomic and serialised. (Longer than most files:
+//! the tables, the writer thread and each operation's transaction are read together.)
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
