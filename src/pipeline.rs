@@ -159,7 +159,6 @@ impl Pipeline {
         let digest_hex = crate::keys::hex(&digest);
         let request_id = request.request_id.clone();
         let tx_id = (kind == RequestKind::Transaction).then(|| request.tx_id().map(str::to_owned)).flatten();
-        let mut input = input_document(kind, request.payload, context, transfer.as_ref());
         let conflicts = transfer.as_ref().map_or(&[][..], |t| t.conflicts.as_slice());
         let started = Instant::now();
         let done = |decision, policy_revision, input, prints, trace, hold: Option<(Hold, bool)>| Decided {
@@ -174,12 +173,11 @@ impl Pipeline {
         };
         // The guard's write overlaps reading the hold and the first evaluation; nothing is
         // committed before it answers.
-        let (seen, (hold, first)) =
+        let (seen, (hold, input, first)) =
             tokio::join!(self.state.remember(&request_id, tx_id.as_deref(), digest, at_us), async {
                 let hold = self.holds.get(&trace.id).await;
-                if let Ok(Some(hold)) = &hold {
-                    input["context"]["hold"] = hold.view(now);
-                }
+                let view = hold.as_ref().ok().and_then(Option::as_ref).map(|hold| hold.view(now));
+                let input = input_document(kind, request.payload, context, transfer.as_ref(), view);
                 let first = match regorus::Value::deserialize(&input) {
                     Ok(policy_input) => {
                         let evaluated = self.evaluate_once(kind, &policy_input, &trace.id, now, deadline).await;
@@ -187,7 +185,7 @@ impl Pipeline {
                     }
                     Err(e) => Err(e),
                 };
-                (hold, first)
+                (hold, input, first)
             });
         let (policy_input, (mut evaluation, mut policy_revision)) = match first {
             Ok(first) => first,
@@ -356,10 +354,7 @@ impl Pipeline {
         let (transfer, identity) = self.identify(&request);
         let digest = crate::keys::hex(&crate::identity::digest_of(&identity));
         let id = request.ledger_id().to_string();
-        let mut input = input_document(kind, request.payload, context, transfer.as_ref());
-        if let Some(hold) = hold {
-            input["context"]["hold"] = hold.view(now);
-        }
+        let input = input_document(kind, request.payload, context, transfer.as_ref(), hold.map(|h| h.view(now)));
         let mut trace = StateTrace { id, evaluations: 1, ..StateTrace::default() };
         let (decision, revision, prints) = match regorus::Value::deserialize(&input) {
             Ok(policy_input) => {

@@ -18,13 +18,15 @@ pub struct RequestContext {
     pub cosigner_key: Option<Arc<str>>,
 }
 
-/// Builds `{"kind", "request", "context"}`; the payload is moved in unchanged, and a transaction's
-/// canonical view goes in as `context.transfer`.
+/// Builds `{"kind", "request", "context"}`, once per decision: the payload is moved in unchanged,
+/// a transaction's canonical view goes in as `context.transfer`, and the transaction's hold (its
+/// view, as policies see it) as `context.hold`.
 pub fn input_document(
     kind: RequestKind,
     payload: Map<String, Value>,
     context: &RequestContext,
     transfer: Option<&Transfer>,
+    hold: Option<Value>,
 ) -> Value {
     let mut input = json!({
         "kind": kind,
@@ -38,6 +40,9 @@ pub fn input_document(
     });
     if let Some(transfer) = transfer {
         input["context"]["transfer"] = transfer.to_value();
+    }
+    if let Some(hold) = hold {
+        input["context"]["hold"] = hold;
     }
     input
 }
