@@ -18,7 +18,7 @@ use crate::holds::{self, Hold, HoldSettings, HoldTrace, Holds};
 use crate::keys::{CosignerKeyring, HandlerKey};
 use crate::policy::{Evaluation, Evaluator, Ledger, PolicyStore, RequestContext, VelocityRead, input_document};
 use crate::request::{CosignerRequest, RequestError, RequestKind};
-use crate::state::{Commit, Committed, Seen, StateStore};
+use crate::state::{Commit, Committed, Seen, StateError, StateStore};
 use crate::transfer::Transfer;
 
 /// A decision whose reads keep changing under it this many times falls back (RETRY by default:
@@ -89,6 +89,18 @@ pub fn open(
     let opened = envelope::open(mode, body, keyring)?;
     let request = CosignerRequest::from_payload(kind, opened.payload)?;
     Ok((request, RequestContext { received_at, mode, cosigner_key: opened.cosigner_key }))
+}
+
+/// What settling a decision needs besides its evaluation.
+struct Settling<'a> {
+    kind: RequestKind,
+    input: &'a regorus::Value,
+    hold: Option<&'a Hold>,
+    digest: &'a str,
+    conflicts: &'a [String],
+    now: DateTime<Utc>,
+    at_us: u64,
+    deadline: Instant,
 }
 
 pub struct Pipeline {
@@ -203,58 +215,23 @@ impl Pipeline {
             }
         };
         trace.evaluations = 1;
-        let mut prints;
-        let decision = loop {
-            prints = std::mem::take(&mut evaluation.prints);
-            let reads = evaluation.ledger.as_ref().map(Ledger::versions).unwrap_or_default();
-            trace.reads = evaluation.ledger.as_ref().map(|l| l.reads().to_vec()).unwrap_or_default();
-            match &seen {
-                Err(error) => {
-                    tracing::error!(%error, "the request-id guard could not use the state store");
-                    break self.fallback(FailureClass::State);
-                }
-                Ok(Seen::Different) => {
-                    tracing::error!(
-                        request_id,
-                        "requestId reused with a different payload: replayed or forged request refused"
-                    );
-                    break Decision::request_id_reuse();
-                }
-                Ok(Seen::TxIdReused) => {
-                    tracing::error!(
-                        request_id,
-                        tx_id = tx_id.as_deref(),
-                        "txId reused for another transaction: refused whatever its requestId"
-                    );
-                    break Decision::tx_id_reuse();
-                }
-                Ok(Seen::First | Seen::Same) => {}
+        let (decision, prints) = match self.guard_refusal(&seen, &request_id, tx_id.as_deref()) {
+            Some(refusal) => {
+                trace.reads = evaluation.ledger.as_ref().map(|l| l.reads().to_vec()).unwrap_or_default();
+                (refusal, std::mem::take(&mut evaluation.prints))
             }
-            // Before the commit: an approval the hold turns into RETRY or REJECT records nothing.
-            let decision = holds::gate(hold.as_ref(), &digest_hex, conflicts, evaluation.decision, now);
-            if decision.action != Action::Approve || (reads.is_empty() && decision.records.is_empty()) {
-                break decision;
-            }
-            let commit = Commit { id: trace.id.clone(), at_us, reads, records: decision.records.clone() };
-            match self.state.commit(commit).await {
-                Ok(Committed::Applied { new }) => {
-                    trace.records = decision.records.clone();
-                    trace.new = new;
-                    break decision;
-                }
-                Ok(Committed::Conflict) if trace.evaluations < MAX_EVALUATIONS => {
-                    (evaluation, policy_revision) =
-                        self.evaluate_once(kind, &policy_input, &trace.id, now, deadline).await;
-                    trace.evaluations += 1;
-                }
-                Ok(Committed::Conflict) => {
-                    tracing::error!(evaluations = trace.evaluations, "the keys this decision reads kept changing");
-                    break self.fallback(FailureClass::State);
-                }
-                Err(error) => {
-                    tracing::error!(%error, "the approval could not be recorded");
-                    break self.fallback(FailureClass::State);
-                }
+            None => {
+                let settling = Settling {
+                    kind,
+                    input: &policy_input,
+                    hold: hold.as_ref(),
+                    digest: &digest_hex,
+                    conflicts,
+                    now,
+                    at_us,
+                    deadline,
+                };
+                self.settle(settling, evaluation, &mut policy_revision, &mut trace).await
             }
         };
         // What the approvers are shown: computed only when a hold is created.
@@ -262,6 +239,80 @@ impl Pipeline {
             || holds::summary(kind, identity, input["request"].as_object().unwrap_or(&serde_json::Map::new()));
         let (decision, hold) = self.hold_if_asked(decision, hold, &trace.id, &digest_hex, summary, now).await;
         done(decision, policy_revision, input, prints, trace, hold)
+    }
+
+    /// The answer when the request-id guard or the txId binding refuses the request.
+    fn guard_refusal(
+        &self,
+        seen: &Result<Seen, StateError>,
+        request_id: &str,
+        tx_id: Option<&str>,
+    ) -> Option<Decision> {
+        match seen {
+            Err(error) => {
+                tracing::error!(%error, "the request-id guard could not use the state store");
+                Some(self.fallback(FailureClass::State))
+            }
+            Ok(Seen::Different) => {
+                tracing::error!(
+                    request_id,
+                    "requestId reused with a different payload: replayed or forged request refused"
+                );
+                Some(Decision::request_id_reuse())
+            }
+            Ok(Seen::TxIdReused) => {
+                tracing::error!(
+                    request_id,
+                    tx_id,
+                    "txId reused for another transaction: refused whatever its requestId"
+                );
+                Some(Decision::tx_id_reuse())
+            }
+            Ok(Seen::First | Seen::Same) => None,
+        }
+    }
+
+    /// The hold's gate, then — for an approval — the atomic commit of its records, evaluated again
+    /// while concurrent decisions change what it read. Returns the decision and what the policy
+    /// printed; `revision` and `trace` follow the evaluation that decided.
+    async fn settle(
+        &self,
+        at: Settling<'_>,
+        mut evaluation: Evaluation,
+        revision: &mut String,
+        trace: &mut StateTrace,
+    ) -> (Decision, Vec<String>) {
+        loop {
+            let prints = std::mem::take(&mut evaluation.prints);
+            let reads = evaluation.ledger.as_ref().map(Ledger::versions).unwrap_or_default();
+            trace.reads = evaluation.ledger.as_ref().map(|l| l.reads().to_vec()).unwrap_or_default();
+            // Before the commit: an approval the hold turns into RETRY or REJECT records nothing.
+            let decision = holds::gate(at.hold, at.digest, at.conflicts, evaluation.decision, at.now);
+            if decision.action != Action::Approve || (reads.is_empty() && decision.records.is_empty()) {
+                return (decision, prints);
+            }
+            let commit = Commit { id: trace.id.clone(), at_us: at.at_us, reads, records: decision.records.clone() };
+            match self.state.commit(commit).await {
+                Ok(Committed::Applied { new }) => {
+                    trace.records = decision.records.clone();
+                    trace.new = new;
+                    return (decision, prints);
+                }
+                Ok(Committed::Conflict) if trace.evaluations < MAX_EVALUATIONS => {
+                    (evaluation, *revision) =
+                        self.evaluate_once(at.kind, at.input, &trace.id, at.now, at.deadline).await;
+                    trace.evaluations += 1;
+                }
+                Ok(Committed::Conflict) => {
+                    tracing::error!(evaluations = trace.evaluations, "the keys this decision reads kept changing");
+                    return (self.fallback(FailureClass::State), prints);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the approval could not be recorded");
+                    return (self.fallback(FailureClass::State), prints);
+                }
+            }
+        }
     }
 
     /// Creates the hold a RETRY asks for, unless the transaction has one; returns the decision
