@@ -3,6 +3,7 @@
 mod admin;
 mod holds_api;
 mod listener;
+mod reload;
 mod routes;
 
 use std::future::Future;
@@ -16,16 +17,15 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::audit::{DecisionLog, Sink};
-use crate::config::Settings;
+use crate::audit::DecisionLog;
+use crate::config::{AdminSettings, PolicySettings, Settings};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
-use crate::policy::watch::{self, Watch, WatchedPath};
+use crate::policy::watch::Watch;
 use crate::policy::{ActivationGate, CompileOptions, Evaluator, Fallbacks, PolicyStore};
 use crate::shadow::Shadow;
 use crate::state::StateStore;
-use crate::tls::CertificateStore;
 use admin::{Admin, AdminState};
 use listener::Connections;
 
@@ -71,30 +71,11 @@ impl Server {
         let admin_state = AdminState::new(&protocol.modes, server.tls.clone(), metrics.clone(), notifier.clone());
         let admin_certs = admin.as_ref().and_then(|settings| settings.tls.clone());
         let admin = match admin {
-            Some(settings) => {
-                let tls = match &settings.tls {
-                    Some(certs) => Some(TlsAcceptor::from(certs.server_config().map_err(anyhow::Error::msg)?)),
-                    None => None,
-                };
-                Some(Admin::start(bind(settings.listen, "admin.listen").await?, tls, admin_state.clone()))
-            }
+            Some(settings) => Some(start_admin(settings, admin_state.clone()).await?),
             None => None,
         };
 
-        let gated = reload.require_tests;
-        let (dir, options) = (policy.dir.clone(), CompileOptions { with_tests: gated, ..policy.compile.clone() });
-        let store = tokio::task::spawn_blocking(move || {
-            let store = PolicyStore::open(&dir, options)?;
-            if gated { store.with_gate(tests) } else { Ok(store) }
-        })
-        .await?
-        .with_context(|| format!("policy.dir {}", policy.dir.display()))?;
-        metrics.set_revision(&store.active().revision);
-        let observed = metrics.clone();
-        let store = Arc::new(store.with_observer(Box::new(move |outcome, revision| {
-            observed.reloaded(outcome.result());
-            observed.set_revision(revision);
-        })));
+        let store = open_policies(&policy, reload.require_tests.then_some(tests), &metrics).await?;
 
         let log = DecisionLog::open(&decision_log, metrics.clone()).context("decision_log: cannot open the sink")?;
         let log = Arc::new(log);
@@ -113,16 +94,7 @@ impl Server {
             holds,
         ));
         let shadow = match &policy.candidate_dir {
-            Some(dir) => {
-                let (path, options) = (dir.clone(), policy.compile.clone());
-                let candidate = tokio::task::spawn_blocking(move || PolicyStore::open(&path, options))
-                    .await?
-                    .with_context(|| format!("policy.candidate_dir {}", dir.display()))?;
-                let shadow =
-                    Shadow::start(Arc::new(candidate), fallbacks, state.clone(), log.clone(), metrics.clone())?;
-                tracing::info!(revision = %shadow.policy().active().revision, "shadowing the active policy set with a candidate");
-                Some(Arc::new(shadow))
-            }
+            Some(dir) => Some(start_shadow(dir, &policy, fallbacks, &state, &log, &metrics).await?),
             None => None,
         };
         let callback = routes::Callback {
@@ -151,40 +123,8 @@ impl Server {
             }
         };
 
-        // SIGHUP always reloads; file watching is optional.
-        let policy_paths = if reload.watch { policy_watch_paths(store.dir()) } else { Vec::new() };
-        let cert_paths = match (reload.watch, &server.tls) {
-            (true, Some(certs)) => certificate_watch_paths(certs),
-            _ => Vec::new(),
-        };
-        if let Sink::File { path, .. } = &decision_log.sink
-            && let Some(dir) = path.parent()
-            && policy_paths.iter().chain(&cert_paths).any(|watched| watched.covers(dir))
-        {
-            tracing::warn!(
-                dir = %dir.display(),
-                "the decision log is in a directory watched for policy or TLS changes: every record wakes the \
-                 watcher; move decision_log.path elsewhere"
-            );
-        }
-        let pairs = server.tls.iter().chain(admin_certs.iter()).cloned().collect();
         let candidate = shadow.as_ref().map(|shadow| shadow.policy().clone());
-        on_sighup(std::iter::once(&store).chain(&candidate).cloned().collect(), pairs, log.clone());
-        let mut watches = Vec::new();
-        if !policy_paths.is_empty() {
-            watches.push(watch_policies(&store, policy_paths, reload.debounce)?);
-        }
-        if let Some(candidate) = candidate.as_ref().filter(|_| reload.watch) {
-            watches.push(watch_policies(candidate, policy_watch_paths(candidate.dir()), reload.debounce)?);
-        }
-        if let Some(certs) = &server.tls
-            && !cert_paths.is_empty()
-        {
-            watches.push(watch_certificates(certs, cert_paths, reload.debounce)?);
-        }
-        if let Some(certs) = admin_certs.as_ref().filter(|_| reload.watch) {
-            watches.push(watch_certificates(certs, certificate_watch_paths(certs), reload.debounce)?);
-        }
+        let watches = reload::triggers(&reload, &store, candidate, &server.tls, admin_certs, &decision_log.sink, &log)?;
         admin_state.set_loaded(pipeline, log.clone(), shadow);
         let connections = Connections {
             max: server.max_connections,
@@ -245,80 +185,55 @@ async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({key})"))
 }
 
-/// The policy directory (changes under it) and its parent (the directory itself being replaced).
-fn policy_watch_paths(dir: &Path) -> Vec<WatchedPath> {
-    let mut paths = vec![WatchedPath { path: dir.to_path_buf(), recursive: true }];
-    if let Some(parent) = dir.parent().filter(|p| p.exists()) {
-        paths.push(WatchedPath { path: parent.to_path_buf(), recursive: false });
-    }
-    paths
+/// The admin listener, not ready until the policies are loaded.
+async fn start_admin(settings: AdminSettings, state: Arc<AdminState>) -> anyhow::Result<Admin> {
+    let tls = match &settings.tls {
+        Some(certs) => Some(TlsAcceptor::from(certs.server_config().map_err(anyhow::Error::msg)?)),
+        None => None,
+    };
+    Ok(Admin::start(bind(settings.listen, "admin.listen").await?, tls, state))
 }
 
-/// Reloads the policy set after changes in `paths`.
-fn watch_policies(store: &Arc<PolicyStore>, paths: Vec<WatchedPath>, quiet: Duration) -> anyhow::Result<Watch> {
-    let dir = store.dir().to_path_buf();
-    let store = Arc::clone(store);
-    let watched = dir.clone();
-    watch::watch(
-        "policies",
-        paths,
-        quiet,
-        move |p: &Path| p.starts_with(&watched),
-        move || {
-            store.reload("change");
-        },
-    )
-    .with_context(|| format!("cannot watch {}", dir.display()))
-}
-
-/// The directories holding the TLS pair (renames and symlink swaps happen there).
-fn certificate_watch_paths(certs: &CertificateStore) -> Vec<WatchedPath> {
-    let mut paths: Vec<WatchedPath> = Vec::new();
-    for path in certs.files() {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-        if !paths.iter().any(|w| w.path == dir) {
-            paths.push(WatchedPath { path: dir, recursive: false });
+/// The active policy set, compiled off the runtime; gated by `tests` when given. Its reloads are
+/// counted in the metrics.
+async fn open_policies(
+    policy: &PolicySettings,
+    tests: Option<ActivationGate>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Arc<PolicyStore>> {
+    let options = CompileOptions { with_tests: tests.is_some(), ..policy.compile.clone() };
+    let dir = policy.dir.clone();
+    let store = tokio::task::spawn_blocking(move || {
+        let store = PolicyStore::open(&dir, options)?;
+        match tests {
+            Some(tests) => store.with_gate(tests),
+            None => Ok(store),
         }
-    }
-    paths
+    })
+    .await?
+    .with_context(|| format!("policy.dir {}", policy.dir.display()))?;
+    metrics.set_revision(&store.active().revision);
+    let observed = metrics.clone();
+    Ok(Arc::new(store.with_observer(Box::new(move |outcome, revision| {
+        observed.reloaded(outcome.result());
+        observed.set_revision(revision);
+    }))))
 }
 
-/// SIGHUP, as operators and logrotate send it: reload the policies and the TLS pairs now, and start
-/// a new decision log file at the configured path (logrotate renamed the old one).
-fn on_sighup(stores: Vec<Arc<PolicyStore>>, pairs: Vec<Arc<CertificateStore>>, log: Arc<DecisionLog>) {
-    tokio::spawn(async move {
-        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP");
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the policies and certificates, reopening the decision log");
-            log.reopen().await;
-            let (stores, pairs) = (stores.clone(), pairs.clone());
-            let _ = tokio::task::spawn_blocking(move || {
-                stores.iter().for_each(|store| drop(store.reload("sighup")));
-                pairs.iter().for_each(|pair| reload_certificates(pair));
-            })
-            .await;
-        }
-    });
-}
-
-fn reload_certificates(certs: &CertificateStore) {
-    match certs.reload() {
-        Ok(true) => tracing::info!(fingerprint = %certs.fingerprint(), "TLS certificate reloaded"),
-        Ok(false) => tracing::debug!(fingerprint = %certs.fingerprint(), "TLS certificate unchanged"),
-        Err(error) => tracing::error!(%error, "TLS certificate reload failed; keeping the current one"),
-    }
-}
-
-/// Reloads the TLS pair after changes in `paths`.
-fn watch_certificates(
-    certs: &Arc<CertificateStore>,
-    paths: Vec<WatchedPath>,
-    quiet: Duration,
-) -> anyhow::Result<Watch> {
-    let certs = Arc::clone(certs);
-    watch::watch("tls", paths, quiet, |_: &Path| true, move || reload_certificates(&certs))
-        .context("cannot watch the TLS files")
+/// The candidate set (`policy.candidate_dir`) shadowing the active one.
+async fn start_shadow(
+    dir: &Path,
+    policy: &PolicySettings,
+    fallbacks: Fallbacks,
+    state: &Arc<StateStore>,
+    log: &Arc<DecisionLog>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Arc<Shadow>> {
+    let (path, options) = (dir.to_path_buf(), policy.compile.clone());
+    let candidate = tokio::task::spawn_blocking(move || PolicyStore::open(&path, options))
+        .await?
+        .with_context(|| format!("policy.candidate_dir {}", dir.display()))?;
+    let shadow = Shadow::start(Arc::new(candidate), fallbacks, state.clone(), log.clone(), metrics.clone())?;
+    tracing::info!(revision = %shadow.policy().active().revision, "shadowing the active policy set with a candidate");
+    Ok(Arc::new(shadow))
 }
