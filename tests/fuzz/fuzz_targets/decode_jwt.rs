@@ -19,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
     let bare = trimmed.strip_prefix(b"\"").and_then(|t| t.strip_suffix(b"\"")).unwrap_or(trimmed);
     assert_eq!(bare, SEED, "only the signed seed token verifies");
     let Ok(request) = CosignerRequest::from_payload(RequestKind::ConfigChange, opened.payload) else { return };
-    let context = RequestContext { received_at: chrono::Utc::now(), mode: Mode::Jwt, cosigner_key: opened.cosigner_key };
-    let input = input_document(request.kind, request.payload, &context);
+    let context =
+        RequestContext { received_at: chrono::Utc::now(), mode: Mode::Jwt, cosigner_key: opened.cosigner_key };
+    let input = input_document(request.kind, request.payload, &context, None, None);
     let _ = regorus::Value::deserialize(&input);
 });
