@@ -384,8 +384,16 @@ async fn the_webhook_hears_of_holds_created_and_decided_and_is_retried() {
     let approved = next().await;
     assert_eq!(approved["event"], "hold_approved");
     assert_eq!(approvers_of(&approved["hold"]), ["alice", "bob"]);
-    let (_, metrics) = admin_text(&server, "/metrics").await;
-    assert!(metrics.contains("cosigner_guard_hold_notifications_total{result=\"sent\"} 2"), "{metrics}");
+    // The notifier counts a delivery once its answer is back: after the receiver saw it.
+    let start = std::time::Instant::now();
+    loop {
+        let (_, metrics) = admin_text(&server, "/metrics").await;
+        if metrics.contains("cosigner_guard_hold_notifications_total{result=\"sent\"} 2") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "two deliveries never counted: {metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Runs `cosigner-guard replay` on the server's log against `policies` (JSON report).
