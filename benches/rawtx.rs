@@ -65,7 +65,7 @@ fn btc_with_inputs(n: usize) -> Value {
             hex.push_str(outputs);
             hex.push_str("0000000001000000");
             let bytes = from_hex(&hex).expect("hex");
-            json!({"rawTx": hex, "payload": to_hex(&sha256d(&bytes))})
+            json!({"keyDerivationPath": "[ 44, 0, 0, 0, 0 ]", "rawTx": hex, "payload": to_hex(&sha256d(&bytes))})
         })
         .collect();
     let mut request = read("btc_one_time_address.json");
