@@ -1,7 +1,6 @@
 //! The map cannot drift: every top-level module of `src/` is on `ARCHITECTURE.md`'s map, every
 //! module on the map exists, and every `crate::` path in a module's code names a module on a lower
 //! layer (so there is no cycle between modules).
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

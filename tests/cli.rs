@@ -1,12 +1,9 @@
 //! The `cosigner-guard` binary itself: start-up validation, key generation, serving, shutdown.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
-mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Spec, payload, post_signed, start, start_with_log};
+use crate::common::{BIN, Spec, payload, post_signed, start, start_with_log};
 use cosigner_guard::keys::HandlerKey;
 
 fn approve_all() -> Spec {
@@ -177,7 +174,7 @@ fn a_bad_configuration_stops_start_up_with_a_message_naming_the_fault() {
         (
             "a data file that is not JSON",
             Box::new(|dir, c| {
-                common::write(&dir.join("policies/limits/data.json"), "{oops");
+                crate::common::write(&dir.join("policies/limits/data.json"), "{oops");
                 c
             }),
             "data.json",
@@ -247,7 +244,7 @@ async fn sighup_reloads_the_policies_even_with_watching_off_and_reopens_the_deci
     let (mut child, port) = start(&config);
     let tx = payload("eth_transfer.json");
     assert_eq!(post_signed(port, &tx).await["rejectionReason"], "before");
-    common::write(
+    crate::common::write(
         &dir.path().join("policies/tx.rego"),
         "package cosigner.transaction\ndecision := {\"action\": \"REJECT\", \"reason\": \"after\"}\n",
     );
@@ -313,7 +310,7 @@ async fn key_material_can_come_from_the_environment_and_exposed_key_files_are_wa
     let pem = std::fs::read_to_string(&key_file).unwrap();
     std::fs::remove_file(&key_file).unwrap();
     std::fs::remove_file(dir.path().join("tls/key.pem")).unwrap();
-    let env = [("TEST_HANDLER_KEY", pem.as_str()), ("TEST_TLS_KEY", common::keys().tls_key_pem.as_str())];
+    let env = [("TEST_HANDLER_KEY", pem.as_str()), ("TEST_TLS_KEY", crate::common::keys().tls_key_pem.as_str())];
     let (mut child, port, log) = start_with_log(&config, &env);
     assert!(!log.iter().any(|l| l.contains("protocol.signing_key")), "no file, no warning: {log:?}");
     assert_eq!(post_signed(port, &payload("eth_transfer.json")).await["action"], "APPROVE");

@@ -1,9 +1,6 @@
 //! The deployment examples are valid and agree with the server: the systemd unit verifies, the
 //! Kubernetes manifests parse, their embedded configuration loads as `serve` would load it, and the
 //! probes and ports match it.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
-mod common;
 
 use std::path::Path;
 
@@ -57,19 +54,19 @@ fn the_kubernetes_manifests_are_complete_and_well_formed() {
     // The configuration loads as start-up loads it, with keys where the Secret puts them.
     let config = of_kind(&documents, "ConfigMap")["data"]["config.toml"].as_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let keys = common::keys();
+    let keys = crate::common::keys();
     for (file, pem) in [
         ("keys/tls.crt", &keys.tls_cert_pem),
         ("keys/tls.key", &keys.tls_key_pem),
         ("keys/callback_private.pem", &keys.handler.private_pem),
         ("keys/cosigner_public.pem", &keys.primary.public_pem),
     ] {
-        common::write(&dir.path().join(file), pem);
+        crate::common::write(&dir.path().join(file), pem);
     }
     std::os::unix::fs::symlink(root.join("policies"), dir.path().join("policies")).unwrap();
     let local = config.replace("/etc/cosigner-guard/", &format!("{}/", dir.path().display()));
     let local = local.replace("env:REDIS_URL", "redis://127.0.0.1:6379/0");
-    common::write(&dir.path().join("config.toml"), &local);
+    crate::common::write(&dir.path().join("config.toml"), &local);
     let settings = cosigner_guard::config::Settings::load(&dir.path().join("config.toml")).expect("the config loads");
     assert_eq!(Some(u64::from(settings.server.listen.port())), port("callback"));
     assert_eq!(settings.admin.map(|a| u64::from(a.listen.port())), port("admin"));
@@ -85,7 +82,7 @@ fn the_example_systemd_unit_verifies() {
     assert!(unit.contains("ExecStart=/usr/local/bin/cosigner-guard "));
     // verify checks that the binary exists: point it at the one just built.
     let path = dir.path().join("cosigner-guard.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/cosigner-guard", common::BIN)).unwrap();
+    std::fs::write(&path, unit.replace("/usr/local/bin/cosigner-guard", crate::common::BIN)).unwrap();
     let out = std::process::Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && said.trim().is_empty(), "{said}");

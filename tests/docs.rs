@@ -1,6 +1,5 @@
 //! The docs stay true: the README stays a front door (≤ 20 KB), every relative link and anchor in
 //! the docs resolves, and every configuration key and CLI subcommand is documented somewhere.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,9 +1,6 @@
 //! Every failure of the policy gives the configured fallback, never APPROVE.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
-use common::{Spec, decide, payload, spawn};
+use crate::common::{Spec, decide, payload, spawn};
 
 /// Each class of failure, as a policy body that approves when it works at all.
 const FAILURES: [(&str, &str); 4] = [

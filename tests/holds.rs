@@ -2,14 +2,11 @@
 //! their own keys (through the `holds` CLI and the admin API), then approved at its retry and at
 //! its signing stage. Verdicts that must not count are refused and change nothing; a rejection
 //! rejects; an unreleased hold expires; holds survive a restart and are shared by replicas.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::{BIN, RedisServer, Spec, TestServer, decide, payload, spawn_in, start_with_log};
+use crate::common::{BIN, RedisServer, Spec, TestServer, decide, payload, spawn_in, start_with_log};
 use cosigner_guard::holds::{ApproverSigningKey, Hold, SignedVerdict, Verdict, generate_approver_key};
 use cosigner_guard::http_client::Target;
 use hyper::StatusCode;
@@ -34,8 +31,8 @@ fn spec(rego: &str, dir: &Path, extra: &str) -> Spec {
     let mut approvers = String::from("[holds.approvers]\n");
     for name in APPROVERS.iter().chain(&["stranger"]) {
         let pair = generate_approver_key().unwrap();
-        common::write(&dir.join(format!("approvers/{name}_private.pem")), &pair.private_pem);
-        common::write(&dir.join(format!("approvers/{name}_public.pem")), &pair.public_pem);
+        crate::common::write(&dir.join(format!("approvers/{name}_private.pem")), &pair.private_pem);
+        crate::common::write(&dir.join(format!("approvers/{name}_public.pem")), &pair.public_pem);
         if *name != "stranger" {
             approvers.push_str(&format!("{name} = \"approvers/{name}_public.pem\"\n"));
         }
@@ -299,7 +296,7 @@ async fn holds_survive_a_restart_and_the_admin_api_serves_tls() {
     let key = |who: &str| dir.path().join(format!("approvers/{who}_private.pem")).to_str().unwrap().to_string();
 
     let (mut first, port, log) = start_with_log(&config, &[]);
-    assert_eq!(common::post_signed(port, &transfer("t1")).await["action"], "RETRY");
+    assert_eq!(crate::common::post_signed(port, &transfer("t1")).await["action"], "RETRY");
     let (ok, out, err) = cli(admin_of(&log), vec!["approve".into(), "t1".into(), "--key".into(), key("alice")]).await;
     assert!(ok, "{out}{err}");
     let (ok, _, err) = holds_cli(&admin_of(&log).replace("https", "http"), &["list"]).await;
@@ -312,7 +309,7 @@ async fn holds_survive_a_restart_and_the_admin_api_serves_tls() {
     let shown: Value = serde_json::from_str(&shown).unwrap();
     assert!(ok && shown["status"] == "pending" && approvers_of(&shown) == ["alice"], "{shown}");
     assert!(cli(admin_of(&log), vec!["approve".into(), "t1".into(), "--key".into(), key("bob")]).await.0);
-    assert_eq!(common::post_signed(port, &transfer("t1")).await["action"], "APPROVE");
+    assert_eq!(crate::common::post_signed(port, &transfer("t1")).await["action"], "APPROVE");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -324,7 +321,7 @@ async fn replicas_on_redis_share_holds() {
     let dir_b = tempfile::tempdir().unwrap();
     for name in APPROVERS {
         let public = std::fs::read_to_string(a.dir.path().join(format!("approvers/{name}_public.pem"))).unwrap();
-        common::write(&dir_b.path().join(format!("approvers/{name}_public.pem")), &public);
+        crate::common::write(&dir_b.path().join(format!("approvers/{name}_public.pem")), &public);
     }
     let mut spec_b = Spec::new("", "").extra(&redis.state_toml());
     spec_b.policies.clear();
@@ -427,8 +424,14 @@ async fn a_held_transfer_replays_unchanged_and_its_hold_still_gates_a_candidate_
     // A candidate that approves everything: the first request (no hold yet) changes; the second
     // saw a pending hold, whose gate still answers RETRY; the released one stays approved.
     let candidate = server.dir.path().join("candidate");
-    common::write(&candidate.join("tx.rego"), "package cosigner.transaction\ndecision := {\"action\": \"APPROVE\"}\n");
-    common::write(&candidate.join("cc.rego"), "package cosigner.config_change\ndecision := {\"action\": \"REJECT\"}\n");
+    crate::common::write(
+        &candidate.join("tx.rego"),
+        "package cosigner.transaction\ndecision := {\"action\": \"APPROVE\"}\n",
+    );
+    crate::common::write(
+        &candidate.join("cc.rego"),
+        "package cosigner.config_change\ndecision := {\"action\": \"REJECT\"}\n",
+    );
     let (code, report) = replay(&server, &candidate);
     assert_eq!(code, Some(2), "{report}");
     let records = server.decision_records();

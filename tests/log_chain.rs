@@ -1,13 +1,10 @@
 //! The decision log as evidence: its hash chain holds across records, restarts and rotations, and
 //! `cosigner-guard log verify` finds an edited, deleted, inserted or swapped record at its line.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
-mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{BIN, Spec, payload, post_signed, start};
+use crate::common::{BIN, Spec, payload, post_signed, start};
 
 fn verify(files: &[&Path]) -> (Option<i32>, String) {
     let out = Command::new(BIN).args(["log", "verify"]).args(files).output().unwrap();
@@ -120,7 +117,7 @@ async fn signed_checkpoints_prove_who_wrote_the_chain_and_a_rewritten_tail_is_fo
     let (dir, config) = approving("checkpoint_every = 2");
     decide(&config, 5, 0).await;
     let public = dir.path().join("handler_public.pem");
-    std::fs::write(&public, &common::keys().handler.public_pem).unwrap();
+    std::fs::write(&public, &crate::common::keys().handler.public_pem).unwrap();
     let log = dir.path().join("decisions.jsonl");
     let lines: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(String::from).collect();
     let events: Vec<bool> = lines.iter().map(|l| l.starts_with("{\"event\":\"checkpoint\"")).collect();
@@ -138,7 +135,8 @@ async fn signed_checkpoints_prove_who_wrote_the_chain_and_a_rewritten_tail_is_fo
 
     // Whoever can write the file can rewrite its tail, hashes included; without the key they
     // cannot sign it.
-    let stranger = cosigner_guard::keys::HandlerKey::from_pem(common::keys().stranger.private_pem.as_bytes()).unwrap();
+    let stranger =
+        cosigner_guard::keys::HandlerKey::from_pem(crate::common::keys().stranger.private_pem.as_bytes()).unwrap();
     let mut prev = lines[2].rsplit("\"hash\":\"").next().unwrap()[..64].to_string();
     let mut forged: Vec<String> = lines[..3].to_vec();
     for line in &lines[3..5] {
@@ -187,7 +185,7 @@ async fn verify_with_a_key_fails_when_nothing_signed_covers_the_records() {
     decide(&config, 3, 0).await;
     let log = dir.path().join("decisions.jsonl");
     let public = dir.path().join("handler_public.pem");
-    std::fs::write(&public, &common::keys().handler.public_pem).unwrap();
+    std::fs::write(&public, &crate::common::keys().handler.public_pem).unwrap();
     let run = |log: &Path, extra: &[&str]| {
         let out =
             Command::new(BIN).args(["log", "verify", "--key"]).arg(&public).args(extra).arg(log).output().unwrap();

@@ -1,11 +1,8 @@
 //! Operating the handler: the decision log, readiness, metrics, shutdown, timeouts and shedding.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Spec, TestServer, decide, keys, payload, sign, spawn};
+use crate::common::{Spec, TestServer, decide, keys, payload, sign, spawn};
 use hyper::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -148,7 +145,7 @@ async fn readiness_comes_back_by_itself_when_the_log_sink_recovers() {
     std::os::unix::fs::symlink("/dev/full", &path).unwrap();
     let spec =
         Spec::both(r#"decision := {"action": "APPROVE"}"#).decision_log("sink = \"file\"\npath = \"decisions.jsonl\"");
-    let server = common::spawn_in(spec, dir).await;
+    let server = crate::common::spawn_in(spec, dir).await;
     decide(&server, "jwt", TX, &payload("eth_transfer.json")).await;
     let start = Instant::now();
     while server.admin_get("/readyz").await.0 != StatusCode::SERVICE_UNAVAILABLE {
@@ -192,7 +189,7 @@ async fn metrics_count_decisions_refusals_latencies_and_reloads() {
         decide(&server, "jwt", TX, &payload("eth_transfer.json")).await;
     }
     server.post("/v2/tx_sign_request", "not.a.token").await;
-    common::write(
+    crate::common::write(
         &server.policy_dir().join("tx.rego"),
         "package cosigner.transaction\ndecision := {\"action\": \"REJECT\"}\n",
     );
@@ -219,7 +216,7 @@ async fn metrics_count_decisions_refusals_latencies_and_reloads() {
     assert_eq!(metric(&after, &build), 1.0, "{after}");
 
     // A broken set is not activated: the gauge says the served set is stale until a reload works.
-    common::write(
+    crate::common::write(
         &server.policy_dir().join("tx.rego"),
         "package cosigner.transaction
 decision := {\n",

@@ -1,12 +1,9 @@
 //! The policy author's commands, black-box: the built binary, its output and its exit codes.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
-mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Spec, decide, spawn, write};
+use crate::common::{Spec, decide, spawn, write};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cosigner-guard");
@@ -270,10 +267,10 @@ fn eval_shows_the_input_document_the_decision_and_why() {
 fn eval_verifies_a_signed_request_with_the_given_key() {
     let dir = tempfile::tempdir().unwrap();
     policy_set(dir.path());
-    let keys = common::keys();
+    let keys = crate::common::keys();
     write(
         &dir.path().join("req.jwt"),
-        &common::sign(&serde_json::json!({"requestId": "r", "amount": 1}), &keys.primary.private_pem),
+        &crate::common::sign(&serde_json::json!({"requestId": "r", "amount": 1}), &keys.primary.private_pem),
     );
     write(&dir.path().join("primary.pem"), &keys.primary.public_pem);
     write(&dir.path().join("other.pem"), &keys.stranger.public_pem);
@@ -317,7 +314,7 @@ async fn starter_fixture_expectations_are_what_the_running_server_answers() {
 }
 
 /// Waits for a reload to fail (within 5 s) and returns its error.
-async fn failed_reload(server: &common::TestServer) -> String {
+async fn failed_reload(server: &crate::common::TestServer) -> String {
     let start = std::time::Instant::now();
     loop {
         let status = server.admin_get("/status").await.1;
@@ -341,7 +338,7 @@ async fn require_tests_keeps_a_set_with_failing_tests_from_going_live() {
     );
     let error = failed_reload(&server).await;
     assert!(error.contains("test_fails"), "{error}");
-    let answer = decide(&server, "json", "tx_sign_request", &common::payload("eth_transfer.json")).await;
+    let answer = decide(&server, "json", "tx_sign_request", &crate::common::payload("eth_transfer.json")).await;
     assert_eq!(answer["rejectionReason"], "v1", "the set with a failing test never went live");
 }
 
@@ -358,7 +355,7 @@ async fn require_tests_keeps_a_set_failing_a_yaml_fixture_from_going_live() {
     );
     let error = failed_reload(&server).await;
     assert!(error.contains("a transfer is approved"), "the failing case is named: {error}");
-    let answer = decide(&server, "json", "tx_sign_request", &common::payload("eth_transfer.json")).await;
+    let answer = decide(&server, "json", "tx_sign_request", &crate::common::payload("eth_transfer.json")).await;
     assert_eq!(answer["action"], "APPROVE", "the set failing its fixture never went live");
 }
 
@@ -373,7 +370,7 @@ decision := {"action": "REJECT", "reason": "a test module took part"} if data.co
         spec.policies.push(("tx_test.rego", planted.to_string()));
         let spec = spec.extra(&format!("[reload]\nrequire_tests = {require_tests}"));
         let server = spawn(spec).await;
-        let answer = decide(&server, "json", "tx_sign_request", &common::payload("eth_transfer.json")).await;
+        let answer = decide(&server, "json", "tx_sign_request", &crate::common::payload("eth_transfer.json")).await;
         assert_eq!(answer["action"], "APPROVE", "require_tests = {require_tests}: {answer}");
         let (code, out, err) = run(&["test", "policies"], &server.policy_dir().join(".."));
         assert_eq!(code, Some(0), "the suite sees the test module: {out}{err}");
@@ -385,8 +382,8 @@ decision := {"action": "REJECT", "reason": "a test module took part"} if data.co
 fn a_fixture_can_hold_a_signed_request_verified_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
     policy_set(dir.path());
-    let keys = common::keys();
-    let token = common::sign(&serde_json::json!({"requestId": "s1", "amount": 500}), &keys.primary.private_pem);
+    let keys = crate::common::keys();
+    let token = crate::common::sign(&serde_json::json!({"requestId": "s1", "amount": 500}), &keys.primary.private_pem);
     write(&dir.path().join("policies/fixtures/big.jwt"), &token);
     write(&dir.path().join("policies/fixtures/primary.pem"), &keys.primary.public_pem);
     write(&dir.path().join("policies/fixtures/other.pem"), &keys.stranger.public_pem);

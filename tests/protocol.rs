@@ -1,9 +1,6 @@
 //! The Co-signer protocol end to end: real server, real TLS, real RS256 keys made at test time.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
-use common::{Spec, b64, decide, keys, payload, sign, sign_with, spawn, verify_answer};
+use crate::common::{Spec, b64, decide, keys, payload, sign, sign_with, spawn, verify_answer};
 use hyper::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -375,14 +372,14 @@ async fn the_readme_openssl_recipe_makes_a_certificate_clients_pin() {
             "extendedKeyUsage=serverAuth",
         ],
     );
-    let server = common::spawn_config(&config, dir).await;
+    let server = crate::common::spawn_config(&config, dir).await;
     assert!(pinned(recipe, server.target_port()).await.is_ok(), "the recipe's certificate is accepted");
 
     // OpenSSL's default: CA:TRUE. Served by a second server, it fails the pinning client.
     let dir = tempfile::tempdir().unwrap();
     let config = Spec::both(r#"decision := {"action": "APPROVE"}"#).write(dir.path());
     let default = make(&dir.path().join("tls"), &["subjectAltName=DNS:localhost"]);
-    let server = common::spawn_config(&config, dir).await;
+    let server = crate::common::spawn_config(&config, dir).await;
     let refused = pinned(default, server.target_port()).await.expect_err("CA:TRUE as a server certificate");
     assert!(format!("{refused:#}").contains("CaUsedAsEndEntity"), "{refused:#}");
 }
@@ -398,7 +395,7 @@ async fn answers_can_be_signed_es256_with_a_p256_key() {
         "signing_key = \"keys/handler.pem\"\nsigning_algorithm = \"ES256\"",
     );
     std::fs::write(&config, text).unwrap();
-    let server = common::spawn_config(&config, dir).await;
+    let server = crate::common::spawn_config(&config, dir).await;
     let (status, body) =
         server.post("/v2/tx_sign_request", sign(&payload("eth_transfer.json"), &keys().primary.private_pem)).await;
     assert_eq!(status, StatusCode::OK);

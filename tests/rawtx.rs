@@ -3,11 +3,8 @@
 //! and rejects — naming the problem — each variant whose raw transaction, rebuilt here and
 //! re-hashed, pays someone else, pays another amount, adds an output, uses another token
 //! contract, or whose payload is not the hash of its bytes.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
-use common::{Spec, TestServer, decide, payload, spawn};
+use crate::common::{Spec, TestServer, decide, payload, spawn};
 use cosigner_guard::rawtx::{from_hex, keccak256, sha256d, to_hex};
 use serde_json::{Value, json};
 

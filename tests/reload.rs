@@ -1,14 +1,11 @@
 //! Hot reload: changes on disk go live without a restart; broken edits never change what is served.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
-mod common;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Spec, TestServer, decide, payload, spawn, write};
+use crate::common::{Spec, TestServer, decide, payload, spawn, write};
 use serde_json::Value;
 
 const TX: &str = "tx_sign_request";
@@ -209,7 +206,7 @@ async fn spawn_with_dir(mut spec: Spec, layout: impl FnOnce(&Path)) -> TestServe
     std::fs::create_dir_all(&policies).unwrap();
     layout(&policies);
     spec.policy_dir = Some(policies);
-    common::spawn_in(spec, dir).await
+    crate::common::spawn_in(spec, dir).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -319,7 +316,7 @@ async fn a_rotated_tls_certificate_is_used_for_new_connections_and_a_broken_one_
     std::fs::write(tls_dir.join("cert.pem"), "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
         .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let old = pinned(common::keys().tls_cert_pem.clone()).await;
+    let old = pinned(crate::common::keys().tls_cert_pem.clone()).await;
     assert!(old.connect().await.is_ok(), "a broken certificate file does not replace the working one");
 
     let fresh = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -332,6 +329,6 @@ async fn a_rotated_tls_certificate_is_used_for_new_connections_and_a_broken_one_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // A fresh client (no TLS session to resume) pinning the old certificate is refused now.
-    let old = pinned(common::keys().tls_cert_pem.clone()).await;
+    let old = pinned(crate::common::keys().tls_cert_pem.clone()).await;
     assert!(old.connect().await.is_err(), "the old certificate is no longer served");
 }

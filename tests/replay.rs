@@ -1,13 +1,10 @@
 //! The decision log as a test oracle: `replay` re-decides logged decisions with what the policy saw
 //! then (input, receipt time, state reads), and `fixture --from-log` turns a record into a case.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
-mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{BIN, Spec, TestServer, decide, payload, spawn};
+use crate::common::{BIN, Spec, TestServer, decide, payload, spawn};
 use serde_json::{Value, json};
 
 /// Transfers up to `max` ETH each, 10 ETH an hour in all; the hourly refusal names the instant
@@ -64,7 +61,7 @@ fn replay_json(server: &TestServer, policies: &str) -> (Option<i32>, Value) {
 fn candidate(server: &TestServer, rego: &str) -> String {
     let dir = server.dir.path().join("candidate");
     for (file, package) in [("tx.rego", "transaction"), ("cc.rego", "config_change")] {
-        common::write(&dir.join(file), &format!("package cosigner.{package}\nimport rego.v1\n{rego}"));
+        crate::common::write(&dir.join(file), &format!("package cosigner.{package}\nimport rego.v1\n{rego}"));
     }
     dir.display().to_string()
 }
@@ -131,7 +128,7 @@ async fn a_fixture_made_from_a_record_passes_with_its_time_and_state() {
         run(&["fixture", "--from-log", "decisions.jsonl", "--decision-id", id], server.dir.path());
     assert_eq!(code, Some(0), "{stderr}");
     assert!(yaml.contains("state:") && yaml.contains("REJECT"), "{yaml}");
-    common::write(&server.policy_dir().join("incident_test.yaml"), &yaml);
+    crate::common::write(&server.policy_dir().join("incident_test.yaml"), &yaml);
     let (code, out, err) = run(&["test", "policies", "--format", "json"], server.dir.path());
     assert_eq!(code, Some(0), "{out}{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
@@ -144,7 +141,7 @@ async fn a_fixture_made_from_a_record_passes_with_its_time_and_state() {
 
 fn write_candidate(dir: &Path, max: u32) {
     for (file, package) in [("tx.rego", "transaction"), ("cc.rego", "config_change")] {
-        common::write(&dir.join(file), &format!("package cosigner.{package}\nimport rego.v1\n{}", limits(max)));
+        crate::common::write(&dir.join(file), &format!("package cosigner.{package}\nimport rego.v1\n{}", limits(max)));
     }
 }
 
@@ -178,7 +175,7 @@ async fn shadow_counts_the_candidates_disagreements_without_changing_an_answer_a
     let spec = Spec::both(&limits(5))
         .policy("candidate_dir = \"candidate\"")
         .decision_log("sink = \"file\"\npath = \"decisions.jsonl\"\ndurable = true");
-    let server = common::spawn_in(spec, dir).await;
+    let server = crate::common::spawn_in(spec, dir).await;
     let send = |n: usize, amount: &str| {
         let mut tx = payload("eth_transfer.json");
         tx["requestId"] = format!("r-{n}").into();

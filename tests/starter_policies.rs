@@ -1,9 +1,6 @@
 //! The starter policy set in `policies/` decides the documented requests as its data says.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
-use common::{Spec, decide, payload, spawn};
+use crate::common::{Spec, decide, payload, spawn};
 use serde_json::{Value, json};
 
 const TX: &str = "tx_sign_request";
@@ -104,14 +101,17 @@ async fn starter_policies_decide_the_documented_requests() {
 #[test]
 fn the_example_configuration_is_valid() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = common::keys();
+    let keys = crate::common::keys();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let conf = dir.path().join("conf");
-    common::write(&conf.join("config.toml"), &std::fs::read_to_string(root.join("examples/config.toml")).unwrap());
-    common::write(&conf.join("tls/fullchain.pem"), &keys.tls_cert_pem);
-    common::write(&conf.join("tls/privkey.pem"), &keys.tls_key_pem);
-    common::write(&conf.join("keys/callback_private.pem"), &keys.handler.private_pem);
-    common::write(&conf.join("keys/cosigner_public.pem"), &keys.primary.public_pem);
+    crate::common::write(
+        &conf.join("config.toml"),
+        &std::fs::read_to_string(root.join("examples/config.toml")).unwrap(),
+    );
+    crate::common::write(&conf.join("tls/fullchain.pem"), &keys.tls_cert_pem);
+    crate::common::write(&conf.join("tls/privkey.pem"), &keys.tls_key_pem);
+    crate::common::write(&conf.join("keys/callback_private.pem"), &keys.handler.private_pem);
+    crate::common::write(&conf.join("keys/cosigner_public.pem"), &keys.primary.public_pem);
     std::os::unix::fs::symlink(root.join("policies"), dir.path().join("policies")).unwrap();
     let settings = cosigner_guard::config::Settings::load(&conf.join("config.toml")).expect("example config loads");
     assert_eq!(settings.server.path_prefix, "/fireblocks/callback");

@@ -1,12 +1,9 @@
 //! Limits over time (`velocity.*`): each transaction counted exactly once, no race exceeding a
 //! limit, durable, fail-closed, shared by replicas on a real Redis, and replayable from the log.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, Spec, TestServer, decide, keys, payload, post_signed, sign, spawn, start};
+use crate::common::{RedisServer, Spec, TestServer, decide, keys, payload, post_signed, sign, spawn, start};
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
@@ -122,7 +119,7 @@ async fn thirty_at_once(servers: &[&TestServer]) -> usize {
                 barrier.wait().await;
                 let (status, body) = connection.post("/v2/tx_sign_request", token).await.unwrap();
                 assert_eq!(status, StatusCode::OK);
-                common::verify_answer(&body)["action"] == "APPROVE"
+                crate::common::verify_answer(&body)["action"] == "APPROVE"
             })
         })
         .collect();

@@ -1,6 +1,5 @@
 //! Test harness: the real server on an ephemeral port, real TLS, real RSA keys generated at test
 //! time, and a client that speaks the protocol as the Co-signer does.
-#![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::io::BufRead;
 use std::path::Path;
@@ -298,11 +297,6 @@ impl RedisServer {
     /// The `[state]` section of a replica sharing this server.
     pub fn state_toml(&self) -> String {
         format!("[state]\nbackend = \"redis\"\nurl = \"{}\"\ntimeout_ms = 500", self.url())
-    }
-
-    /// A plain client, for looking at what the handler stored.
-    pub fn client(&self) -> redis::Connection {
-        redis::Client::open(self.url()).expect("url").get_connection().expect("redis connection")
     }
 
     pub fn stop(&mut self) {
