@@ -27,13 +27,13 @@ pub(super) async fn fixture_case(
 ) -> Result<TestResult, SetupError> {
     let started = Instant::now();
     let at = |what: &str| SetupError(format!("{}: case {:?}: {what}", suite.path.display(), case.name));
-    let kind = case_kind(suite, case);
-    let time = |now: Option<&String>| parse_now(now).map_err(|e| at(&e));
-    let received_at = time(case.now.as_ref())?;
-    let pipeline = shared.pipeline(&case.history).await.map_err(|e| at(&e))?;
-    let deadline = || Instant::now() + eval_timeout + Duration::from_secs(1);
-    let mut prints = Vec::new();
-    let outcome = match (&case.request, &case.jwt, &case.steps, &case.expect) {
+    let run = CaseRun {
+        kind: case_kind(suite, case),
+        received_at: parse_now(case.now.as_ref()).map_err(|e| at(&e))?,
+        pipeline: shared.pipeline(&case.history).await.map_err(|e| at(&e))?,
+        eval_timeout,
+    };
+    let (outcome, prints) = match (&case.request, &case.jwt, &case.steps, &case.expect) {
         (_, _, Some(_), Some(_)) | (_, _, None, None) => {
             return Err(at("exactly one of `expect` and `steps` is required"));
         }
@@ -45,18 +45,7 @@ pub(super) async fn fixture_case(
             if case.patch.is_some() {
                 return Err(at("patch cannot change a signed request"));
             }
-            let token = std::fs::read(suite.resolve(&jwt.token)).map_err(|e| at(&format!("jwt.token: {e}")))?;
-            let name = jwt.key_name.as_deref().unwrap_or("fixture");
-            let key =
-                CosignerKey::from_pem_file(name, &suite.resolve(&jwt.key)).map_err(|e| at(&format!("jwt.key: {e}")))?;
-            match pipeline::open(Mode::Jwt, kind, &token, received_at, &CosignerKeyring::new(vec![key])) {
-                Err(refusal) => Outcome::Fail(format!("the request was refused, no decision: {refusal}")),
-                Ok((request, context)) => {
-                    let decided = pipeline.decide(request, &context, deadline()).await;
-                    prints = decided.prints;
-                    judge(expect, &decided.decision)
-                }
-            }
+            run.signed(suite, jwt, expect).await.map_err(|e| at(&e))?
         }
         (Some(spec), None, steps, expect) => {
             let base = case_payload(suite, case, spec).map_err(|e| at(&e))?;
@@ -64,58 +53,17 @@ pub(super) async fn fixture_case(
                 Some(_) if steps.is_some() => {
                     return Err(at("`hold` seeds the hold of a single request, not of steps"));
                 }
-                Some(spec) => {
-                    let request = CosignerRequest::from_payload(kind, base.clone()).map_err(|e| at(&e.to_string()))?;
-                    let hold = hold_of(spec, &request, received_at);
-                    crate::holds::keep(pipeline.state(), &hold, 0).await.map_err(|e| at(&format!("hold: {e}")))?;
-                    Some(hold)
-                }
+                Some(spec) => Some(run.seed_hold(spec, &base).await.map_err(|e| at(&e))?),
                 None => None,
             };
-            let context_at = |received_at| case_context(case, received_at);
             if !case.state.is_empty() {
                 // A recorded decision: decided again with exactly the reads it recorded.
                 let (Some(expect), true) = (expect, case.history.is_empty()) else {
                     return Err(at("`state` replays a single recorded request: no `steps` or `history`"));
                 };
-                match CosignerRequest::from_payload(kind, base) {
-                    Err(e) => Outcome::Fail(format!("the request was refused, no decision: {e}")),
-                    Ok(request) => {
-                        let context = context_at(received_at);
-                        let decided = pipeline
-                            .redecide(request, &context, hold.as_ref(), case.state.clone(), None, deadline())
-                            .await;
-                        prints = decided.prints;
-                        judge(expect, &decided.decision)
-                    }
-                }
+                run.recorded(case, base, hold.as_ref(), expect).await
             } else {
-                let one = [Step { name: None, patch: None, now: None, repeat: None, expect: expect_of(expect) }];
-                let steps = steps.as_deref().unwrap_or(&one);
-                let mut outcome = Outcome::Pass;
-                for sent in sends(case, steps, &base, received_at).map_err(|e| at(&e))? {
-                    let step = &steps[sent.step];
-                    let request = match CosignerRequest::from_payload(kind, sent.payload) {
-                        Ok(request) => request,
-                        Err(e) => {
-                            outcome = Outcome::Fail(format!("the request was refused, no decision: {e}"));
-                            break;
-                        }
-                    };
-                    let decided = pipeline.decide(request, &context_at(sent.at), deadline()).await;
-                    prints.extend(decided.prints);
-                    if let Outcome::Fail(why) = judge(&step.expect, &decided.decision) {
-                        outcome = Outcome::Fail(match &case.steps {
-                            None => why,
-                            Some(_) => {
-                                let name = step.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
-                                format!("step {}{name}, request {}: {why}", sent.step + 1, sent.number)
-                            }
-                        });
-                        break;
-                    }
-                }
-                outcome
+                run.stepped(case, steps.as_deref(), expect, &base).await.map_err(|e| at(&e))?
             }
         }
     };
@@ -127,6 +75,99 @@ pub(super) async fn fixture_case(
         duration: started.elapsed(),
         prints,
     })
+}
+
+/// One case being decided: its pipeline (with the case's history) and its time.
+pub(super) struct CaseRun {
+    pub(super) kind: RequestKind,
+    pub(super) received_at: DateTime<Utc>,
+    pub(super) pipeline: Pipeline,
+    pub(super) eval_timeout: Duration,
+}
+
+impl CaseRun {
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.eval_timeout + Duration::from_secs(1)
+    }
+
+    /// A signed `jwt:` case: verified with the case's key, then decided.
+    async fn signed(
+        &self,
+        suite: &Fixtures,
+        jwt: &fixtures::JwtSpec,
+        expect: &fixtures::Expect,
+    ) -> Result<(Outcome, Vec<String>), String> {
+        let token = std::fs::read(suite.resolve(&jwt.token)).map_err(|e| format!("jwt.token: {e}"))?;
+        let name = jwt.key_name.as_deref().unwrap_or("fixture");
+        let key = CosignerKey::from_pem_file(name, &suite.resolve(&jwt.key)).map_err(|e| format!("jwt.key: {e}"))?;
+        Ok(match pipeline::open(Mode::Jwt, self.kind, &token, self.received_at, &CosignerKeyring::new(vec![key])) {
+            Err(refusal) => (Outcome::Fail(format!("the request was refused, no decision: {refusal}")), Vec::new()),
+            Ok((request, context)) => {
+                let decided = self.pipeline.decide(request, &context, self.deadline()).await;
+                (judge(expect, &decided.decision), decided.prints)
+            }
+        })
+    }
+
+    /// Keeps the case's `hold:` in the store, as if approvers had acted on it.
+    async fn seed_hold(&self, spec: &fixtures::HoldSpec, base: &Value) -> Result<Hold, String> {
+        let request = CosignerRequest::from_payload(self.kind, base.clone()).map_err(|e| e.to_string())?;
+        let hold = hold_of(spec, &request, self.received_at);
+        crate::holds::keep(self.pipeline.state(), &hold, 0).await.map_err(|e| format!("hold: {e}"))?;
+        Ok(hold)
+    }
+
+    /// A case made from a logged decision: decided again with the reads it recorded.
+    async fn recorded(
+        &self,
+        case: &Case,
+        base: Value,
+        hold: Option<&Hold>,
+        expect: &fixtures::Expect,
+    ) -> (Outcome, Vec<String>) {
+        match CosignerRequest::from_payload(self.kind, base) {
+            Err(e) => (Outcome::Fail(format!("the request was refused, no decision: {e}")), Vec::new()),
+            Ok(request) => {
+                let context = case_context(case, self.received_at);
+                let decided =
+                    self.pipeline.redecide(request, &context, hold, case.state.clone(), None, self.deadline()).await;
+                (judge(expect, &decided.decision), decided.prints)
+            }
+        }
+    }
+
+    /// A single request, or `steps` sent one after another against the same store.
+    async fn stepped(
+        &self,
+        case: &Case,
+        steps: Option<&[Step]>,
+        expect: &Option<fixtures::Expect>,
+        base: &Value,
+    ) -> Result<(Outcome, Vec<String>), String> {
+        let one = [Step { name: None, patch: None, now: None, repeat: None, expect: expect_of(expect) }];
+        let steps = steps.unwrap_or(&one);
+        let mut prints = Vec::new();
+        for sent in sends(case, steps, base, self.received_at)? {
+            let step = &steps[sent.step];
+            let request = match CosignerRequest::from_payload(self.kind, sent.payload) {
+                Ok(request) => request,
+                Err(e) => return Ok((Outcome::Fail(format!("the request was refused, no decision: {e}")), prints)),
+            };
+            let decided = self.pipeline.decide(request, &case_context(case, sent.at), self.deadline()).await;
+            prints.extend(decided.prints);
+            if let Outcome::Fail(why) = judge(&step.expect, &decided.decision) {
+                let why = match &case.steps {
+                    None => why,
+                    Some(_) => {
+                        let name = step.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+                        format!("step {}{name}, request {}: {why}", sent.step + 1, sent.number)
+                    }
+                };
+                return Ok((Outcome::Fail(why), prints));
+            }
+        }
+        Ok((Outcome::Pass, prints))
+    }
 }
 
 pub(super) fn case_kind(suite: &Fixtures, case: &Case) -> RequestKind {
