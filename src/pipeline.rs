@@ -160,7 +160,8 @@ impl Pipeline {
     /// the transaction's hold in its input and the state store's reads, then the hold's gate, then
     /// — for an approval — the atomic commit of its records, again from the evaluation when a
     /// concurrent decision changed what it read, and last the hold a RETRY asks for. Never fails:
-    /// every failure becomes the fallback. Gives up at `deadline`.
+    /// every failure becomes the fallback. Gives up at `deadline`. (Longer than most: the steps of
+    /// the decision path, read top to bottom in the order a request takes them.)
     pub async fn decide(&self, request: CosignerRequest, context: &RequestContext, deadline: Instant) -> Decided {
         let kind = request.kind;
         let now = context.received_at;

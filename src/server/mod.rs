@@ -48,7 +48,7 @@ impl Server {
     /// Starts the admin listener (not ready yet), loads the policies, opens the decision log, binds
     /// the Co-signer listener and starts the reload watchers. With `reload.require_tests`, a set
     /// goes live only if `tests` passes it (the policy test runner; see [`crate::app`]). Needs a
-    /// Tokio runtime.
+    /// Tokio runtime. (Longer than most: the composition of the server, in start-up order.)
     pub async fn bind(settings: Settings, tests: ActivationGate) -> anyhow::Result<Self> {
         let Settings {
             server,
