@@ -24,9 +24,20 @@ pub struct CertificateStore {
     fingerprint: ArcSwap<String>,
 }
 
+/// Why a TLS certificate and key pair cannot be used; the message names the file at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsError(String);
+
+impl From<String> for TlsError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
 impl CertificateStore {
     /// Loads the pair; the error names the file at fault.
-    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, String> {
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let (cert_pem, key_pem) = read_pair(cert_path, key_path)?;
         let (key, fingerprint) = certified_key(&cert_pem, &key_pem, cert_path, key_path, &provider)?;
@@ -41,7 +52,7 @@ impl CertificateStore {
     }
 
     /// Re-reads the pair; returns whether a new pair is now in use.
-    pub fn reload(&self) -> Result<bool, String> {
+    pub fn reload(&self) -> Result<bool, TlsError> {
         let (cert_pem, key_pem) = read_pair(&self.cert_path, &self.key_path)?;
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         if loaded.0 == cert_pem && loaded.1 == key_pem {
@@ -64,7 +75,7 @@ impl CertificateStore {
         [self.cert_path.as_path(), self.key_path.as_path()].into_iter().filter(|p| env_material(p).is_none())
     }
 
-    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, String> {
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::clone(&self.provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
@@ -81,7 +92,7 @@ impl ResolvesServerCert for CertificateStore {
     }
 }
 
-fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
+fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
     let read = |p: &Path| match env_material(p) {
         Some(var) => {
             std::env::var(var).map(String::into_bytes).map_err(|_| format!("environment variable {var} is not set"))
@@ -97,7 +108,7 @@ fn certified_key(
     cert_path: &Path,
     key_path: &Path,
     provider: &CryptoProvider,
-) -> Result<(CertifiedKey, String), String> {
+) -> Result<(CertifiedKey, String), TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: {e}", cert_path.display()))?;

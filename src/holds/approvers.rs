@@ -14,6 +14,7 @@ use rustls::pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
 use serde::{Deserialize, Serialize};
 
 use super::*;
+use crate::keys::KeyError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -76,12 +77,12 @@ impl std::fmt::Debug for ApproverKey {
 }
 
 impl ApproverKey {
-    pub fn from_pem(name: &str, pem: &[u8]) -> Result<Self, String> {
+    pub fn from_pem(name: &str, pem: &[u8]) -> Result<Self, KeyError> {
         let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem)
-            .map_err(|e| format!("not a PEM public key (\"BEGIN PUBLIC KEY\"): {e}"))?;
+            .map_err(|e| KeyError::Invalid(format!("not a PEM public key (\"BEGIN PUBLIC KEY\"): {e}")))?;
         let key = ParsedPublicKey::new(&ED25519, spki.as_ref())
             .or_else(|_| ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, spki.as_ref()))
-            .map_err(|_| "not an Ed25519 or ECDSA P-256 public key".to_string())?;
+            .map_err(|_| KeyError::Invalid("not an Ed25519 or ECDSA P-256 public key".into()))?;
         Ok(Self { name: name.to_string(), fingerprint: crate::keys::fingerprint(spki.as_ref()), key })
     }
 
@@ -97,16 +98,17 @@ pub enum ApproverSigningKey {
 }
 
 impl ApproverSigningKey {
-    pub fn from_pem_file(path: &Path) -> Result<Self, String> {
-        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let der = PrivatePkcs8KeyDer::from_pem_slice(&pem)
-            .map_err(|e| format!("{}: not a PEM private key (\"BEGIN PRIVATE KEY\"): {e}", path.display()))?;
+    pub fn from_pem_file(path: &Path) -> Result<Self, KeyError> {
+        let pem = std::fs::read(path).map_err(|cause| KeyError::Read { path: path.display().to_string(), cause })?;
+        let der = PrivatePkcs8KeyDer::from_pem_slice(&pem).map_err(|e| {
+            KeyError::Invalid(format!("{}: not a PEM private key (\"BEGIN PRIVATE KEY\"): {e}", path.display()))
+        })?;
         if let Ok(pair) = Ed25519KeyPair::from_pkcs8(der.secret_pkcs8_der()) {
             return Ok(Self::Ed25519(pair));
         }
         EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der.secret_pkcs8_der())
             .map(Self::P256)
-            .map_err(|_| format!("{}: not an Ed25519 or ECDSA P-256 private key", path.display()))
+            .map_err(|_| KeyError::Invalid(format!("{}: not an Ed25519 or ECDSA P-256 private key", path.display())))
     }
 
     fn sign(&self, message: &[u8]) -> Vec<u8> {
@@ -122,12 +124,12 @@ impl ApproverSigningKey {
 }
 
 /// A new Ed25519 approver key pair (PKCS#8 and SubjectPublicKeyInfo PEM).
-pub fn generate_approver_key() -> Result<crate::keys::GeneratedKeyPair, String> {
-    let pair = Ed25519KeyPair::generate().map_err(|_| "Ed25519 key generation failed".to_string())?;
+pub fn generate_approver_key() -> Result<crate::keys::GeneratedKeyPair, KeyError> {
+    let pair = Ed25519KeyPair::generate().map_err(|_| KeyError::Invalid("Ed25519 key generation failed".into()))?;
     // PKCS#8 v1: OpenSSL 3 and Python `cryptography` refuse the v2 form (with the public key).
-    let private = pair.to_pkcs8v1().map_err(|_| "cannot encode the private key".to_string())?;
+    let private = pair.to_pkcs8v1().map_err(|_| KeyError::Invalid("cannot encode the private key".into()))?;
     let public = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::PublicKeyX509Der>::as_der(pair.public_key())
-        .map_err(|_| "cannot encode the public key".to_string())?;
+        .map_err(|_| KeyError::Invalid("cannot encode the public key".into()))?;
     Ok(crate::keys::GeneratedKeyPair::from_der(private.as_ref(), public.as_ref()))
 }
 

@@ -374,8 +374,19 @@ impl StateStore {
 }
 
 /// Parses a window: a whole number and a unit, `s`, `m`, `h` or `d` (`"90s"`, `"24h"`, `"7d"`).
-pub fn parse_window(text: &str) -> Result<Duration, String> {
-    let bad = || format!("window {text:?}: expected a whole number and a unit s, m, h or d (\"90s\", \"24h\", \"7d\")");
+/// Why a window (`"24h"`) is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("window {0:?}: expected a whole number and a unit s, m, h or d (\"90s\", \"24h\", \"7d\")")]
+    Malformed(String),
+    #[error("window {0:?} must be longer than zero")]
+    Zero(String),
+    #[error("window {0:?} is longer than the longest allowed, 400d")]
+    TooLong(String),
+}
+
+pub fn parse_window(text: &str) -> Result<Duration, WindowError> {
+    let bad = || WindowError::Malformed(text.to_string());
     let split = text.len().checked_sub(1).ok_or_else(bad)?;
     let (number, unit) = text.split_at(split);
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
@@ -390,9 +401,9 @@ pub fn parse_window(text: &str) -> Result<Duration, String> {
         _ => return Err(bad()),
     };
     match seconds {
-        Some(0) => Err(format!("window {text:?} must be longer than zero")),
+        Some(0) => Err(WindowError::Zero(text.to_string())),
         Some(s) if s <= MAX_WINDOW_SECONDS => Ok(Duration::from_secs(s)),
-        _ => Err(format!("window {text:?} is longer than the longest allowed, 400d")),
+        _ => Err(WindowError::TooLong(text.to_string())),
     }
 }
 
