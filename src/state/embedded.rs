@@ -200,11 +200,8 @@ impl Embedded {
                 let table = txn.open_table(table).or_fail()?;
                 Ok(table.get(id).or_fail()?.map(|v| v.value().0 == digest.as_slice()))
             };
-        match (known(REQUEST_IDS, Some(request_id))?, known(TX_IDS, tx_id)?) {
-            (Some(false), _) => return Ok(Seen::Different),
-            (_, Some(false)) => return Ok(Seen::TxIdReused),
-            (Some(true), Some(true)) => return Ok(Seen::Same),
-            _ => {}
+        if let Some(seen) = settled(known(REQUEST_IDS, Some(request_id))?, known(TX_IDS, tx_id)?) {
+            return Ok(seen);
         }
         let (request_id, tx_id) = (request_id.to_string(), tx_id.map(str::to_string));
         self.send(|reply| Op::Remember { request_id, tx_id, digest, at_us, reply }).await
@@ -413,6 +410,17 @@ fn apply_put_hold(
     Ok(true)
 }
 
+/// What the ids already known say (`Some(same identity?)` each; a missing txId counts as the
+/// same): the answer, unless one of them must be bound first.
+fn settled(request_id: Option<bool>, tx_id: Option<bool>) -> Option<Seen> {
+    match (request_id, tx_id) {
+        (Some(false), _) => Some(Seen::Different),
+        (_, Some(false)) => Some(Seen::TxIdReused),
+        (Some(true), Some(true)) => Some(Seen::Same),
+        _ => None,
+    }
+}
+
 fn apply_remember(
     txn: &WriteTransaction,
     request_id: &str,
@@ -428,11 +436,8 @@ fn apply_remember(
         None => Some(true),
     };
     // A refused request binds nothing: its ids stay bound to what they first came with.
-    match (known_request, known_tx) {
-        (Some(false), _) => return Ok(Seen::Different),
-        (_, Some(false)) => return Ok(Seen::TxIdReused),
-        (Some(true), Some(true)) => return Ok(Seen::Same),
-        _ => {}
+    if let Some(seen) = settled(known_request, known_tx) {
+        return Ok(seen);
     }
     if known_request.is_none() {
         ids.insert(request_id, (digest.as_slice(), at_us)).or_fail()?;
