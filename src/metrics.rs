@@ -22,6 +22,7 @@ pub struct Metrics {
     request_seconds: Histogram,
     evaluation_seconds: Histogram,
     reloads: Family<Labels1, Counter>,
+    tls_reloads: Family<Labels1, Counter>,
     revision: Family<Labels1, Gauge>,
     revision_now: Mutex<String>,
     reload_failed: Gauge,
@@ -66,6 +67,8 @@ impl Metrics {
         registry.register("evaluation_duration_seconds", "Policy evaluation time", evaluation_seconds.clone());
         let reloads = Family::<Labels1, Counter>::default();
         registry.register("policy_reloads", "Policy reload attempts, by result", reloads.clone());
+        let tls_reloads = Family::<Labels1, Counter>::default();
+        registry.register("tls_reloads", "TLS certificate reload attempts, by result", tls_reloads.clone());
         let revision = Family::<Labels1, Gauge>::default();
         registry.register("policy_revision_info", "The active policy revision (value 1)", revision.clone());
         let reload_failed = Gauge::default();
@@ -117,6 +120,7 @@ impl Metrics {
             request_seconds,
             evaluation_seconds,
             reloads,
+            tls_reloads,
             revision,
             revision_now: Mutex::new(String::new()),
             reload_failed,
@@ -185,6 +189,11 @@ impl Metrics {
 
     pub fn set_state_up(&self, up: bool) {
         self.state_up.set(i64::from(up));
+    }
+
+    /// A TLS pair was read again: `reloaded`, `unchanged` or `failed` (the old pair still served).
+    pub fn tls_reloaded(&self, result: &'static str) {
+        self.tls_reloads.get_or_create(&[("result", result.to_string())]).inc();
     }
 
     pub fn reloaded(&self, result: &'static str) {

@@ -316,7 +316,17 @@ async fn a_rotated_tls_certificate_is_used_for_new_connections_and_a_broken_one_
 
     std::fs::write(tls_dir.join("cert.pem"), "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Wait for the reload that read the broken file (and kept the working pair).
+    let admin = cosigner_guard::http_client::Target::new(&format!("http://{}", server.admin), None).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let (_, text) = admin.connect().await.unwrap().get("/metrics").await.unwrap();
+        if String::from_utf8_lossy(&text).contains("cosigner_guard_tls_reloads_total{result=\"failed\"} ") {
+            break;
+        }
+        assert!(start.elapsed() < PICKUP_DEADLINE, "the broken certificate was never read");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let old = pinned(crate::common::keys().tls_cert_pem.clone()).await;
     assert!(old.connect().await.is_ok(), "a broken certificate file does not replace the working one");
 

@@ -102,7 +102,7 @@ impl Server {
                 pipeline: pipeline.clone(),
                 shadow: shadow.clone(),
                 log: log.clone(),
-                metrics,
+                metrics: metrics.clone(),
                 notifier,
             },
             limits: routes::Limits {
@@ -124,7 +124,18 @@ impl Server {
         };
 
         let candidate = shadow.as_ref().map(|shadow| shadow.policy().clone());
-        let watches = reload::triggers(&reload, &store, candidate, &server.tls, admin_certs, &decision_log.sink, &log)?;
+        let watches = reload::triggers(
+            &reload,
+            &decision_log.sink,
+            reload::Reloadable {
+                store: &store,
+                candidate,
+                server_certs: &server.tls,
+                admin_certs,
+                log: &log,
+                metrics: &metrics,
+            },
+        )?;
         admin_state.set_loaded(pipeline, log.clone(), shadow);
         let connections = Connections {
             max: server.max_connections,
