@@ -173,12 +173,12 @@ pub fn summary(kind: RequestKind, identity: Value, payload: &serde_json::Map<Str
                 (Some(kind), Some(id)) if !id.is_empty() => Some(format!("{kind} {id}")),
                 (kind, _) => kind,
             };
-            let destinations: Vec<Value> = identity["destinations"]
+            let destinations: Vec<String> = identity["destinations"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|d| {
-                    json!(text(&d["address"]).filter(|a| !a.is_empty()).or_else(|| endpoint(&d["type"], &d["id"])))
+                .filter_map(|d| {
+                    text(&d["address"]).filter(|a| !a.is_empty()).or_else(|| endpoint(&d["type"], &d["id"]))
                 })
                 .collect();
             json!({
@@ -187,7 +187,8 @@ pub fn summary(kind: RequestKind, identity: Value, payload: &serde_json::Map<Str
                 "asset": identity["asset"],
                 "amount": identity["amount"],
                 "source": endpoint(&identity["source"]["type"], &identity["source"]["id"]),
-                "destination": if destinations.len() == 1 { destinations[0].clone() } else { Value::Array(destinations) },
+                // Every destination, in one line: the identity beside it has each with its amount.
+                "destination": destinations.join(", "),
                 "note": payload.get("note").cloned().unwrap_or(Value::Null),
             })
         }
