@@ -4,6 +4,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::decimal::Amount;
 
+/// Why what a policy returned is not a decision (the `invalid_decision` fallback says it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidDecision(pub String);
+
 /// At most this many records per decision.
 pub const MAX_RECORDS: usize = 32;
 
@@ -206,17 +211,21 @@ impl Decision {
     }
 
     /// Parses the policy's output; never trusts the map it returns.
-    pub fn from_policy_output(value: &serde_json::Value) -> Result<Self, String> {
+    pub fn from_policy_output(value: &serde_json::Value) -> Result<Self, InvalidDecision> {
         let PolicyDecision { action, reason, record, hold } =
-            PolicyDecision::deserialize(value).map_err(|e| e.to_string())?;
+            PolicyDecision::deserialize(value).map_err(|e| InvalidDecision(e.to_string()))?;
         if record.len() > MAX_RECORDS {
-            return Err(format!("more than {MAX_RECORDS} records"));
+            return Err(InvalidDecision(format!("more than {MAX_RECORDS} records")));
         }
-        let records = record.into_iter().map(PolicyRecord::parse).collect::<Result<_, _>>()?;
+        let records = record.into_iter().map(PolicyRecord::parse).collect::<Result<_, _>>().map_err(InvalidDecision)?;
         let hold = match hold {
             None => None,
-            Some(_) if action != Action::Retry => return Err("only a RETRY can hold a transaction".into()),
-            Some(PolicyHold { approvals: 0 }) => return Err("a hold needs at least 1 approval".into()),
+            Some(_) if action != Action::Retry => {
+                return Err(InvalidDecision("only a RETRY can hold a transaction".into()));
+            }
+            Some(PolicyHold { approvals: 0 }) => {
+                return Err(InvalidDecision("a hold needs at least 1 approval".into()));
+            }
             Some(PolicyHold { approvals }) => Some(approvals),
         };
         Ok(Self { action, reason, source: Source::Policy, records, hold })

@@ -98,12 +98,12 @@ pub struct CheckpointKey {
 
 impl CheckpointKey {
     /// An RSA (RS256) or P-256 (ES256) public key in PEM.
-    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+    pub fn from_pem(pem: &[u8]) -> Result<Self, crate::keys::KeyError> {
         use jsonwebtoken::{Algorithm, DecodingKey};
         match (DecodingKey::from_rsa_pem(pem), DecodingKey::from_ec_pem(pem)) {
             (Ok(key), _) => Ok(Self { key, algorithm: Algorithm::RS256 }),
             (_, Ok(key)) => Ok(Self { key, algorithm: Algorithm::ES256 }),
-            (Err(e), _) => Err(format!("not an RSA or P-256 public key: {e}")),
+            (Err(e), _) => Err(crate::keys::KeyError::Invalid(format!("not an RSA or P-256 public key: {e}"))),
         }
     }
 
