@@ -24,6 +24,13 @@ violations contains sprintf("the transaction contradicts itself: %s", [c]) if so
 # `else` gives exactly one decision. A transfer that breaks a rule is rejected; a large one waits
 # for approvers (see "Held for approval" below); the rest is approved. An approval records what
 # the limits over time count (see "Limits over time" below); a rejection records nothing.
+# Comparisons under `not` are made by helpers whose every argument is defined: OPA moves a call
+# nested in a negated expression in front of the `not`, and an undefined result (a limit that is
+# not a decimal) would then silence the rule instead of breaking the limit (open-policy-agent/opa#7558).
+at_most(amount, limit) if decimal.cmp(amount, limit) <= 0
+
+within(sent, amount, limit) if decimal.cmp(decimal.sum([sent, amount]), limit) <= 0
+
 decision := {"action": "REJECT", "reason": concat("; ", sort(violations))} if {
 	count(violations) > 0
 } else := holds.decide(approval, treasury.hold_for_approval.approvals, hold_reason) if {
@@ -58,7 +65,7 @@ violations contains "amountStr is missing or not a decimal string" if not decima
 violations contains msg if {
 	limit := treasury.assets[tx.asset].max_amount
 	decimal.valid(tx.amountStr)
-	not decimal.cmp(tx.amountStr, limit) <= 0
+	not at_most(tx.amountStr, limit)
 	msg := sprintf("amount %v %v exceeds the per-transaction limit of %v", [tx.amountStr, tx.asset, limit])
 }
 
@@ -77,7 +84,7 @@ violations contains msg if {
 	treasury.one_time_address.allowed
 	limit := object.get(treasury.one_time_address.max_amount, tx.asset, "0")
 	decimal.valid(tx.amountStr)
-	not decimal.cmp(tx.amountStr, limit) <= 0
+	not at_most(tx.amountStr, limit)
 	msg := sprintf("amount %v %v to a one-time address exceeds the one-time cap of %v", [tx.amountStr, tx.asset, limit])
 }
 
@@ -123,7 +130,7 @@ violations contains msg if {
 	limit := treasury.daily_limit_per_vault[tx.asset]
 	decimal.valid(tx.amountStr)
 	sent := velocity.sum(vault_key, "24h")
-	not decimal.cmp(decimal.sum([sent, tx.amountStr]), limit) <= 0
+	not within(sent, tx.amountStr, limit)
 	msg := sprintf("vault %v has sent %v %v in the last 24 hours: %v more exceeds its daily limit of %v", [object.get(tx, "sourceId", "<missing>"), sent, tx.asset, tx.amountStr, limit])
 }
 

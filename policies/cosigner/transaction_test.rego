@@ -157,3 +157,15 @@ test_a_raw_transaction_the_library_cannot_judge_is_refused if {
 test_destinations_that_are_not_a_list_are_refused if {
 	rejected_for({"destinations": {"0": {"dstAddress": "0x5dc69b1fbb13bafd09af88a782f0f285772ad5f8", "action": "ALLOW"}}}, "the request lists no destinations")
 }
+
+# A limit in data that is not a decimal counts as exceeded — under OPA too: the comparison is made
+# by a helper with every argument defined, never nested under `not` (open-policy-agent/opa#7558).
+test_a_per_transaction_limit_that_is_not_a_decimal_is_exceeded if {
+	d := decide({}) with data.treasury.assets.ETH.max_amount as "ten"
+	contains(d.reason, "exceeds the per-transaction limit of ten")
+}
+
+test_a_daily_limit_that_is_not_a_decimal_is_exceeded if {
+	d := decide({}) with data.treasury.daily_limit_per_vault.ETH as "fifty"
+	contains(d.reason, "exceeds its daily limit of fifty")
+}

@@ -40,8 +40,12 @@ sum_problems(tx) := ["a destination has no amountNativeStr: the amounts cannot b
 	count(amounts) > 0
 	amount := object.get(tx, "amountStr", "<missing>")
 	total := sum_of(amounts)
-	not decimal.cmp(total, amount) == 0
+	not equal_amounts(total, amount)
 } else := []
+
+# Under `not`, a helper whose arguments are defined: OPA would hoist a nested decimal.cmp, and an
+# undefined comparison (an amount that is not a decimal) would then silence the check.
+equal_amounts(a, b) if decimal.cmp(a, b) == 0
 
 # decimal.sum, or a word saying why there is none (so the comparison above fails, not vanishes).
 sum_of(amounts) := decimal.sum(amounts) if decimal.sum(amounts)

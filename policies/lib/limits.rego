@@ -54,7 +54,7 @@ applies(limit, tx) if {
 # comparison cannot hold.
 amount_problem(limit, tx) := msg if {
 	sent := velocity.sum(key(limit, tx), limit.window)
-	not decimal.cmp(decimal.sum([sent, object.get(tx, "amountStr", "")]), limit.max_amount) <= 0
+	not within(sent, object.get(tx, "amountStr", ""), limit.max_amount)
 	msg := sprintf("limit %q: %v %v sent in the last %v, %v more exceeds %v", [limit.name, sent, object.get(tx, "asset", ""), limit.window, object.get(tx, "amountStr", "<missing>"), limit.max_amount])
 }
 
@@ -92,6 +92,10 @@ known("destination", tx) if is_string(tx.destAddress)
 known("asset", tx) if is_string(tx.asset)
 
 known("signer", tx) if is_string(tx.signerId)
+
+# Under `not`, with every argument defined: OPA hoists nested calls out of a negation, and an
+# undefined sum would then silence the limit instead of exceeding it.
+within(sent, amount, max) if decimal.cmp(decimal.sum([sent, amount]), max) <= 0
 
 amount(tx) := tx.amountStr if decimal.valid(tx.amountStr)
 

@@ -262,7 +262,7 @@ destination_problems(described, addresses, outputs) := {msg |
 
 output_problems(addresses, preimages) := {msg |
 	some j, o in preimages[0].outputs
-	not o.address in addresses
+	not object.get(o, "address", "<none>") in addresses
 	not change(o, preimages)
 	msg := sprintf("output %d pays %v satoshis to %v: neither a described destination nor change to a signing key", [j, o.value, object.get(o, "address", sprintf("a %v script", [o.type]))])
 } | {msg |
