@@ -10,6 +10,15 @@ use cosigner_guard::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, cli::Command::Serve(_)) {
+        // A command's output piped into `head` ends quietly when the reader goes away, as Unix
+        // tools do, instead of panicking on the closed pipe. The server keeps Rust's default
+        // (SIGPIPE ignored): a client that goes away must never stop it.
+        // SAFETY: restoring a signal's default disposition at start-up, before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -351,3 +351,34 @@ fn keys_written_by_keygen_are_read_by_openssl_3() {
         assert!(openssl.status.success(), "{file}: {}", String::from_utf8_lossy(&openssl.stderr));
     }
 }
+
+#[test]
+fn output_piped_into_a_reader_that_stops_early_ends_quietly() {
+    // `cosigner-guard holds list | head`: the closed pipe ends the command as it ends Unix tools
+    // (SIGPIPE), never with a panic.
+    use std::io::BufRead;
+    let mut child = Command::new(BIN)
+        .args(["test", "policies/"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A small pipe (one page), so the report does not fit in it and the writer meets the close.
+    let stdout = child.stdout.take().unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a pipe descriptor this test owns.
+    assert!(unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) } >= 4096);
+    let mut first = String::new();
+    let mut reader = std::io::BufReader::with_capacity(64, stdout);
+    reader.read_line(&mut first).unwrap();
+    drop(reader);
+    let mut stderr = child.stderr.take().unwrap();
+    let status = child.wait().unwrap();
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut said).unwrap();
+    assert!(!first.is_empty());
+    assert!(!said.contains("panicked"), "{said}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
+}
