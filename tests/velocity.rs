@@ -271,3 +271,12 @@ async fn a_rejected_request_id_is_remembered_through_kill_9() {
     child.signal("-TERM");
     assert_eq!(child.wait(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embedded_store_is_readable_by_its_owner_only() {
+    // What was approved and held, and by whom: like the decision log, 0600.
+    let server = spawn(limited()).await;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(server.dir.path().join("state/cosigner-guard.redb")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

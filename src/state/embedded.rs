@@ -104,7 +104,13 @@ impl Embedded {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StateError(format!("cannot create {}: {e}", dir.display())))?;
                 let path = dir.join(FILE_NAME);
-                Database::create(&path).map_err(|e| StateError(format!("cannot open {}: {e}", path.display())))?
+                let db =
+                    Database::create(&path).map_err(|e| StateError(format!("cannot open {}: {e}", path.display())))?;
+                // What was approved, held and by whom: readable by its owner only, like the log.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| StateError(format!("cannot restrict {}: {e}", path.display())))?;
+                db
             }
             None => Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).or_fail()?,
         };
