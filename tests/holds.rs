@@ -443,3 +443,24 @@ async fn a_held_transfer_replays_unchanged_and_its_hold_still_gates_a_candidate_
     };
     assert_eq!([after(0), after(1), after(2)], [json!("APPROVE"), json!("RETRY"), json!("APPROVE")], "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_holds_commands_find_the_admin_api_from_the_environment_or_the_config() {
+    let server = held_server(HOLD_FOR_TWO, "").await;
+    decide(&server, "jwt", TX, &transfer("t1")).await;
+    let run = |args: Vec<String>, env: Option<String>| {
+        let mut command = std::process::Command::new(BIN);
+        command.arg("holds").args(args).env_remove("COSIGNER_GUARD_ADMIN");
+        if let Some(url) = env {
+            command.env("COSIGNER_GUARD_ADMIN", url);
+        }
+        let out = command.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, listed) = run(vec!["list".into()], Some(format!("http://{}", server.admin)));
+    assert!(ok && listed.contains("t1"), "COSIGNER_GUARD_ADMIN: {listed}");
+    let config = server.dir.path().join("approver.toml");
+    std::fs::write(&config, format!("[admin]\nlisten = \"{}\"\n", server.admin)).unwrap();
+    let (ok, listed) = run(vec!["list".into(), "--config".into(), config.display().to_string()], None);
+    assert!(ok && listed.contains("t1"), "--config: {listed}");
+}

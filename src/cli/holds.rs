@@ -15,12 +15,17 @@ use crate::http_client::{Connection, Target};
 
 #[derive(Debug, Args)]
 pub struct HoldsArgs {
-    /// The admin listener's base URL.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9090", global = true)]
-    pub admin: String,
-    /// For an https admin URL: the certificate (PEM) to trust, as `[admin] tls_cert`.
+    /// The admin listener's base URL [default: $COSIGNER_GUARD_ADMIN, else `[admin]` of --config,
+    /// else http://127.0.0.1:9090].
+    #[arg(long, value_name = "URL", global = true)]
+    pub admin: Option<String>,
+    /// For an https admin URL: the certificate (PEM) to trust, as `[admin] tls_cert` [default:
+    /// that of --config].
     #[arg(long, value_name = "PEM", global = true)]
     pub admin_ca: Option<PathBuf>,
+    /// The server's configuration: where its admin listener is, and its certificate.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: HoldsCommand,
 }
@@ -59,13 +64,13 @@ pub enum HoldsCommand {
 pub fn run(args: HoldsArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let ca = match &args.admin_ca {
-            Some(path) => Some(std::fs::read(path).with_context(|| format!("--admin-ca {}", path.display()))?),
+        let (url, ca) = admin_of(&args)?;
+        let ca = match &ca {
+            Some(path) => Some(std::fs::read(path).with_context(|| format!("admin CA {}", path.display()))?),
             None => None,
         };
-        let target = Target::new(&args.admin, ca.as_deref()).await?;
-        let mut admin =
-            target.connect().await.with_context(|| format!("cannot reach the admin API at {}", args.admin))?;
+        let target = Target::new(&url, ca.as_deref()).await?;
+        let mut admin = target.connect().await.with_context(|| format!("cannot reach the admin API at {url}"))?;
         match args.command {
             HoldsCommand::List { status, json } => list(&mut admin, status.as_deref(), json).await,
             HoldsCommand::Show { id } => {
@@ -82,6 +87,33 @@ pub fn run(args: HoldsArgs) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// Where the admin API is: `--admin`, else `COSIGNER_GUARD_ADMIN`, else the `[admin]` section of
+/// `--config` (its listen address, https with its `tls_cert` when it has one), else the default.
+fn admin_of(args: &HoldsArgs) -> anyhow::Result<(String, Option<PathBuf>)> {
+    if let Some(url) = args.admin.clone().or_else(|| std::env::var("COSIGNER_GUARD_ADMIN").ok()) {
+        return Ok((url, args.admin_ca.clone()));
+    }
+    let Some(config) = &args.config else {
+        return Ok((format!("http://{}", crate::config::DEFAULT_ADMIN_LISTEN), args.admin_ca.clone()));
+    };
+    let text = std::fs::read_to_string(config).with_context(|| format!("--config {}", config.display()))?;
+    let table: toml::Table = toml::from_str(&text).with_context(|| format!("--config {}", config.display()))?;
+    let admin = table.get("admin").and_then(toml::Value::as_table);
+    let field = |name: &str| admin.and_then(|a| a.get(name)).and_then(toml::Value::as_str);
+    let listen = field("listen").unwrap_or(crate::config::DEFAULT_ADMIN_LISTEN);
+    // A listener on every interface is reached on this host through loopback.
+    let listen = listen.replace("0.0.0.0:", "127.0.0.1:").replace("[::]:", "[::1]:");
+    let base = config.parent().unwrap_or(std::path::Path::new("."));
+    match field("tls_cert") {
+        Some(cert) => {
+            // Certificates name a host, and the loopback one is usually `localhost`.
+            let listen = listen.replace("127.0.0.1:", "localhost:");
+            Ok((format!("https://{listen}"), args.admin_ca.clone().or_else(|| Some(base.join(cert)))))
+        }
+        None => Ok((format!("http://{listen}"), args.admin_ca.clone())),
+    }
 }
 
 /// The admin API's answer as JSON, or its error message as the error.
