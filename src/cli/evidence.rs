@@ -182,28 +182,50 @@ pub struct FixtureArgs {
     #[arg(long = "from-log", value_name = "FILE")]
     pub log: PathBuf,
     /// The decision to make a test case of (`decision_id` of the record).
-    #[arg(long, value_name = "ID")]
-    pub decision_id: String,
+    #[arg(long, value_name = "ID", required_unless_present = "tx_id", conflicts_with = "tx_id")]
+    pub decision_id: Option<String>,
+    /// Or the transaction's last decision in the log (its latest stage or retry).
+    #[arg(long, value_name = "TXID")]
+    pub tx_id: Option<String>,
 }
 
 /// Prints a fixture file (`*_test.yaml`) with one case: the recorded request as the policy saw it.
 pub fn fixture(args: FixtureArgs) -> anyhow::Result<ExitCode> {
     let file = std::fs::File::open(&args.log).with_context(|| args.log.display().to_string())?;
+    let (needle, what) = match (&args.decision_id, &args.tx_id) {
+        (Some(id), _) => (id.as_str(), format!("decision {id}")),
+        (None, Some(tx_id)) => (tx_id.as_str(), format!("decision of transaction {tx_id}")),
+        (None, None) => anyhow::bail!("--decision-id or --tx-id is required"),
+    };
+    let mut found = None;
     for line in std::io::BufReader::new(file).lines() {
         let line = line.with_context(|| args.log.display().to_string())?;
-        // Cheap filter first: a log holds many records and only one is wanted.
-        if !line.contains(&args.decision_id) {
+        // Cheap filter first: a log holds many records and only a few are wanted.
+        if !line.contains(needle) {
             continue;
         }
-        if let Ok(Some(logged)) = Logged::parse(&line)
-            && logged.decision_id == args.decision_id
-        {
-            print!("{}", fixture_of(&logged, &line)?);
-            return Ok(ExitCode::SUCCESS);
+        let Ok(Some(logged)) = Logged::parse(&line) else { continue };
+        let wanted = match &args.decision_id {
+            Some(id) => &logged.decision_id == id,
+            None => serde_json::from_str::<serde_json::Value>(&line).is_ok_and(|v| v["txId"] == needle),
+        };
+        if wanted {
+            found = Some((logged, line));
+            if args.decision_id.is_some() {
+                break;
+            }
         }
     }
-    eprintln!("error: no decision {} in {}", args.decision_id, args.log.display());
-    Ok(ExitCode::from(1))
+    match found {
+        Some((logged, line)) => {
+            print!("{}", fixture_of(&logged, &line)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!("error: no {what} in {}", args.log.display());
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn fixture_of(logged: &Logged, line: &str) -> anyhow::Result<String> {
