@@ -142,7 +142,7 @@ async fn a_fixture_made_from_a_record_passes_with_its_time_and_state() {
     let tx_id = record["txId"].as_str().unwrap();
     let (code, by_tx, stderr) = run(&["fixture", "--from-log", "decisions.jsonl", "--tx-id", tx_id], server.dir.path());
     assert_eq!(code, Some(0), "{stderr}");
-    let last = server.decision_records().into_iter().filter(|r| r["txId"] == tx_id).last().unwrap();
+    let last = server.decision_records().into_iter().rfind(|r| r["txId"] == tx_id).unwrap();
     assert!(by_tx.contains(last["decision_id"].as_str().unwrap()), "{by_tx}");
 }
 
