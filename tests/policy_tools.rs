@@ -107,6 +107,7 @@ fn a_failing_fixture_explains_expected_versus_got_with_the_prints() {
     let (code, out, _) = run(&["test"], dir.path());
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("FAIL  a big transfer is approved (wrong on purpose)"), "{out}");
+    assert!(out.contains("tx_test.yaml:2\n"), "the failing case is named by its file and line: {out}");
     assert!(out.contains("expected APPROVE, got REJECT (policy) with reason \"over 100\""), "{out}");
     assert!(out.contains("print: ") && out.contains("amount is 500"), "the policy's prints are shown: {out}");
     assert!(out.contains("PASS  a small transfer is approved") && out.contains("PASS  a big transfer is rejected"));

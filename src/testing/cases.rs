@@ -70,7 +70,7 @@ pub(super) async fn fixture_case(
     Ok(TestResult {
         name: case.name.clone(),
         suite: "fixture",
-        location: suite.path.display().to_string(),
+        location: suite.location_of(&case.name),
         outcome,
         duration: started.elapsed(),
         prints,

@@ -146,13 +146,28 @@ pub struct Expect {
 pub struct Fixtures {
     pub path: PathBuf,
     pub file: FixtureFile,
+    /// The file's text, to say on which line a case starts.
+    text: String,
 }
 
 impl Fixtures {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let file = yaml_serde::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Self { path: path.to_path_buf(), file })
+        Ok(Self { path: path.to_path_buf(), file, text })
+    }
+
+    /// `file:line` of the case named `name` (its `- name:` line), or the file alone.
+    pub fn location_of(&self, name: &str) -> String {
+        let line = self.text.lines().position(|line| {
+            let Some(rest) = line.trim_start().strip_prefix("- name:") else { return false };
+            let rest = rest.trim();
+            rest == name || rest.trim_matches(|c| c == '"' || c == '\'') == name
+        });
+        match line {
+            Some(index) => format!("{}:{}", self.path.display(), index + 1),
+            None => self.path.display().to_string(),
+        }
     }
 
     /// A path written in the file, relative to the file.
