@@ -535,6 +535,14 @@ fn mutate_fails_a_policy_whose_violation_message_reads_an_absent_field_and_names
         out.contains(r#"MUTANT APPROVED  "a blocked destination is rejected" (policies/tx_test.yaml): /destinations/0/dstAddress removed"#),
         "{out}"
     );
+    // The machine-readable reports say it too: a red job never comes with a green report.
+    let (code, json, _) = run(&["test", "policies", "--mutate", "--format", "json"], dir.path());
+    assert_eq!(code, Some(2));
+    let report: Value = serde_json::from_str(&json).unwrap();
+    assert!(report["summary"]["failed"].as_u64().unwrap() > 0, "every approved mutant is a failed result: {json}");
+    assert!(json.contains("a blocked destination is rejected with /destinations/0/dstAddress removed"), "{json}");
+    let (_, junit, _) = run(&["test", "policies", "--mutate", "--format", "junit"], dir.path());
+    assert!(junit.contains("<testsuite name=\"mutation\"") && junit.contains("<failure message=\"approved"), "{junit}");
 }
 
 #[test]

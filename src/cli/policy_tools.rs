@@ -95,6 +95,23 @@ pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // Mutation results are test results too, so every format reports them (and counts them).
+    let mut mutation = None;
+    if args.mutate {
+        let started = Instant::now();
+        let mut reports = Vec::new();
+        for dir in &dirs {
+            match runtime.block_on(testing::mutate(dir, &options, &run)) {
+                Ok(report) => reports.push(report),
+                Err(e) => {
+                    eprintln!("error: cannot mutate the fixtures: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        results.extend(mutation_results(&reports, started.elapsed()));
+        mutation = Some(mutation_summary(&reports, started.elapsed()));
+    }
     let report = testing::RunReport { results, coverage };
     let summary = report.coverage.as_ref().map(CoverageSummary::of);
     print!("{}", report::render(args.format, &report, summary.as_ref()));
@@ -110,28 +127,42 @@ pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: coverage {:.1}% is below the threshold of {threshold}%", summary.percent);
         failed = true;
     }
-    if args.mutate {
-        let started = Instant::now();
-        let mut reports = Vec::new();
-        for dir in &dirs {
-            match runtime.block_on(testing::mutate(dir, &options, &run)) {
-                Ok(report) => reports.push(report),
-                Err(e) => {
-                    eprintln!("error: cannot mutate the fixtures: {e}");
-                    return Ok(ExitCode::from(1));
-                }
-            }
-        }
-        let shown = mutation_summary(&reports, started.elapsed());
+    if let Some(shown) = mutation {
         // Machine-readable formats keep stdout to themselves.
-        if args.format == Format::Pretty {
-            print!("{shown}")
-        } else {
-            eprint!("{shown}")
-        }
-        failed |= reports.iter().any(|r| !r.survivors.is_empty());
+        if args.format == Format::Pretty { print!("{shown}") } else { eprint!("{shown}") }
     }
     Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// One failed result per approved mutant, or one passed result saying how many were tried.
+fn mutation_results(reports: &[testing::MutationReport], took: Duration) -> Vec<testing::TestResult> {
+    let mutants: usize = reports.iter().map(|r| r.mutants).sum();
+    let survivors: Vec<testing::TestResult> = reports
+        .iter()
+        .flat_map(|r| &r.survivors)
+        .map(|survivor| testing::TestResult {
+            name: format!("{} with {}", survivor.case, survivor.mutation),
+            suite: "mutation",
+            location: survivor.location.clone(),
+            outcome: testing::Outcome::Fail(format!(
+                "approved{}",
+                survivor.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+            )),
+            duration: Duration::ZERO,
+            prints: Vec::new(),
+        })
+        .collect();
+    if !survivors.is_empty() {
+        return survivors;
+    }
+    vec![testing::TestResult {
+        name: format!("{mutants} mutants of the cases expecting no APPROVE: none approved"),
+        suite: "mutation",
+        location: String::new(),
+        outcome: testing::Outcome::Pass,
+        duration: took,
+        prints: Vec::new(),
+    }]
 }
 
 fn mutation_summary(reports: &[testing::MutationReport], took: Duration) -> String {

@@ -180,7 +180,7 @@ fn json(report: &RunReport, coverage: Option<&CoverageSummary>) -> String {
 
 fn junit(report: &RunReport) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"cosigner-guard\">\n");
-    for suite in ["rego", "fixture"] {
+    for suite in ["rego", "fixture", "mutation"] {
         let results: Vec<&TestResult> = report.results.iter().filter(|r| r.suite == suite).collect();
         let counts = Counts::of(&results.iter().map(|r| (*r).clone()).collect::<Vec<_>>());
         let time: f64 = results.iter().map(|r| r.duration.as_secs_f64()).sum();
