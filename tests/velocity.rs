@@ -280,3 +280,16 @@ async fn the_embedded_store_is_readable_by_its_owner_only() {
     let mode = std::fs::metadata(server.dir.path().join("state/cosigner-guard.redb")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_request_after_a_redis_restart_is_decided_not_retried() {
+    // An idle replica finds its connection broken only when it next uses it: it reconnects and
+    // runs the script again within the request, instead of answering the state fallback.
+    let mut redis = RedisServer::start();
+    let server = spawn(limited().extra(&redis.state_toml())).await;
+    assert_eq!(action(&server, &transfer("before", "1")).await, "APPROVE");
+    redis.stop();
+    redis.resume();
+    let answer = decide(&server, "jwt", TX, &transfer("after-restart", "1")).await;
+    assert_eq!(answer["action"], "APPROVE", "{answer}");
+}

@@ -151,7 +151,19 @@ impl Shared {
     /// Runs `script` within the operation budget.
     async fn run<T: redis::FromRedisValue>(&self, invocation: redis::ScriptInvocation<'_>) -> Result<T, StateError> {
         let mut connection = self.connection.clone();
-        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut connection)).await {
+        let attempts = async {
+            match invocation.invoke_async(&mut connection).await {
+                // A connection that broke while idle (Redis restarted) is found broken only now:
+                // the manager reconnects, and the script runs once more. Every script is safe to
+                // run twice: commits and guards are idempotent, hold writes check a revision.
+                Err(e) if e.is_connection_dropped() || e.is_io_error() || e.is_connection_refusal() => {
+                    tracing::warn!(error = %e, "redis connection lost; reconnecting and trying once more");
+                    invocation.invoke_async(&mut connection).await
+                }
+                result => result,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
             Ok(result) => result.map_err(|e| StateError(format!("redis: {e}"))),
             Err(_) => Err(StateError(format!("redis did not answer within {:?}", self.timeout))),
         }
