@@ -205,10 +205,9 @@ fn check_with_a_config_loads_everything_start_up_loads() {
         std::fs::write(dir.path().join(file), saved).unwrap();
     }
 
-    // The decision log holds full payloads: created readable by its owner only.
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.path().join("logs/decisions.jsonl")).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600);
+    // A check leaves no file behind: not the decision log, not the state directory.
+    assert!(!dir.path().join("logs/decisions.jsonl").exists(), "the probed log file is removed");
+    assert!(!dir.path().join("state").exists(), "the probed state directory is removed");
 
     std::fs::remove_dir_all(dir.path().join("logs")).unwrap();
     let (code, _, err) = run(&["check", "--config", config], dir.path());

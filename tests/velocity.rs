@@ -273,12 +273,14 @@ async fn a_rejected_request_id_is_remembered_through_kill_9() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_embedded_store_is_readable_by_its_owner_only() {
-    // What was approved and held, and by whom: like the decision log, 0600.
-    let server = spawn(limited()).await;
+async fn the_state_store_and_the_decision_log_are_readable_by_their_owner_only() {
+    // What was approved and held, and the full payloads: 0600 both.
+    let server = spawn(limited().decision_log("sink = \"file\"\npath = \"decisions.jsonl\"")).await;
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(server.dir.path().join("state/cosigner-guard.redb")).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600);
+    for file in ["state/cosigner-guard.redb", "decisions.jsonl"] {
+        let mode = std::fs::metadata(server.dir.path().join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -272,20 +272,31 @@ fn check_start_up(config: &Path, settings: &Settings) -> bool {
     for warning in &settings.warnings {
         println!("warning: {warning}");
     }
-    if let crate::audit::Sink::File { path, .. } = &settings.decision_log.sink
-        && let Err(e) = crate::audit::open_file(path)
-    {
-        eprintln!("error: decision_log.path {}: {e}", path.display());
-        ok = false;
+    // Probed the way start-up uses them, and left as found: what a check created, it removes.
+    if let crate::audit::Sink::File { path, .. } = &settings.decision_log.sink {
+        let existed = path.exists();
+        match crate::audit::open_file(path) {
+            Ok(_) if !existed => drop(std::fs::remove_file(path)),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("error: decision_log.path {}: {e}", path.display());
+                ok = false;
+            }
+        }
     }
-    if let crate::state::Backend::Embedded { dir } = &settings.state.backend
-        && let Err(e) = std::fs::create_dir_all(dir).and_then(|()| {
+    if let crate::state::Backend::Embedded { dir } = &settings.state.backend {
+        let existed = dir.exists();
+        let probed = std::fs::create_dir_all(dir).and_then(|()| {
             let probe = dir.join(format!(".check-{}", std::process::id()));
             std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe))
-        })
-    {
-        eprintln!("error: state.path {}: {e}", dir.display());
-        ok = false;
+        });
+        if !existed {
+            drop(std::fs::remove_dir(dir));
+        }
+        if let Err(e) = probed {
+            eprintln!("error: state.path {}: {e}", dir.display());
+            ok = false;
+        }
     }
     if ok {
         println!("ok: {} (keys, certificates, decision log, state store)", config.display());
