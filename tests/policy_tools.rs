@@ -256,6 +256,7 @@ fn eval_shows_the_input_document_the_decision_and_why() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("\"received_at\": \"2026-01-05T10:00:00.000Z\""), "{out}");
     assert!(out.contains("\"action\": \"REJECT\"") && out.contains("\"reason\": \"over 100\""), "{out}");
+    assert!(out.contains("state: empty (eval does not read the server's store)"), "it says what the limits saw: {out}");
     assert!(out.contains("print: ") && out.contains("amount is 500"), "{out}");
     assert!(
         out.contains("data.cosigner.transaction.decision = {\"action\":\"REJECT\",\"reason\":\"over 100\"}"),

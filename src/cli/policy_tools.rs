@@ -383,6 +383,18 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         let shown = json!({"action": decision.action, "reason": decision.reason, "source": decision.source.to_string(),
             "record": decision.records});
         println!("decision:\n{}", serde_json::to_string_pretty(&shown)?);
+        // Say what the limits over time saw: an empty store, not the server's.
+        let reads: Vec<String> = evaluated
+            .state
+            .reads
+            .iter()
+            .map(|r| format!("velocity.{}({:?}, {:?}) = {}", r.function, r.key, r.window, r.value))
+            .collect();
+        if reads.is_empty() {
+            println!("state: empty (eval does not read the server's store)");
+        } else {
+            println!("state: empty (eval does not read the server's store): {}", reads.join(", "));
+        }
         if args.explain {
             println!("explain:");
             for line in &evaluated.prints {
