@@ -87,3 +87,44 @@ fn the_example_systemd_unit_verifies() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
 }
+
+/// The syscalls `group` stands for, nested groups expanded (`systemd-analyze syscall-filter`).
+fn syscall_group(group: &str) -> std::collections::BTreeSet<String> {
+    let out = std::process::Command::new("systemd-analyze").args(["syscall-filter", group]).output().unwrap();
+    let mut calls = std::collections::BTreeSet::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
+        match line.trim() {
+            "" => {}
+            comment if comment.starts_with('#') => {}
+            nested if nested.starts_with('@') => calls.extend(syscall_group(nested)),
+            call => {
+                calls.insert(call.to_string());
+            }
+        }
+    }
+    calls
+}
+
+/// The unit's syscall filter lets the shadow evaluator lower its thread's priority
+/// (`setpriority`, in `@resources`, which the unit otherwise denies), and a denied call fails with
+/// EPERM instead of killing the service with SIGSYS.
+#[test]
+fn the_unit_allows_what_the_shadow_evaluator_calls_and_never_kills_on_a_denied_call() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("examples/systemd/cosigner-guard.service")).unwrap();
+    let mut allowed = std::collections::BTreeSet::new();
+    for line in unit.lines().filter_map(|l| l.strip_prefix("SystemCallFilter=")) {
+        let (deny, items) = line.strip_prefix('~').map_or((false, line), |rest| (true, rest));
+        for item in items.split_whitespace() {
+            let calls = if item.starts_with('@') { syscall_group(item) } else { [item.to_string()].into() };
+            if deny {
+                allowed.retain(|c| !calls.contains(c));
+            } else {
+                allowed.extend(calls);
+            }
+        }
+    }
+    assert!(allowed.contains("read") && !allowed.contains("reboot"), "the filter was read ({} calls)", allowed.len());
+    assert!(allowed.contains("setpriority"), "the shadow evaluator's setpriority is allowed");
+    assert!(unit.lines().any(|l| l == "SystemCallErrorNumber=EPERM"), "a denied call returns EPERM");
+}
