@@ -26,11 +26,6 @@ pub fn identity(kind: RequestKind, payload: &Map<String, Value>) -> Value {
     }
 }
 
-/// SHA-256 of what the request moves: equal for a retry and for both stages of one transaction.
-pub fn digest(kind: RequestKind, payload: &Map<String, Value>) -> [u8; 32] {
-    digest_of(&identity(kind, payload))
-}
-
 /// SHA-256 of an identity document; the approver's tool recomputes it from the hold it is shown.
 pub fn digest_of(identity: &Value) -> [u8; 32] {
     // serde_json's map is ordered by key, so equal identities serialize equally.
@@ -48,7 +43,7 @@ mod tests {
     const TX: RequestKind = RequestKind::Transaction;
 
     fn of(v: Value) -> [u8; 32] {
-        digest(TX, v.as_object().unwrap())
+        digest_of(&identity(TX, v.as_object().unwrap()))
     }
 
     #[test]

@@ -94,11 +94,11 @@ pub(super) fn check(transfer: &mut Transfer, request: &Map<String, Value>, asset
             _ => transfer.conflicts.push(format!("rawTx[{i}] is not an object with rawTx and payload strings")),
         }
     }
-    if read.len() != entries.len() || read.is_empty() {
-        if read.is_empty() && entries.is_empty() {
-            transfer.conflicts.push("rawTx is an empty list: nothing to sign was described".to_owned());
-        }
-        return;
+    if entries.is_empty() {
+        return transfer.conflicts.push("rawTx is an empty list: nothing to sign was described".to_owned());
+    }
+    if read.len() != entries.len() {
+        return; // a malformed entry is a conflict already; the rest cannot be compared
     }
     let asset = assets.get(transfer.asset.as_deref());
     check_paths(transfer, &read, asset.and_then(|a| a.coin_type));
@@ -176,6 +176,7 @@ fn check_paths(transfer: &mut Transfer, entries: &[Entry], coin_type: Option<u64
             }
         }
     }
+    accounts.sort_unstable();
     accounts.dedup();
     let source = &transfer.source;
     match (source.kind.as_deref(), source.id.as_deref(), accounts.as_slice()) {
