@@ -92,7 +92,10 @@ fn request(kind: usize) -> (CosignerRequest, RequestContext) {
     let f = fixture();
     let opened = envelope::open(Mode::Json, &f.payloads[kind].1, &f.keyring).expect("json");
     let request = CosignerRequest::from_payload(f.payloads[kind].0, opened.payload).expect("request");
-    (request, RequestContext { received_at: Utc::now(), mode: Mode::Jwt, cosigner_key: Some("primary".into()) })
+    (
+        request,
+        RequestContext { received_at: Utc::now(), mode: Mode::Jwt, cosigner_key: Some("primary".into()), origin: None },
+    )
 }
 
 #[divan::bench(args = KINDS)]
@@ -132,7 +135,12 @@ fn whole_pipeline_jwt(bencher: Bencher, kind: usize) {
     bencher.bench(|| {
         let opened = envelope::open(Mode::Jwt, black_box(token), &f.keyring).expect("verifies");
         let request = CosignerRequest::from_payload(request_kind, opened.payload).expect("request");
-        let context = RequestContext { received_at: Utc::now(), mode: Mode::Jwt, cosigner_key: opened.cosigner_key };
+        let context = RequestContext {
+            received_at: Utc::now(),
+            mode: Mode::Jwt,
+            cosigner_key: opened.cosigner_key,
+            origin: None,
+        };
         let request_id = request.request_id.clone();
         let input = support::input_document(request, &context, &f.snapshot.assets);
         let value =

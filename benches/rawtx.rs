@@ -120,9 +120,10 @@ const UNCHECKED: &str = "package cosigner.transaction\nimport rego.v1\n\ndecisio
 fn evaluate(bencher: Bencher, rego: &str, name: &str) {
     let snapshot = snapshot(rego);
     let Value::Object(request) = payload(name) else { panic!("an object") };
-    let context = RequestContext { received_at: Utc::now(), mode: Mode::Json, cosigner_key: None };
-    let input = regorus::Value::deserialize(&input_document(RequestKind::Transaction, request, &context, None, None))
-        .expect("input");
+    let context = RequestContext { received_at: Utc::now(), mode: Mode::Json, cosigner_key: None, origin: None };
+    let input =
+        regorus::Value::deserialize(&input_document(RequestKind::Transaction, request, &context, None, None, None))
+            .expect("input");
     let decision = snapshot.evaluate(RequestKind::Transaction, input.clone()).0.expect("evaluates");
     assert_eq!(decision["action"], regorus::Value::from("APPROVE"), "{name}: {decision}");
     bencher.bench(|| snapshot.evaluate(RequestKind::Transaction, black_box(input.clone())).0.expect("evaluates"));

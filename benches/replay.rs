@@ -124,8 +124,12 @@ async fn write_log(
         running.spawn(async move {
             let request = CosignerRequest::from_payload(kind, payload).expect("a request");
             let request_id = request.request_id.clone();
-            let context =
-                RequestContext { received_at: Utc::now(), mode: Mode::Jwt, cosigner_key: Some("bench".into()) };
+            let context = RequestContext {
+                received_at: Utc::now(),
+                mode: Mode::Jwt,
+                cosigner_key: Some("bench".into()),
+                origin: None,
+            };
             let decided = pipeline.decide(request, &context, Instant::now() + Duration::from_secs(10)).await;
             json!({
                 "decision_id": uuid::Uuid::now_v7().to_string(),

@@ -50,7 +50,7 @@ fn snapshot(write: impl FnOnce(&Path)) -> Arc<PolicySnapshot> {
 
 fn input(payload: Value, snapshot: &PolicySnapshot) -> regorus::Value {
     let request = CosignerRequest::from_payload(RequestKind::Transaction, payload).expect("request");
-    let context = RequestContext { received_at: Utc::now(), mode: Mode::Json, cosigner_key: None };
+    let context = RequestContext { received_at: Utc::now(), mode: Mode::Json, cosigner_key: None, origin: None };
     regorus::Value::deserialize(&support::input_document(request, &context, &snapshot.assets)).expect("input")
 }
 
@@ -113,7 +113,7 @@ fn destinations(bencher: Bencher, count: usize) {
     bencher.bench(|| {
         let opened = envelope::open(Mode::Json, black_box(&body), &keyring).expect("decodes");
         let request = CosignerRequest::from_payload(RequestKind::Transaction, opened.payload).expect("request");
-        let context = RequestContext { received_at: Utc::now(), mode: Mode::Json, cosigner_key: None };
+        let context = RequestContext { received_at: Utc::now(), mode: Mode::Json, cosigner_key: None, origin: None };
         let input = support::input_document(request, &context, &snapshot.assets);
         let input = regorus::Value::deserialize(&input).expect("input");
         snapshot.evaluate(RequestKind::Transaction, input).0.expect("evaluates")

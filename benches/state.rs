@@ -157,7 +157,10 @@ fn decide(bencher: Bencher, backend: &str) {
             payload["requestId"] = id.into();
             let request = CosignerRequest::from_payload(RequestKind::Transaction, payload).expect("request");
             let day = chrono::Duration::hours(25) * s.next.fetch_add(1, Ordering::Relaxed) as i32;
-            (request, RequestContext { received_at: Utc::now() + day, mode: Mode::Json, cosigner_key: None })
+            (
+                request,
+                RequestContext { received_at: Utc::now() + day, mode: Mode::Json, cosigner_key: None, origin: None },
+            )
         })
         .bench_local_values(|(request, context)| {
             let decided =

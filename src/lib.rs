@@ -23,6 +23,7 @@ pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod notify;
+pub mod origin;
 pub mod pipeline;
 pub mod policy;
 pub mod rawtx;

@@ -16,6 +16,7 @@ use crate::decision::{Action, Decision, FailureClass};
 use crate::envelope::{self, Answer, EnvelopeError, Mode, SealError, Sealed};
 use crate::holds::{self, Hold, HoldSettings, HoldTrace, Holds};
 use crate::keys::{CosignerKeyring, HandlerKey};
+use crate::origin::{Binding, Origin, OriginView};
 use crate::policy::{Evaluation, Evaluator, Ledger, PolicyStore, RequestContext, VelocityRead, input_document};
 use crate::request::{CosignerRequest, RequestError, RequestKind};
 use crate::state::{Commit, Committed, Seen, StateError, StateStore};
@@ -78,6 +79,13 @@ pub struct Decided {
     pub created_hold: Option<Hold>,
 }
 
+/// The input document as the policy saw it: `context.origin.reused` is read at evaluation.
+fn log_reuse(input: &mut Value, binding: Option<&Binding>, reads: &[crate::policy::VelocityRead]) {
+    if let Some(reused) = binding.and_then(|binding| crate::policy::velocity::reused(binding, reads)) {
+        input["context"]["origin"]["reused"] = Value::Bool(reused);
+    }
+}
+
 /// Verifies or decodes the envelope against `keyring` and extracts the Co-signer request.
 pub fn open(
     mode: Mode,
@@ -88,7 +96,7 @@ pub fn open(
 ) -> Result<(CosignerRequest, RequestContext), Refusal> {
     let opened = envelope::open(mode, body, keyring)?;
     let request = CosignerRequest::from_payload(kind, opened.payload)?;
-    Ok((request, RequestContext { received_at, mode, cosigner_key: opened.cosigner_key }))
+    Ok((request, RequestContext { received_at, mode, cosigner_key: opened.cosigner_key, origin: None }))
 }
 
 /// What settling a decision needs besides its evaluation.
@@ -98,6 +106,7 @@ struct Settling<'a> {
     hold: Option<&'a Hold>,
     digest: &'a str,
     conflicts: &'a [String],
+    binding: Option<&'a Binding>,
     now: DateTime<Utc>,
     at_us: u64,
     deadline: Instant,
@@ -110,6 +119,7 @@ pub struct Pipeline {
     evaluator: Arc<Evaluator>,
     state: Arc<StateStore>,
     holds: Holds,
+    origin: Option<Arc<Origin>>,
 }
 
 impl Pipeline {
@@ -122,7 +132,13 @@ impl Pipeline {
         holds: HoldSettings,
     ) -> Self {
         let holds = Holds::new(state.clone(), holds);
-        Self { keyring, handler_key, policy, evaluator, state, holds }
+        Self { keyring, handler_key, policy, evaluator, state, holds, origin: None }
+    }
+
+    /// Transaction requests are inspected for an origin token signed by these backends.
+    pub fn with_origin(mut self, origin: Option<Arc<Origin>>) -> Self {
+        self.origin = origin;
+        self
     }
 
     pub fn holds(&self) -> &Holds {
@@ -168,6 +184,8 @@ impl Pipeline {
         let at_us = now.timestamp_micros().max(0) as u64;
         let mut trace = StateTrace { id: request.ledger_id().to_string(), ..StateTrace::default() };
         let (transfer, identity) = self.identify(&request);
+        let origin = self.origin_of(&request, context, transfer.as_ref());
+        let binding = origin.as_ref().and_then(OriginView::binding);
         let digest = crate::identity::digest_of(&identity);
         let digest_hex = crate::keys::hex(&digest);
         let request_id = request.request_id.clone();
@@ -190,10 +208,11 @@ impl Pipeline {
             tokio::join!(self.state.remember(&request_id, tx_id.as_deref(), digest, at_us), async {
                 let hold = self.holds.get(&trace.id).await;
                 let view = hold.as_ref().ok().and_then(Option::as_ref).map(|hold| hold.view(now));
-                let input = input_document(kind, request.payload, context, transfer.as_ref(), view);
+                let input = input_document(kind, request.payload, context, transfer.as_ref(), origin.as_ref(), view);
                 let first = match regorus::Value::deserialize(&input) {
                     Ok(policy_input) => {
-                        let evaluated = self.evaluate_once(kind, &policy_input, &trace.id, now, deadline).await;
+                        let evaluated =
+                            self.evaluate_once(kind, &policy_input, &trace.id, binding.as_ref(), now, deadline).await;
                         Ok((policy_input, evaluated))
                     }
                     Err(e) => Err(e),
@@ -228,6 +247,7 @@ impl Pipeline {
                     hold: hold.as_ref(),
                     digest: &digest_hex,
                     conflicts,
+                    binding: binding.as_ref(),
                     now,
                     at_us,
                     deadline,
@@ -239,6 +259,8 @@ impl Pipeline {
         let summary =
             || holds::summary(kind, identity, input["request"].as_object().unwrap_or(&serde_json::Map::new()));
         let (decision, hold) = self.hold_if_asked(decision, hold, &trace.id, &digest_hex, summary, now).await;
+        let mut input = input;
+        log_reuse(&mut input, binding.as_ref(), &trace.reads);
         done(decision, policy_revision, input, prints, trace, hold)
     }
 
@@ -288,7 +310,13 @@ impl Pipeline {
             let reads = evaluation.ledger.as_ref().map(Ledger::versions).unwrap_or_default();
             trace.reads = evaluation.ledger.as_ref().map(|l| l.reads().to_vec()).unwrap_or_default();
             // Before the commit: an approval the hold turns into RETRY or REJECT records nothing.
-            let decision = holds::gate(at.hold, at.digest, at.conflicts, evaluation.decision, at.now);
+            let mut decision = holds::gate(at.hold, at.digest, at.conflicts, evaluation.decision, at.now);
+            // An approval with an origin token no other transaction used binds the token to this one.
+            if decision.action == Action::Approve
+                && let Some(binding) = evaluation.ledger.as_ref().and_then(Ledger::unused_binding)
+            {
+                decision.records.push(crate::decision::Record { key: binding.key.clone(), amount: Default::default() });
+            }
             if decision.action != Action::Approve || (reads.is_empty() && decision.records.is_empty()) {
                 return (decision, prints);
             }
@@ -301,7 +329,7 @@ impl Pipeline {
                 }
                 Ok(Committed::Conflict) if trace.evaluations < MAX_EVALUATIONS => {
                     (evaluation, *revision) =
-                        self.evaluate_once(at.kind, at.input, &trace.id, at.now, at.deadline).await;
+                        self.evaluate_once(at.kind, at.input, &trace.id, at.binding, at.now, at.deadline).await;
                     trace.evaluations += 1;
                 }
                 Ok(Committed::Conflict) => {
@@ -364,16 +392,33 @@ impl Pipeline {
         }
     }
 
+    /// The origin view of a transaction request: the one its context brings (replay, fixtures),
+    /// else the token inspected when `[origin]` is configured.
+    fn origin_of(
+        &self,
+        request: &CosignerRequest,
+        context: &RequestContext,
+        transfer: Option<&Transfer>,
+    ) -> Option<OriginView> {
+        let transfer = transfer?;
+        context
+            .origin
+            .clone()
+            .or_else(|| Some(self.origin.as_ref()?.inspect(&request.payload, transfer, context.received_at)))
+    }
+
     /// One evaluation against the active snapshot, its state reads served by a fresh ledger.
     async fn evaluate_once(
         &self,
         kind: RequestKind,
         input: &regorus::Value,
         id: &str,
+        binding: Option<&Binding>,
         now: DateTime<Utc>,
         deadline: Instant,
     ) -> (Evaluation, String) {
-        self.evaluate_with(kind, input.clone(), Ledger::new(self.state.clone(), id, now), deadline).await
+        let ledger = Ledger::new(self.state.clone(), id, now).with_binding(binding.cloned());
+        self.evaluate_with(kind, input.clone(), ledger, deadline).await
     }
 
     async fn evaluate_with(
@@ -404,13 +449,16 @@ impl Pipeline {
         let started = Instant::now();
         let (kind, now) = (request.kind, context.received_at);
         let (transfer, identity) = self.identify(&request);
+        let origin = self.origin_of(&request, context, transfer.as_ref());
         let digest = crate::keys::hex(&crate::identity::digest_of(&identity));
         let id = request.ledger_id().to_string();
-        let input = input_document(kind, request.payload, context, transfer.as_ref(), hold.map(|h| h.view(now)));
+        let view = hold.map(|h| h.view(now));
+        let input = input_document(kind, request.payload, context, transfer.as_ref(), origin.as_ref(), view);
         let mut trace = StateTrace { id, evaluations: 1, ..StateTrace::default() };
         let (decision, revision, prints) = match regorus::Value::deserialize(&input) {
             Ok(policy_input) => {
-                let ledger = Ledger::recorded(recorded, live, &trace.id, now);
+                let binding = origin.as_ref().and_then(OriginView::binding);
+                let ledger = Ledger::recorded(recorded, live, &trace.id, now).with_binding(binding);
                 let (evaluation, revision) = self.evaluate_with(kind, policy_input, ledger, deadline).await;
                 if let Some(ledger) = &evaluation.ledger {
                     trace.reads = ledger.reads().to_vec();
@@ -424,6 +472,8 @@ impl Pipeline {
                 (self.fallback(FailureClass::EvalError), self.policy.active().revision.clone(), Vec::new())
             }
         };
+        let mut input = input;
+        log_reuse(&mut input, origin.as_ref().and_then(OriginView::binding).as_ref(), &trace.reads);
         Decided {
             decision,
             policy_revision: revision,

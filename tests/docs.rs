@@ -53,7 +53,14 @@ fn the_readme_is_a_front_door() {
     let size = std::fs::metadata(root().join("README.md")).unwrap().len();
     assert!(size <= 20 * 1024, "README.md is {size} bytes: move depth to docs/");
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    for page in ["docs/operating.md", "docs/policies.md", "docs/holds.md", "docs/evidence.md", "docs/security.md"] {
+    for page in [
+        "docs/operating.md",
+        "docs/policies.md",
+        "docs/holds.md",
+        "docs/evidence.md",
+        "docs/security.md",
+        "docs/origin.md",
+    ] {
         assert!(readme.contains(&format!("]({page})")), "the README links {page}");
     }
 }
@@ -103,9 +110,11 @@ fn config_keys() -> Vec<String> {
     let sections: Vec<(String, String)> = block("RawConfig")
         .into_iter()
         .map(|section| {
-            let start = source.find(&format!(" {section}: Raw")).unwrap();
-            let ty: String =
-                source[start..].split(':').nth(1).unwrap().trim().chars().take_while(|c| c.is_alphanumeric()).collect();
+            let start = source.find(&format!(" {section}: ")).unwrap();
+            let ty = source[start..].split(':').nth(1).unwrap().trim();
+            // An optional section (`Option<RawOrigin>`) is configured by being there.
+            let ty = ty.strip_prefix("Option<").unwrap_or(ty);
+            let ty: String = ty.chars().take_while(|c| c.is_alphanumeric()).collect();
             (section, ty)
         })
         .collect();

@@ -14,6 +14,7 @@ mod holds;
 mod hostile;
 mod log_chain;
 mod operations;
+mod origin;
 mod policy_tools;
 mod protocol;
 mod rawtx;

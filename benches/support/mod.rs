@@ -18,5 +18,5 @@ pub fn input_document(
     use cosigner_guard::request::RequestKind;
     let transfer = (request.kind == RequestKind::Transaction)
         .then(|| cosigner_guard::transfer::Transfer::derive(&request.payload, assets));
-    cosigner_guard::policy::input_document(request.kind, request.payload, context, transfer.as_ref(), None)
+    cosigner_guard::policy::input_document(request.kind, request.payload, context, transfer.as_ref(), None, None)
 }

@@ -5,6 +5,7 @@
 package cosigner.transaction
 
 import data.lib.holds
+import data.lib.origin
 import data.lib.rawtx
 import data.lib.tap
 import data.lib.transfer
@@ -16,6 +17,13 @@ import rego.v1
 tx := transfer.request
 
 violations contains sprintf("the transaction contradicts itself: %s", [c]) if some c in transfer.conflicts
+
+# Proof of origin (lib/origin.rego): with data.origin.required, only a transfer carrying a token our
+# own backend signed for exactly this transfer, used by no other transaction, is approved.
+violations contains sprintf("origin: %s", [p]) if {
+	data.origin.required == true
+	some p in origin.problems(tx)
+}
 
 # Fields are read with defaults wherever a missing one must not silence a rule: `not f(tx.x)` is
 # true here when tx.x is missing, but under OPA the whole expression is undefined and the rule

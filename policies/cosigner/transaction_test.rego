@@ -169,3 +169,27 @@ test_a_daily_limit_that_is_not_a_decimal_is_exceeded if {
 	d := decide({}) with data.treasury.daily_limit_per_vault.ETH as "fifty"
 	contains(d.reason, "exceeds its daily limit of fifty")
 }
+
+# Proof of origin (lib/origin.rego): off by default; with data.origin.required only a verified,
+# matching, unused token lets a transfer through.
+with_origin(view) := d if {
+	d := transaction.decision with input as {"kind": "transaction", "request": request({}), "context": {"origin": view}}
+		with data.origin.required as true
+}
+
+verified_origin := {"present": true, "verified": true, "key": "backend", "claims": {"jti": "j-1"}, "mismatches": [], "reused": false}
+
+test_with_origin_required_a_verified_matching_unused_token_is_approved if {
+	with_origin(verified_origin).action == "APPROVE"
+}
+
+test_with_origin_required_a_transfer_without_proof_is_rejected_saying_why if {
+	d := with_origin({"present": false, "verified": false, "mismatches": [], "reused": false, "error": "no origin token in the carrier"})
+	d.action == "REJECT"
+	contains(d.reason, "origin: no valid origin token: no origin token in the carrier")
+}
+
+test_with_origin_required_a_mismatch_or_a_reuse_is_rejected if {
+	contains(with_origin(object.union(verified_origin, {"mismatches": ["destination"]})).reason, "transaction's destination")
+	contains(with_origin(object.union(verified_origin, {"reused": true})).reason, "already used by another transaction")
+}

@@ -168,6 +168,7 @@ impl Logged {
             received_at: DateTime::<Utc>::from_timestamp_nanos(received_ns),
             mode,
             cosigner_key: context["cosigner_key"].as_str().map(Into::into),
+            origin: context.get("origin").and_then(|o| serde_json::from_value(o.clone()).ok()),
         };
         Ok((request, context))
     }

@@ -2,6 +2,7 @@
 
 mod evidence;
 mod holds;
+mod origin;
 mod policy_tools;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,11 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Proof of origin: `origin sign` makes a token for a transfer, as a backend would.
+    Origin {
+        #[command(subcommand)]
+        command: origin::OriginCommand,
+    },
     /// Print a shell completion script: `cosigner-guard completions bash > /etc/bash_completion.d/cosigner-guard`.
     Completions {
         #[arg(value_enum)]
@@ -99,11 +105,15 @@ pub struct KeygenArgs {
     pub out: PathBuf,
     /// RS256 (RSA-2048, every Co-signer) or ES256 (P-256, recent SGX Co-signers;
     /// set protocol.signing_algorithm = "ES256").
-    #[arg(long, value_enum, default_value = "rs256", conflicts_with = "approver")]
+    #[arg(long, value_enum, default_value = "rs256", conflicts_with_all = ["approver", "origin"])]
     pub algorithm: keys::SigningAlgorithm,
     /// Write NAME_private.pem and NAME_public.pem, an approver's Ed25519 key pair, instead.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "origin")]
     pub approver: Option<String>,
+    /// Write NAME_private.pem and NAME_public.pem, a backend's Ed25519 key pair for origin tokens
+    /// (`[origin.keys]`), instead.
+    #[arg(long, value_name = "NAME")]
+    pub origin: Option<String>,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -112,9 +122,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args, cli.log_format).map(|()| ExitCode::SUCCESS),
         Command::Keygen(args) => {
             crate::telemetry::init(format, None);
-            match &args.approver {
-                Some(name) => approver_keygen(&args.out, name),
-                None => keygen(&args.out, args.algorithm),
+            match (&args.approver, &args.origin) {
+                (Some(name), _) => approver_keygen(&args.out, name),
+                (None, Some(name)) => origin::keygen(&args.out, name),
+                (None, None) => keygen(&args.out, args.algorithm),
             }
             .map(|()| ExitCode::SUCCESS)
         }
@@ -130,6 +141,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             evidence::replay(args)
         }
         Command::Fixture(args) => evidence::fixture(args),
+        Command::Origin { command } => origin::run(command),
         Command::Init { dir } => {
             let config = dev::init(&dir)?;
             println!(

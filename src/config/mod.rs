@@ -69,6 +69,8 @@ pub struct Settings {
     pub holds: HoldSettings,
     /// Where hold notifications go (`holds.notify_url`), if anywhere.
     pub hold_webhook: Option<Webhook>,
+    /// The backends whose tokens prove a transaction's origin (`[origin]`), if configured.
+    pub origin: Option<Arc<crate::origin::Origin>>,
     /// Problems that do not stop start-up (e.g. a private key readable by others), logged then.
     pub warnings: Vec<String>,
 }
@@ -157,7 +159,9 @@ impl Settings {
         let protocol = resolve_protocol(raw.protocol, &at, &mut warnings)?;
         let decision_log = resolve_decision_log(raw.decision_log, protocol.handler_key.as_ref(), &at, &mut warnings)?;
         let (holds, hold_webhook) = resolve_holds(raw.holds, &at, &mut warnings)?;
+        let origin = raw.origin.map(|raw| resolve_origin(raw, &at, holds.ttl, &mut warnings)).transpose()?;
         Ok(Self {
+            origin: origin.map(Arc::new),
             server: resolve_server(raw.server, &at, &mut warnings)?,
             protocol,
             policy: resolve_policy(raw.policy, &at, load_timeout(&raw.reload)?)?,

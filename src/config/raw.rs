@@ -32,6 +32,16 @@ pub(super) struct RawConfig {
     pub(super) state: RawState,
     #[serde(default)]
     pub(super) holds: RawHolds,
+    pub(super) origin: Option<RawOrigin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOrigin {
+    pub(super) carrier: Option<String>,
+    pub(super) max_age: Option<String>,
+    #[serde(default)]
+    pub(super) keys: BTreeMap<String, PathBuf>,
 }
 
 #[derive(Deserialize, Default)]

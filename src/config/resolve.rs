@@ -11,6 +11,7 @@ use crate::holds::{ApproverKey, HoldSettings};
 use crate::keys::env_material;
 use crate::keys::{CosignerKey, CosignerKeyring, HandlerKey, SigningAlgorithm};
 use crate::notify::Webhook;
+use crate::origin::{Carrier, Origin, OriginKey};
 use crate::policy::{CompileOptions, Entrypoints};
 use crate::state::{Backend, StateSettings, parse_window};
 use crate::tls::CertificateStore;
@@ -56,6 +57,46 @@ pub(super) fn resolve_admin(
         ));
     }
     Ok(Some(AdminSettings { listen, tls }))
+}
+
+pub(super) fn resolve_origin(
+    raw: RawOrigin,
+    at: &impl Fn(&Path) -> PathBuf,
+    hold_ttl: Duration,
+    warnings: &mut Vec<String>,
+) -> Result<Origin, ConfigError> {
+    let carrier = raw.carrier.as_deref().unwrap_or("note");
+    let carrier = Carrier::parse(carrier).ok_or_else(|| {
+        key_error(
+            "origin.carrier",
+            format!("{carrier:?}: expected \"note\", \"externalTxId\" or \"extraParameters.KEY\""),
+        )
+    })?;
+    let max_age = match raw.max_age {
+        None => Duration::from_secs(3600),
+        Some(text) => parse_window(&text).map_err(|e| key_error("origin.max_age", e))?,
+    };
+    if max_age > crate::origin::MAX_AGE_LIMIT {
+        return Err(key_error("origin.max_age", "must be at most 30d"));
+    }
+    if max_age < hold_ttl {
+        warnings.push(format!(
+            "origin.max_age ({}s) is shorter than holds.ttl ({}s): a held transfer whose approvers take longer \
+             than its token's age is refused when it is released",
+            max_age.as_secs(),
+            hold_ttl.as_secs()
+        ));
+    }
+    let mut keys = Vec::new();
+    for (name, path) in &raw.keys {
+        let setting = format!("origin.keys.{name}");
+        let pem = read_key_material(&setting, path, at, false, warnings)?;
+        keys.push(OriginKey::from_pem(name, &pem).map_err(|e| key_error(&setting, e))?);
+    }
+    if keys.is_empty() {
+        return Err(key_error("origin.keys", "at least one backend public key is required"));
+    }
+    Ok(Origin { carrier, max_age, keys })
 }
 
 pub(super) fn resolve_holds(

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::PolicySnapshot;
 use super::snapshot::is_time_limit;
-use super::velocity::{Ledger, with_ledger};
+use super::velocity::{Ledger, mark_origin_reuse, with_ledger};
 use crate::decision::{Decision, FailureClass, FallbackAction};
 use crate::request::RequestKind;
 
@@ -99,8 +99,9 @@ impl Evaluator {
         let failed = |class| Evaluation { decision: self.fallback(class), prints: Vec::new(), ledger: None };
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move || {
-            let (outcome, ledger) =
-                with_ledger(ledger, || catch_unwind(AssertUnwindSafe(|| snapshot.evaluate(kind, input))));
+            let (outcome, ledger) = with_ledger(ledger, || {
+                catch_unwind(AssertUnwindSafe(|| snapshot.evaluate(kind, mark_origin_reuse(input))))
+            });
             let _ = reply.send((outcome, ledger));
         });
         match self.jobs.try_send(job) {

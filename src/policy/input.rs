@@ -6,6 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::envelope::Mode;
+use crate::origin::OriginView;
 use crate::request::RequestKind;
 use crate::transfer::Transfer;
 
@@ -16,16 +17,20 @@ pub struct RequestContext {
     pub mode: Mode,
     /// Name of the configured Co-signer key that verified the request (jwt mode).
     pub cosigner_key: Option<Arc<str>>,
+    /// The origin view given with the request (replay, a fixture); otherwise the pipeline
+    /// inspects the request's token itself when `[origin]` is configured.
+    pub origin: Option<OriginView>,
 }
 
 /// Builds `{"kind", "request", "context"}`, once per decision: the payload is moved in unchanged,
-/// a transaction's canonical view goes in as `context.transfer`, and the transaction's hold (its
-/// view, as policies see it) as `context.hold`.
+/// a transaction's canonical view goes in as `context.transfer`, its origin view as
+/// `context.origin`, and the transaction's hold (its view, as policies see it) as `context.hold`.
 pub fn input_document(
     kind: RequestKind,
     payload: Map<String, Value>,
     context: &RequestContext,
     transfer: Option<&Transfer>,
+    origin: Option<&OriginView>,
     hold: Option<Value>,
 ) -> Value {
     let mut input = json!({
@@ -40,6 +45,9 @@ pub fn input_document(
     });
     if let Some(transfer) = transfer {
         input["context"]["transfer"] = transfer.to_value();
+    }
+    if let Some(origin) = origin {
+        input["context"]["origin"] = serde_json::to_value(origin).unwrap_or(Value::Null);
     }
     if let Some(hold) = hold {
         input["context"]["hold"] = hold;

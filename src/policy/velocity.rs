@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use regorus::{Engine, Value};
 use serde::{Deserialize, Serialize};
 
+use crate::origin::Binding;
 use crate::state::{self, StateError, StateStore, WindowTotal};
 
 /// Longer keys are refused: a key is policy-built, and one built from a whole payload is a bug.
@@ -56,6 +57,8 @@ pub struct Ledger {
     failure: Option<StateError>,
     /// A read was neither recorded nor servable by a store.
     unrecorded: bool,
+    /// The origin token's one-use binding, read before the policy runs (see [`mark_origin_reuse`]).
+    binding: Option<Binding>,
 }
 
 impl Ledger {
@@ -82,7 +85,20 @@ impl Ledger {
             versions: BTreeMap::new(),
             failure: None,
             unrecorded: false,
+            binding: None,
         }
+    }
+
+    /// This evaluation checks whether another transaction used the origin token of `binding`.
+    pub fn with_binding(mut self, binding: Option<Binding>) -> Self {
+        self.binding = binding;
+        self
+    }
+
+    /// The binding an approval records: read, and used by no other transaction.
+    pub fn unused_binding(&self) -> Option<&Binding> {
+        let binding = self.binding.as_ref()?;
+        (reused(binding, &self.reads) == Some(false)).then_some(binding)
     }
 
     pub fn reads(&self) -> &[VelocityRead] {
@@ -160,6 +176,34 @@ fn now_ns() -> i64 {
     CURRENT
         .with(|current| current.borrow().as_ref().map(|ledger| ledger.now_ns))
         .unwrap_or_else(|| Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX))
+}
+
+/// Whether `reads` saw another transaction approved with the token of `binding`.
+pub fn reused(binding: &Binding, reads: &[VelocityRead]) -> Option<bool> {
+    let read = reads.iter().find(|r| r.function == "count" && r.key == binding.key)?;
+    Some(read.value != 0u64)
+}
+
+/// Sets `input.context.origin.reused` from the state store, through the installed ledger (so the
+/// read is recorded for replay and versioned for the commit). A failed read fails the evaluation
+/// through the ledger, as a policy's own read would.
+pub fn mark_origin_reuse(mut input: Value) -> Value {
+    let binding = CURRENT.with(|current| current.borrow().as_ref().and_then(|ledger| ledger.binding.clone()));
+    let Some(binding) = binding else {
+        return input;
+    };
+    let Ok(count) = read("count", &[Value::from(binding.key), Value::from(binding.window)]) else {
+        return input;
+    };
+    if let Ok(input_map) = input.as_object_mut()
+        && let Some(context) = input_map.get_mut(&Value::from("context"))
+        && let Ok(context) = context.as_object_mut()
+        && let Some(origin) = context.get_mut(&Value::from("origin"))
+        && let Ok(origin) = origin.as_object_mut()
+    {
+        origin.insert(Value::from("reused"), Value::from(count != Value::from(0u64)));
+    }
+    input
 }
 
 fn read(function: &'static str, args: &[Value]) -> anyhow::Result<Value> {

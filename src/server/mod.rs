@@ -61,6 +61,7 @@ impl Server {
             state,
             holds,
             hold_webhook,
+            origin,
             warnings,
         } = settings;
         for warning in warnings {
@@ -85,14 +86,10 @@ impl Server {
         let reported = metrics.clone();
         let upkeep = tokio::spawn(state.clone().upkeep(move |up| reported.set_state_up(up)));
         let evaluator = Arc::new(Evaluator::new(policy.eval_threads, policy.compile.eval_timeout, fallbacks)?);
-        let pipeline = Arc::new(Pipeline::new(
-            protocol.cosigner_keys,
-            protocol.handler_key,
-            store.clone(),
-            evaluator,
-            state.clone(),
-            holds,
-        ));
+        let pipeline = Arc::new(
+            Pipeline::new(protocol.cosigner_keys, protocol.handler_key, store.clone(), evaluator, state.clone(), holds)
+                .with_origin(origin),
+        );
         let shadow = match &policy.candidate_dir {
             Some(dir) => Some(start_shadow(dir, &policy, fallbacks, &state, &log, &metrics).await?),
             None => None,

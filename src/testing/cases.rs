@@ -211,7 +211,8 @@ pub(super) fn case_context(case: &Case, received_at: DateTime<Utc>) -> RequestCo
         Mode::Jwt => Some(named.unwrap_or_else(|| "fixture".into())),
         Mode::Json => named,
     };
-    RequestContext { received_at, mode, cosigner_key: cosigner_key.map(Into::into) }
+    let origin = context.and_then(|c| c.origin.clone());
+    RequestContext { received_at, mode, cosigner_key: cosigner_key.map(Into::into), origin }
 }
 
 /// What a policy tool needs to decide fixture requests: the set and evaluation threads, shared

@@ -131,6 +131,9 @@ pub struct JwtSpec {
 pub struct ContextSpec {
     pub mode: Option<Mode>,
     pub cosigner_key: Option<String>,
+    /// `input.context.origin` as the case states it (members left out take their defaults);
+    /// a `jti` in its claims is bound and checked for reuse as on the server.
+    pub origin: Option<crate::origin::OriginView>,
 }
 
 #[derive(Debug, Deserialize)]

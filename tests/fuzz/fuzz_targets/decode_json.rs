@@ -13,11 +13,11 @@ use serde::Deserialize;
 fuzz_target!(|data: &[u8]| {
     let Ok(opened) = open(Mode::Json, data, &CosignerKeyring::default()) else { return };
     let Ok(request) = CosignerRequest::from_payload(RequestKind::Transaction, opened.payload) else { return };
-    let context = RequestContext { received_at: chrono::Utc::now(), mode: Mode::Json, cosigner_key: None };
+    let context = RequestContext { received_at: chrono::Utc::now(), mode: Mode::Json, cosigner_key: None, origin: None };
     let table: serde_json::Value =
         serde_json::from_str(include_str!("../../../policies/rawtx/data.json")).expect("table");
     let transfer = Transfer::derive(&request.payload, &Assets::from_data(&table["assets"]));
-    let input = input_document(request.kind, request.payload, &context, Some(&transfer), None);
+    let input = input_document(request.kind, request.payload, &context, Some(&transfer), None, None);
     let converted = regorus::Value::deserialize(&input).expect("a parsed document always converts");
     let _ = converted.to_json_str();
 });

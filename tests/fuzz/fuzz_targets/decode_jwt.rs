@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(bare, SEED, "only the signed seed token verifies");
     let Ok(request) = CosignerRequest::from_payload(RequestKind::ConfigChange, opened.payload) else { return };
     let context =
-        RequestContext { received_at: chrono::Utc::now(), mode: Mode::Jwt, cosigner_key: opened.cosigner_key };
-    let input = input_document(request.kind, request.payload, &context, None, None);
+        RequestContext { received_at: chrono::Utc::now(), mode: Mode::Jwt, cosigner_key: opened.cosigner_key, origin: None };
+    let input = input_document(request.kind, request.payload, &context, None, None, None);
     let _ = regorus::Value::deserialize(&input);
 });
