@@ -14,7 +14,8 @@
 //! `--redis URL` keeps the state in Redis, and `--vaults N` spreads the requests over N source
 //! vaults (one key each), since the cost of a read grows with the events in its window.
 //! `--shadow` decides every request again with a candidate set, after its answer (the cost of
-//! shadow evaluation on the answers: compare with a run without it).
+//! shadow evaluation on the answers: compare with a run without it). `--origin` requires proof of
+//! origin (`data.origin.required`): each request's note carries an Ed25519 token for its transfer.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -67,6 +68,9 @@ struct Args {
     /// Also shadow every decision with a candidate set (a copy of the starter): `[policy] candidate_dir`.
     #[arg(long)]
     shadow: bool,
+    /// Require proof of origin: an Ed25519 backend key in `[origin]`, a token in each request's note.
+    #[arg(long)]
+    origin: bool,
 }
 
 #[tokio::main]
@@ -77,11 +81,28 @@ async fn main() -> anyhow::Result<()> {
         bail!("{} not found: run `cargo build --release` first", args.binary.display());
     }
     let work = tempfile::tempdir()?;
-    let (cosigner_private, cert) = write_setup(work.path(), &args)?;
+    let backend = cosigner_guard::origin::generate_ed25519()?;
+    let (cosigner_private, cert) = write_setup(work.path(), &args, &backend.public_pem)?;
     let mut server = Server::start(&args.binary, &work.path().join("config.toml"))?;
     let target = Target::new(&format!("https://localhost:{}", server.port), Some(cert.as_bytes())).await?;
-    let (path, bodies) = pool(&args, root, &cosigner_private)?;
+    let signer = args.origin.then(|| cosigner_guard::origin::OriginSigner::from_pem(backend.private_pem.as_bytes()));
+    let (path, bodies) = pool(&args, root, &cosigner_private, signer.transpose()?.as_ref())?;
     let bodies = Arc::new(bodies);
+
+    // Measure decisions the starter makes in production: approvals, not refusals.
+    let (_, answer) = target.connect().await?.post(&path, bodies[0].clone()).await?;
+    let answer = String::from_utf8_lossy(&answer);
+    let claims = match args.mode.as_str() {
+        "jwt" => {
+            use base64::Engine as _;
+            let payload = answer.split('.').nth(1).unwrap_or_default();
+            String::from_utf8_lossy(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?).into_owned()
+        }
+        _ => answer.into_owned(),
+    };
+    if !claims.contains("\"APPROVE\"") {
+        bail!("the first request was not approved: {claims}");
+    }
 
     let floor = crypto_floor_us();
     println!("crypto floor (aws-lc-rs RSA-2048 sign + verify, this run): {floor:.1} µs");
@@ -202,8 +223,13 @@ async fn run(
 }
 
 /// Pre-built request bodies: the documented 0.01 ETH transfer (its rawTx checked on every request)
-/// under distinct requestIds, signed once in jwt mode.
-fn pool(args: &Args, root: &Path, cosigner_private: &str) -> anyhow::Result<(String, Vec<Vec<u8>>)> {
+/// under distinct requestIds, signed once in jwt mode; with `origin`, a token for it in its note.
+fn pool(
+    args: &Args,
+    root: &Path,
+    cosigner_private: &str,
+    origin: Option<&cosigner_guard::origin::OriginSigner>,
+) -> anyhow::Result<(String, Vec<Vec<u8>>)> {
     let base: Value = serde_json::from_slice(&std::fs::read(root.join("policies/payloads/eth_transfer.json"))?)?;
     let key = EncodingKey::from_rsa_pem(cosigner_private.as_bytes())?;
     let mut bodies = Vec::with_capacity(args.pool);
@@ -211,8 +237,16 @@ fn pool(args: &Args, root: &Path, cosigner_private: &str) -> anyhow::Result<(Str
         let mut payload = base.clone();
         let id = format!("9c794cee-7e27-46c9-9e9a-{i:012}");
         payload["txId"] = Value::from(id.clone());
-        payload["requestId"] = Value::from(id);
+        payload["requestId"] = Value::from(id.clone());
         payload["sourceId"] = Value::from((i % args.vaults).to_string());
+        if let Some(signer) = origin {
+            let source = (i % args.vaults).to_string();
+            let dest = ("VAULT", "1", Some("0x5dC69B1Fbb13Bafd09af88a782F0F285772Ad5f8"));
+            let life = Duration::from_secs(3600);
+            let now = chrono::Utc::now().timestamp();
+            let claims = cosigner_guard::origin::claims_for("ETH", "0.01", ("VAULT", &source), dest, &id, now, life);
+            payload["note"] = Value::from(signer.sign(&claims, Some("backend"))?);
+        }
         bodies.push(match args.mode.as_str() {
             "jwt" => sign_request(&payload, &key)?.into_bytes(),
             "json" => serde_json::to_vec(&payload)?,
@@ -245,7 +279,7 @@ fn crypto_floor_us() -> f64 {
 
 /// Keys, certificate and a config serving (a copy of) the starter policies with the decision log
 /// to a file.
-fn write_setup(dir: &Path, args: &Args) -> anyhow::Result<(String, String)> {
+fn write_setup(dir: &Path, args: &Args, backend_public: &str) -> anyhow::Result<(String, String)> {
     let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
     let algorithm = if args.es256 { SigningAlgorithm::Es256 } else { SigningAlgorithm::Rs256 };
     let handler = generate(algorithm)?;
@@ -275,6 +309,13 @@ fn write_setup(dir: &Path, args: &Args) -> anyhow::Result<(String, String)> {
     } else {
         String::new()
     };
+    let origin = if args.origin {
+        std::fs::write(dir.join("backend.pem"), backend_public)?;
+        std::fs::write(policies.join("origin/data.json"), r#"{"required": true}"#)?;
+        "[origin]\n[origin.keys]\nbackend = \"backend.pem\"\n"
+    } else {
+        ""
+    };
     let state = match &args.redis {
         Some(url) => format!("[state]\nbackend = \"redis\"\nurl = {url:?}\n"),
         None => String::new(),
@@ -284,7 +325,7 @@ fn write_setup(dir: &Path, args: &Args) -> anyhow::Result<(String, String)> {
          [protocol]\nmodes = [\"jwt\", \"json\"]\nsigning_key = \"handler.pem\"\nsigning_algorithm = \"{}\"\n\
          [protocol.cosigner_keys]\nbench = \"cosigner.pem\"\n\
          [policy]\ndir = {:?}\n{candidate}[admin]\nenabled = false\n\
-         [decision_log]\nsink = \"file\"\npath = \"decisions.jsonl\"\n[log]\nformat = \"json\"\nlevel = \"warn\"\n{state}",
+         [decision_log]\nsink = \"file\"\npath = \"decisions.jsonl\"\n[log]\nformat = \"json\"\nlevel = \"warn\"\n{state}{origin}",
         algorithm.as_str(),
         policies.display().to_string()
     );

@@ -392,3 +392,41 @@ async fn replay_decides_with_the_logged_origin() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "replay found a change: {stdout}{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// An operator tries the set-up without code: `keygen --origin`, then `origin sign` for a transfer.
+#[tokio::test(flavor = "multi_thread")]
+async fn keygen_and_origin_sign_make_a_token_the_server_approves() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(crate::common::BIN).args(args).current_dir(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let printed = run(&["keygen", "--out", "keys", "--origin", "payments"]);
+    assert!(printed.contains("[origin.keys]\npayments = \"keys/payments_public.pem\""), "{printed}");
+    let dest = format!("VAULT:1:{DEST}");
+    let token = run(&[
+        "origin",
+        "sign",
+        "--key",
+        "keys/payments_private.pem",
+        "--name",
+        "payments",
+        "--asset",
+        "ETH",
+        "--amount",
+        "0.010000000000000000",
+        "--source",
+        "VAULT:0",
+        "--dest",
+        &dest,
+        "--ttl",
+        "5m",
+    ]);
+    let public = dir.path().join("keys/payments_public.pem").display().to_string();
+    let server = spawn(required(&format!("payments = {public:?}"))).await;
+    let (action, reason, origin) = decided(&server, &transfer("cli", token.trim())).await;
+    assert_eq!((action.as_str(), origin["key"].as_str()), ("APPROVE", Some("payments")), "{reason}");
+    let exp = origin["claims"]["exp"].as_i64().unwrap() - origin["claims"]["iat"].as_i64().unwrap();
+    assert_eq!(exp, 300, "--ttl 5m");
+}

@@ -107,6 +107,10 @@ fn every_resolution_error_names_its_key() {
             replaced(&base, "alice = \"approvers/alice_public.pem\"", "alice = \"keys/callback_public.pem\""),
             "holds.approvers.alice",
         ),
+        (appended("[origin]\ncarrier = \"memo\"\n[origin.keys]\nb = \"keys/cosigner_public.pem\""), "origin.carrier"),
+        (appended("[origin]\nmax_age = \"31d\"\n[origin.keys]\nb = \"keys/cosigner_public.pem\""), "origin.max_age"),
+        (appended("[origin]\ncarrier = \"note\""), "origin.keys"),
+        (appended("[origin.keys]\nb = \"keys/callback_private.pem\""), "origin.keys.b"),
     ];
     for (text, key) in cases {
         match load(&dir, &text) {
@@ -116,6 +120,21 @@ fn every_resolution_error_names_its_key() {
             other => panic!("expected an error naming {key}, got {other:?}\n{text}"),
         }
     }
+}
+
+/// `[origin]` with a backend's RSA key and a carrier in `extraParameters`; a max_age shorter than
+/// the holds' ttl is warned about.
+#[test]
+fn the_origin_section_loads_its_keys_and_carrier() {
+    let (dir, base) = project();
+    let text = format!(
+        "{base}\n[origin]\ncarrier = \"extraParameters.origin\"\nmax_age = \"10m\"\n[origin.keys]\nbackend = \"keys/cosigner_public.pem\"\n"
+    );
+    let settings = load(&dir, &text).unwrap();
+    let origin = settings.origin.unwrap();
+    assert_eq!(origin.carrier, crate::origin::Carrier::ExtraParameter("origin".into()));
+    assert_eq!(origin.keys[0].alg, crate::origin::Alg::Rs256);
+    assert!(settings.warnings.iter().any(|w| w.contains("origin.max_age")), "{:?}", settings.warnings);
 }
 
 #[test]
