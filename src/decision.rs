@@ -88,6 +88,8 @@ pub enum FailureClass {
     RequestIdReuse,
     /// The `txId` was first decided moving something else (whatever the `requestId`).
     TxIdReuse,
+    /// The transaction ended in Fireblocks (failed, cancelled…) and its records were released.
+    TxEnded,
     /// The state store could not be read or written, or kept changing under the decision.
     State,
 }
@@ -104,6 +106,7 @@ impl FailureClass {
             FailureClass::DecisionLog => "decision_log",
             FailureClass::RequestIdReuse => "request_id_reuse",
             FailureClass::TxIdReuse => "tx_id_reuse",
+            FailureClass::TxEnded => "tx_ended",
             FailureClass::State => "state",
         }
     }
@@ -205,6 +208,21 @@ impl Decision {
                 "cosigner-guard: this txId was first decided moving something else: one txId, one transaction".into(),
             ),
             source: Source::Fallback(FailureClass::TxIdReuse),
+            records: Vec::new(),
+            hold: None,
+        }
+    }
+
+    /// A transaction whose records were released (it ended in Fireblocks) is never signed after:
+    /// it would move an amount no limit counts any more.
+    pub fn tx_ended() -> Self {
+        Self {
+            action: Action::Reject,
+            reason: Some(
+                "cosigner-guard: this transaction ended in Fireblocks and its records were released: it is not signed"
+                    .into(),
+            ),
+            source: Source::Fallback(FailureClass::TxEnded),
             records: Vec::new(),
             hold: None,
         }

@@ -18,6 +18,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+/// Where Debian keeps the system's trusted CAs, for an https URL without a CA of its own.
+pub const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// Where the handler is: its address, TLS name, pinned certificate and base path.
 #[derive(Clone)]
 pub struct Target {
@@ -111,6 +114,22 @@ impl Connection {
             .header(hyper::header::CONTENT_TYPE, "text/plain")
             .body(Full::new(body.into()))?;
         self.send(request).await
+    }
+
+    /// POSTs `body` to `path` with extra `headers` (a signature, say).
+    pub async fn post_with(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut request = hyper::Request::post(format!("{}{path}", self.base_path))
+            .header(hyper::header::HOST, &self.host)
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request.body(Full::new(body.into()))?).await
     }
 
     /// POSTs a JSON document to `path` (relative to the base URL).

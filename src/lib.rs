@@ -21,6 +21,7 @@ pub mod holds;
 pub mod http_client;
 pub mod identity;
 pub mod keys;
+pub mod lifecycle;
 pub mod metrics;
 pub mod notify;
 pub mod origin;

@@ -14,6 +14,7 @@ use crate::request::RequestKind;
 
 type Labels3 = [(&'static str, String); 3];
 type Labels1 = [(&'static str, String); 1];
+type Labels2 = [(&'static str, String); 2];
 
 pub struct Metrics {
     registry: Registry,
@@ -33,6 +34,8 @@ pub struct Metrics {
     holds: Family<Labels1, Gauge>,
     verdicts: Family<Labels1, Counter>,
     notifications: Family<Labels1, Counter>,
+    webhook_events: Family<Labels2, Counter>,
+    released_records: Counter,
     /// Shadow evaluations, disagreements, dropped requests.
     shadow: [Counter; 3],
 }
@@ -104,6 +107,18 @@ impl Metrics {
         registry.register("hold_verdicts", "Approvers' verdicts received, by outcome", verdicts.clone());
         let notifications = Family::<Labels1, Counter>::default();
         registry.register("hold_notifications", "Hold notifications, by result", notifications.clone());
+        let webhook_events = Family::<Labels2, Counter>::default();
+        registry.register(
+            "webhook_events",
+            "Fireblocks webhook deliveries, by event type and result",
+            webhook_events.clone(),
+        );
+        let released_records = Counter::default();
+        registry.register(
+            "released_records",
+            "Records of transactions that never moved, released from limits over time",
+            released_records.clone(),
+        );
         let shadow: [Counter; 3] = Default::default();
         let described = [
             ("shadow_evaluations", "Requests also decided by the candidate policy set ([policy] candidate_dir)"),
@@ -131,8 +146,19 @@ impl Metrics {
             holds,
             verdicts,
             notifications,
+            webhook_events,
+            released_records,
             shadow,
         }
+    }
+
+    /// A Fireblocks webhook delivery: its event type and what became of it.
+    pub fn webhook_event(&self, event: &str, result: &'static str) {
+        self.webhook_events.get_or_create(&[("event", event.to_string()), ("result", result.to_string())]).inc();
+    }
+
+    pub fn released_records(&self, count: usize) {
+        self.released_records.inc_by(count as u64);
     }
 
     /// A shadow evaluation, and whether the candidate disagreed.

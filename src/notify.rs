@@ -16,8 +16,7 @@ use crate::metrics::Metrics;
 const MAX_PENDING: usize = 64;
 const ATTEMPTS: u32 = 4;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Where Debian keeps the system's trusted CAs, for an https webhook without `notify_ca`.
-const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+use crate::http_client::SYSTEM_CAS;
 
 #[derive(Debug, Clone)]
 pub struct Webhook {

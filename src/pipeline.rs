@@ -291,6 +291,10 @@ impl Pipeline {
                 );
                 Some(Decision::tx_id_reuse())
             }
+            Ok(Seen::TxEnded) => {
+                tracing::error!(request_id, tx_id, "a transaction whose records were released asks again: refused");
+                Some(Decision::tx_ended())
+            }
             Ok(Seen::First | Seen::Same) => None,
         }
     }

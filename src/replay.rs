@@ -19,9 +19,10 @@ use crate::state::StateStore;
 
 /// Decisions whose answer did not come from the policy or its inputs, but from the handler's
 /// surroundings at the time: replaying the policy says nothing about them.
-const NOT_THE_POLICY: [&str; 5] = [
+const NOT_THE_POLICY: [&str; 6] = [
     "fallback:request_id_reuse",
     "fallback:tx_id_reuse",
+    "fallback:tx_ended",
     "fallback:state",
     "fallback:decision_log",
     "fallback:overloaded",

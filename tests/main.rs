@@ -12,6 +12,7 @@ mod docs;
 mod fail_closed;
 mod holds;
 mod hostile;
+mod lifecycle;
 mod log_chain;
 mod operations;
 mod origin;

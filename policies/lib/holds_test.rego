@@ -37,3 +37,9 @@ test_an_expired_hold_rejects if {
 	contains(d.reason, "expired")
 	not holds.pending with input as held("expired")
 }
+
+test_a_cancelled_hold_rejects_saying_why if {
+	cancelled := object.union(held("cancelled"), {"context": {"hold": {"cancelled": {"at": "2026-01-01T00:03:00.000Z", "reason": "the transaction FAILED in Fireblocks"}}}})
+	d := holds.decide(approval, 2, "big") with input as cancelled
+	d == {"action": "REJECT", "reason": "the hold was cancelled: the transaction FAILED in Fireblocks"}
+}

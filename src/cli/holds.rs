@@ -15,6 +15,15 @@ use crate::http_client::{Connection, Target};
 
 #[derive(Debug, Args)]
 pub struct HoldsArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(subcommand)]
+    pub command: HoldsCommand,
+}
+
+/// Where the admin API is, for the commands that talk to it (`holds`, `state`).
+#[derive(Debug, Args)]
+pub struct AdminArgs {
     /// The admin listener's base URL [default: $COSIGNER_GUARD_ADMIN, else `[admin]` of --config,
     /// else http://127.0.0.1:9090].
     #[arg(long, value_name = "URL", global = true)]
@@ -26,8 +35,19 @@ pub struct HoldsArgs {
     /// The server's configuration: where its admin listener is, and its certificate.
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
-    #[command(subcommand)]
-    pub command: HoldsCommand,
+}
+
+impl AdminArgs {
+    /// One connection to the admin API.
+    pub async fn connect(&self) -> anyhow::Result<Connection> {
+        let (url, ca) = admin_of(self)?;
+        let ca = match &ca {
+            Some(path) => Some(std::fs::read(path).with_context(|| format!("admin CA {}", path.display()))?),
+            None => None,
+        };
+        let target = Target::new(&url, ca.as_deref()).await?;
+        target.connect().await.with_context(|| format!("cannot reach the admin API at {url}"))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,7 +55,7 @@ pub enum HoldsCommand {
     /// List holds: id, status, approvals/required, reason, asset, amount, destination, age.
     List {
         /// Only holds in this status.
-        #[arg(long, value_parser = ["pending", "approved", "rejected", "expired"])]
+        #[arg(long, value_parser = ["pending", "approved", "rejected", "expired", "cancelled"])]
         status: Option<String>,
         /// Print the admin API's JSON instead of a table.
         #[arg(long)]
@@ -64,13 +84,7 @@ pub enum HoldsCommand {
 pub fn run(args: HoldsArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let (url, ca) = admin_of(&args)?;
-        let ca = match &ca {
-            Some(path) => Some(std::fs::read(path).with_context(|| format!("admin CA {}", path.display()))?),
-            None => None,
-        };
-        let target = Target::new(&url, ca.as_deref()).await?;
-        let mut admin = target.connect().await.with_context(|| format!("cannot reach the admin API at {url}"))?;
+        let mut admin = args.admin.connect().await?;
         match args.command {
             HoldsCommand::List { status, json } => list(&mut admin, status.as_deref(), json).await,
             HoldsCommand::Show { id } => {
@@ -91,7 +105,7 @@ pub fn run(args: HoldsArgs) -> anyhow::Result<ExitCode> {
 
 /// Where the admin API is: `--admin`, else `COSIGNER_GUARD_ADMIN`, else the `[admin]` section of
 /// `--config` (its listen address, https with its `tls_cert` when it has one), else the default.
-fn admin_of(args: &HoldsArgs) -> anyhow::Result<(String, Option<PathBuf>)> {
+fn admin_of(args: &AdminArgs) -> anyhow::Result<(String, Option<PathBuf>)> {
     if let Some(url) = args.admin.clone().or_else(|| std::env::var("COSIGNER_GUARD_ADMIN").ok()) {
         return Ok((url, args.admin_ca.clone()));
     }
@@ -117,7 +131,7 @@ fn admin_of(args: &HoldsArgs) -> anyhow::Result<(String, Option<PathBuf>)> {
 }
 
 /// The admin API's answer as JSON, or its error message as the error.
-async fn call(answer: anyhow::Result<(hyper::StatusCode, axum::body::Bytes)>) -> anyhow::Result<Value> {
+pub(super) async fn call(answer: anyhow::Result<(hyper::StatusCode, axum::body::Bytes)>) -> anyhow::Result<Value> {
     let (status, body) = answer?;
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if !status.is_success() {
@@ -134,7 +148,7 @@ async fn fetch(admin: &mut Connection, id: &str) -> anyhow::Result<Value> {
 }
 
 /// Hold ids are UUIDs or Co-signer request ids; anything else is escaped for the path.
-fn path_segment(id: &str) -> String {
+pub(super) fn path_segment(id: &str) -> String {
     id.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),

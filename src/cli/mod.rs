@@ -4,6 +4,7 @@ mod evidence;
 mod holds;
 mod origin;
 mod policy_tools;
+mod state;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -59,6 +60,9 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// The state store through the admin API: `state release TXID` gives a transaction that never
+    /// moved back to every limit it counted in.
+    State(state::StateArgs),
     /// Proof of origin: `origin sign` makes a token for a transfer, as a backend would.
     Origin {
         #[command(subcommand)]
@@ -142,6 +146,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Fixture(args) => evidence::fixture(args),
         Command::Origin { command } => origin::run(command),
+        Command::State(args) => {
+            crate::telemetry::init(format, Some("warn"));
+            state::run(args)
+        }
         Command::Init { dir } => {
             let config = dev::init(&dir)?;
             println!(

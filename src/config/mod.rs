@@ -69,10 +69,21 @@ pub struct Settings {
     pub holds: HoldSettings,
     /// Where hold notifications go (`holds.notify_url`), if anywhere.
     pub hold_webhook: Option<Webhook>,
+    /// Fireblocks' webhooks (`[fireblocks_webhooks]`): their own listener, if configured.
+    pub webhooks: Option<WebhookSettings>,
     /// The backends whose tokens prove a transaction's origin (`[origin]`), if configured.
     pub origin: Option<Arc<crate::origin::Origin>>,
     /// Problems that do not stop start-up (e.g. a private key readable by others), logged then.
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct WebhookSettings {
+    pub listen: SocketAddr,
+    pub path: String,
+    pub keys: crate::lifecycle::WebhookKeys,
+    /// The webhook listener's TLS: its own pair, else the Co-signer listener's.
+    pub tls: Option<Arc<CertificateStore>>,
 }
 
 #[derive(Debug)]
@@ -160,9 +171,13 @@ impl Settings {
         let decision_log = resolve_decision_log(raw.decision_log, protocol.handler_key.as_ref(), &at, &mut warnings)?;
         let (holds, hold_webhook) = resolve_holds(raw.holds, &at, &mut warnings)?;
         let origin = raw.origin.map(|raw| resolve_origin(raw, &at, holds.ttl, &mut warnings)).transpose()?;
+        let server = resolve_server(raw.server, &at, &mut warnings)?;
+        let webhooks =
+            raw.fireblocks_webhooks.map(|raw| resolve_webhooks(raw, &at, &server, &mut warnings)).transpose()?;
         Ok(Self {
+            webhooks,
             origin: origin.map(Arc::new),
-            server: resolve_server(raw.server, &at, &mut warnings)?,
+            server,
             protocol,
             policy: resolve_policy(raw.policy, &at, load_timeout(&raw.reload)?)?,
             decision_log,

@@ -33,6 +33,19 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) holds: RawHolds,
     pub(super) origin: Option<RawOrigin>,
+    pub(super) fireblocks_webhooks: Option<RawWebhooks>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhooks {
+    pub(super) listen: Option<String>,
+    pub(super) path: Option<String>,
+    pub(super) jwks: Option<String>,
+    pub(super) jwks_ca: Option<PathBuf>,
+    pub(super) legacy_public_key: Option<PathBuf>,
+    pub(super) tls_cert: Option<PathBuf>,
+    pub(super) tls_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]

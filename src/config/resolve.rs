@@ -10,6 +10,7 @@ use crate::envelope::Mode;
 use crate::holds::{ApproverKey, HoldSettings};
 use crate::keys::env_material;
 use crate::keys::{CosignerKey, CosignerKeyring, HandlerKey, SigningAlgorithm};
+use crate::lifecycle::{JwksSource, WebhookKeys};
 use crate::notify::Webhook;
 use crate::origin::{Carrier, Origin, OriginKey};
 use crate::policy::{CompileOptions, Entrypoints};
@@ -57,6 +58,71 @@ pub(super) fn resolve_admin(
         ));
     }
     Ok(Some(AdminSettings { listen, tls }))
+}
+
+pub(super) fn resolve_webhooks(
+    raw: RawWebhooks,
+    at: &impl Fn(&Path) -> PathBuf,
+    server: &ServerSettings,
+    warnings: &mut Vec<String>,
+) -> Result<WebhookSettings, ConfigError> {
+    let listen = raw.listen.as_deref().unwrap_or("0.0.0.0:8444");
+    let listen: std::net::SocketAddr =
+        listen.parse().map_err(|e| key_error("fireblocks_webhooks.listen", format!("{listen:?}: {e}")))?;
+    let path = raw.path.unwrap_or_else(|| "/fireblocks/webhook".into());
+    if !path.starts_with('/') || path.contains(char::is_whitespace) {
+        return Err(key_error("fireblocks_webhooks.path", format!("{path:?}: a path starting with /")));
+    }
+    let tls = match (raw.tls_cert, raw.tls_key) {
+        (None, None) => server.tls.clone(),
+        (Some(cert), Some(key)) => {
+            warn_if_exposed("fireblocks_webhooks.tls_key", &at(&key), warnings);
+            let certs = CertificateStore::load(&at(&cert), &at(&key));
+            Some(Arc::new(
+                certs.map_err(|e| key_error("fireblocks_webhooks.tls_cert / fireblocks_webhooks.tls_key", e))?,
+            ))
+        }
+        _ => return Err(key_error("fireblocks_webhooks.tls_cert", "tls_cert and tls_key go together")),
+    };
+    // Fireblocks delivers to https URLs only; statuses that release limits must not be forgeable
+    // on the way.
+    if tls.is_none() && !listen.ip().is_loopback() {
+        return Err(key_error(
+            "fireblocks_webhooks.listen",
+            format!("{listen} is not a loopback address and the webhook listener has no TLS"),
+        ));
+    }
+    let jwks = match raw.jwks {
+        None => None,
+        Some(url) if url.starts_with("https://") => {
+            let ca = match raw.jwks_ca {
+                Some(ca) => std::fs::read(at(&ca)),
+                None => std::fs::read(crate::http_client::SYSTEM_CAS),
+            };
+            let ca = ca.map_err(|e| key_error("fireblocks_webhooks.jwks_ca", e))?;
+            Some(JwksSource::Url { url, ca })
+        }
+        Some(url) if url.contains("://") => {
+            return Err(key_error("fireblocks_webhooks.jwks", format!("{url:?}: a file or an https URL")));
+        }
+        Some(file) => Some(JwksSource::File(at(Path::new(&file)))),
+    };
+    let legacy = match &raw.legacy_public_key {
+        Some(path) => Some(read_key_material("fireblocks_webhooks.legacy_public_key", path, at, false, warnings)?),
+        None => None,
+    };
+    if jwks.is_none() && legacy.is_none() {
+        return Err(key_error("fireblocks_webhooks.jwks", "a JWKS (v2) or a legacy_public_key (v1) is required"));
+    }
+    let keys = WebhookKeys::new(jwks, legacy.as_deref()).map_err(|e| {
+        let key = if e.contains("JWKS") || e.contains("cannot read") {
+            "fireblocks_webhooks.jwks"
+        } else {
+            "fireblocks_webhooks.legacy_public_key"
+        };
+        key_error(key, e)
+    })?;
+    Ok(WebhookSettings { listen, path, keys, tls })
 }
 
 pub(super) fn resolve_origin(

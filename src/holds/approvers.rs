@@ -111,7 +111,7 @@ impl ApproverSigningKey {
             .map_err(|_| KeyError::Invalid(format!("{}: not an Ed25519 or ECDSA P-256 private key", path.display())))
     }
 
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         match self {
             Self::Ed25519(pair) => pair.sign(message).as_ref().to_vec(),
             // Signing only fails on a broken RNG; an empty signature then fails verification.
@@ -121,6 +121,11 @@ impl ApproverSigningKey {
                 .unwrap_or_default(),
         }
     }
+}
+
+/// The name of the approver whose key signed `message`, if one did.
+pub fn signed_by(approvers: &[std::sync::Arc<ApproverKey>], message: &[u8], signature: &[u8]) -> Option<String> {
+    approvers.iter().find(|key| key.verifies(message, signature)).map(|key| key.name.clone())
 }
 
 /// A new Ed25519 approver key pair (PKCS#8 and SubjectPublicKeyInfo PEM).

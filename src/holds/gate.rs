@@ -65,5 +65,9 @@ pub fn gate(
             overridden(Action::Reject, format!("hold rejected{by}"))
         }
         Status::Expired => overridden(Action::Reject, format!("hold expired at {} without approval", hold.expires_at)),
+        Status::Cancelled => {
+            let why = hold.cancelled.as_ref().map(|c| format!(": {}", c.reason)).unwrap_or_default();
+            overridden(Action::Reject, format!("hold cancelled{why}"))
+        }
     }
 }

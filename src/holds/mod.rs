@@ -30,6 +30,9 @@ pub enum Status {
     Approved,
     Rejected,
     Expired,
+    /// Its transaction ended in Fireblocks (failed, cancelled, blocked, rejected) before a verdict:
+    /// there is nothing left to approve.
+    Cancelled,
 }
 
 impl Status {
@@ -39,6 +42,7 @@ impl Status {
             Status::Approved => "approved",
             Status::Rejected => "rejected",
             Status::Expired => "expired",
+            Status::Cancelled => "cancelled",
         }
     }
 }
@@ -52,6 +56,13 @@ pub struct Approval {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Rejection {
     pub approver: String,
+    pub at: String,
+    pub reason: String,
+}
+
+/// Why a hold was cancelled, and when.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Cancellation {
     pub at: String,
     pub reason: String,
 }
@@ -72,6 +83,8 @@ pub struct Hold {
     pub rejections: Vec<Rejection>,
     /// What it is about, for the people asked (kind, asset, amount, source, destination).
     pub summary: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled: Option<Cancellation>,
 }
 
 impl Hold {
@@ -96,6 +109,7 @@ impl Hold {
             "expires_at": self.expires_at,
             "digest": self.digest,
             "summary": self.summary,
+            "cancelled": self.cancelled,
         })
     }
 }
@@ -114,6 +128,8 @@ pub fn from_view(view: &Value) -> Option<Hold> {
         expires_at: String,
         digest: String,
         summary: Value,
+        #[serde(default)]
+        cancelled: Option<Cancellation>,
     }
     let view = View::deserialize(view).ok()?;
     Some(Hold {
@@ -123,10 +139,11 @@ pub fn from_view(view: &Value) -> Option<Hold> {
         reason: view.reason,
         created_at: view.created_at,
         expires_at: view.expires_at,
-        decided: matches!(view.status, Status::Approved | Status::Rejected).then_some(view.status),
+        decided: matches!(view.status, Status::Approved | Status::Rejected | Status::Cancelled).then_some(view.status),
         approvals: view.approvals,
         rejections: view.rejections,
         summary: view.summary,
+        cancelled: view.cancelled,
     })
 }
 

@@ -100,6 +100,7 @@ impl Holds {
             approvals: Vec::new(),
             rejections: Vec::new(),
             summary,
+            cancelled: None,
         };
         loop {
             if let Some((_, existing)) = self.store.hold(id).await? {
@@ -107,6 +108,22 @@ impl Holds {
             }
             if keep(&self.store, &hold, 0).await? {
                 return Ok((hold, true));
+            }
+        }
+    }
+
+    /// Cancels transaction `id`'s hold if it is still pending (its transaction ended in Fireblocks);
+    /// the hold after it, `None` without a pending hold.
+    pub async fn cancel(&self, id: &str, reason: String, now: DateTime<Utc>) -> Result<Option<Hold>, StateError> {
+        loop {
+            let Some((revision, mut hold)) = self.store.hold::<Hold>(id).await? else { return Ok(None) };
+            if hold.status(now) != Status::Pending {
+                return Ok(None);
+            }
+            hold.decided = Some(Status::Cancelled);
+            hold.cancelled = Some(Cancellation { at: timestamp(now), reason: reason.clone() });
+            if keep(&self.store, &hold, revision).await? {
+                return Ok(Some(hold));
             }
         }
     }

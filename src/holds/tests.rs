@@ -18,6 +18,7 @@ fn hold(required: u32) -> Hold {
         approvals: vec![],
         rejections: vec![],
         summary: json!({}),
+        cancelled: None,
     }
 }
 

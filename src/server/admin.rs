@@ -20,6 +20,7 @@ use super::listener::{self, Connections};
 use crate::audit::DecisionLog;
 use crate::envelope::Mode;
 use crate::holds::Status;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
@@ -35,6 +36,8 @@ pub struct AdminState {
     loaded: OnceLock<(Arc<Pipeline>, Arc<DecisionLog>)>,
     /// Set when a candidate set is shadowed.
     shadow: OnceLock<Arc<Shadow>>,
+    /// The transaction lifecycle (releases by hand; webhooks), and the webhook listener's address.
+    lifecycle: OnceLock<(Arc<Lifecycle>, Option<SocketAddr>)>,
     listening: AtomicBool,
 }
 
@@ -52,6 +55,7 @@ impl AdminState {
             notifier,
             loaded: OnceLock::new(),
             shadow: OnceLock::new(),
+            lifecycle: OnceLock::new(),
             listening: AtomicBool::new(false),
         })
     }
@@ -61,6 +65,14 @@ impl AdminState {
         if let Some(shadow) = shadow {
             let _ = self.shadow.set(shadow);
         }
+    }
+
+    pub fn set_lifecycle(&self, lifecycle: Arc<Lifecycle>, webhooks: Option<SocketAddr>) {
+        let _ = self.lifecycle.set((lifecycle, webhooks));
+    }
+
+    pub fn lifecycle(&self) -> Option<&Arc<Lifecycle>> {
+        self.lifecycle.get().map(|(lifecycle, _)| lifecycle)
     }
 
     pub fn loaded(&self) -> Option<&(Arc<Pipeline>, Arc<DecisionLog>)> {
@@ -130,6 +142,7 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .merge(super::holds_api::router())
+        .merge(super::state_api::router())
         .with_state(state)
 }
 
@@ -171,6 +184,12 @@ async fn status(State(state): State<Arc<AdminState>>) -> Response {
         },
         "tls_certificate_fingerprint": state.tls.as_ref().map(|t| t.fingerprint()),
         "shadow": state.shadow.get().map(|shadow| shadow.status()),
+        "fireblocks_webhooks": state.lifecycle.get().and_then(|(lifecycle, addr)| {
+            let keys = lifecycle.keys()?;
+            let mut status = keys.status();
+            status["listen"] = json!(addr.map(|a| a.to_string()));
+            Some(status)
+        }),
     }))
     .into_response()
 }
@@ -181,7 +200,7 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
         && let Ok(holds) = pipeline.holds().list().await
     {
         let now = chrono::Utc::now();
-        let statuses = [Status::Pending, Status::Approved, Status::Rejected, Status::Expired];
+        let statuses = [Status::Pending, Status::Approved, Status::Rejected, Status::Expired, Status::Cancelled];
         let counts = statuses
             .map(|status| (status.as_str(), holds.iter().filter(|hold| hold.status(now) == status).count() as i64));
         state.metrics.set_holds(&counts);

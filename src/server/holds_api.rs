@@ -105,7 +105,7 @@ async fn verdict(State(state): State<Arc<AdminState>>, Path(id): Path<String>, b
     match status {
         Status::Approved => state.notifier().hold_event("hold_approved", &hold),
         Status::Rejected => state.notifier().hold_event("hold_rejected", &hold),
-        Status::Pending | Status::Expired => {}
+        Status::Pending | Status::Expired | Status::Cancelled => {}
     }
     axum::Json(json!({"approver": approver, "hold": hold.view(now)})).into_response()
 }

@@ -59,7 +59,9 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let (app, tls, watcher) = (app.clone(), tls.clone(), graceful.watcher());
+        // Who connected, for handlers that care (`ConnectInfo<SocketAddr>`).
+        let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let (tls, watcher) = (tls.clone(), graceful.watcher());
         tokio::spawn(async move {
             let _slot = slot;
             match tls {

@@ -5,6 +5,8 @@ mod holds_api;
 mod listener;
 mod reload;
 mod routes;
+mod state_api;
+mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +20,8 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::audit::DecisionLog;
-use crate::config::{AdminSettings, PolicySettings, Settings};
+use crate::config::{AdminSettings, PolicySettings, Settings, WebhookSettings};
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
@@ -28,6 +31,7 @@ use crate::shadow::Shadow;
 use crate::state::StateStore;
 use admin::{Admin, AdminState};
 use listener::Connections;
+use webhooks::WebhookListener;
 
 /// A bound, ready-to-serve handler.
 pub struct Server {
@@ -41,6 +45,8 @@ pub struct Server {
     store: Arc<PolicyStore>,
     state_store: Arc<StateStore>,
     upkeep: tokio::task::JoinHandle<()>,
+    jwks_refresh: tokio::task::JoinHandle<()>,
+    webhooks: Option<WebhookListener>,
     _watches: Vec<Watch>,
 }
 
@@ -62,6 +68,7 @@ impl Server {
             holds,
             hold_webhook,
             origin,
+            webhooks,
             warnings,
         } = settings;
         for warning in warnings {
@@ -86,6 +93,13 @@ impl Server {
         let reported = metrics.clone();
         let upkeep = tokio::spawn(state.clone().upkeep(move |up| reported.set_state_up(up)));
         let evaluator = Arc::new(Evaluator::new(policy.eval_threads, policy.compile.eval_timeout, fallbacks)?);
+        let (lifecycle, webhooks, jwks_refresh) = start_lifecycle(
+            webhooks,
+            &server,
+            Lifecycle::new(state.clone(), holds.clone(), log.clone(), metrics.clone()),
+        )
+        .await?;
+        admin_state.set_lifecycle(lifecycle, webhooks.as_ref().map(WebhookListener::addr));
         let pipeline = Arc::new(
             Pipeline::new(protocol.cosigner_keys, protocol.handler_key, store.clone(), evaluator, state.clone(), holds)
                 .with_origin(origin),
@@ -150,6 +164,8 @@ impl Server {
             store,
             state_store: state,
             upkeep,
+            jwks_refresh,
+            webhooks,
             _watches: watches,
         })
     }
@@ -160,6 +176,11 @@ impl Server {
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().map(Admin::addr)
+    }
+
+    /// The Fireblocks webhook listener's address, when `[fireblocks_webhooks]` is configured.
+    pub fn webhook_addr(&self) -> Option<SocketAddr> {
+        self.webhooks.as_ref().map(WebhookListener::addr)
     }
 
     pub fn is_tls(&self) -> bool {
@@ -180,12 +201,51 @@ impl Server {
             state.set_listening(false);
         })
         .await;
+        if let Some(webhooks) = self.webhooks {
+            webhooks.stop().await;
+        }
         self.log.close(Duration::from_secs(5)).await;
         self.upkeep.abort();
+        self.jwks_refresh.abort();
         self.state_store.close().await;
         if let Some(admin) = self.admin {
             admin.stop().await;
         }
+    }
+}
+
+/// The transaction lifecycle (webhooks and releases by hand), its webhook listener if configured,
+/// and the task that keeps its JWKS fresh.
+async fn start_lifecycle(
+    webhooks: Option<WebhookSettings>,
+    server: &crate::config::ServerSettings,
+    lifecycle: Lifecycle,
+) -> anyhow::Result<(Arc<Lifecycle>, Option<WebhookListener>, tokio::task::JoinHandle<()>)> {
+    let Some(WebhookSettings { listen, path, keys, tls }) = webhooks else {
+        return Ok((Arc::new(lifecycle), None, tokio::spawn(async {})));
+    };
+    let lifecycle = Arc::new(lifecycle.with_keys(keys));
+    let tls = match &tls {
+        Some(certs) => Some(TlsAcceptor::from(certs.server_config().map_err(anyhow::Error::msg)?)),
+        None => None,
+    };
+    let connections = Connections {
+        max: server.max_connections,
+        read_timeout: server.read_timeout,
+        shutdown_timeout: server.shutdown_timeout,
+    };
+    let listener = bind(listen, "fireblocks_webhooks.listen").await?;
+    let webhooks = WebhookListener::start(listener, tls, &path, lifecycle.clone(), connections);
+    Ok((lifecycle.clone(), Some(webhooks), tokio::spawn(refresh_jwks(lifecycle))))
+}
+
+/// Reads the webhook JWKS at start-up, then every 10 minutes (an unknown `kid` also does).
+async fn refresh_jwks(lifecycle: Arc<Lifecycle>) {
+    let Some(keys) = lifecycle.keys() else { return };
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        keys.refresh().await;
     }
 }
 

@@ -10,7 +10,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::{Commit, Committed, OrFail, Record, Seen, StateError, StateSettings, WindowTotal};
+use super::{
+    Commit, Committed, OrFail, Record, Seen, StateError, StateSettings, StatusApplied, StatusUpdate, WindowTotal,
+};
 use crate::decimal::Amount;
 
 /// (key, at µs, transaction) → amount in units of 10⁻¹⁸.
@@ -23,8 +25,14 @@ const VERSIONS: TableDefinition<&str, u64> = TableDefinition::new("versions");
 const REQUEST_IDS: TableDefinition<&str, (&[u8], u64)> = TableDefinition::new("request_ids");
 /// txId → (the identity digest its first decision bound it to, when µs): one txId, one transaction.
 const TX_IDS: TableDefinition<&str, (&[u8], u64)> = TableDefinition::new("tx_ids");
+/// What a released transaction's txId is bound to instead of a digest: nothing matches it.
+const ENDED: &[u8] = b"ended";
 /// transaction → (revision, created µs, hold as JSON).
 const HOLDS: TableDefinition<&str, (u64, u64, &str)> = TableDefinition::new("holds");
+/// Fireblocks event id → when applied µs: each delivery applied once.
+const WEBHOOK_EVENTS: TableDefinition<&str, u64> = TableDefinition::new("webhook_events");
+/// txId → (lastUpdated ms of the status applied, when µs, its final state as JSON).
+const TX_STATUS: TableDefinition<&str, (u64, u64, &str)> = TableDefinition::new("tx_status");
 /// Small facts kept across restarts: the longest window ever read.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const LONGEST_WINDOW: &str = "longest_window_us";
@@ -63,6 +71,12 @@ enum Op {
         created_us: u64,
         json: String,
         reply: Reply<bool>,
+    },
+    ApplyStatus(StatusUpdate, Reply<StatusApplied>),
+    Release {
+        tx_id: String,
+        at_us: u64,
+        reply: Reply<Vec<String>>,
     },
     /// Nothing to write: makes what came before durable.
     Flush(Reply<()>),
@@ -201,16 +215,24 @@ impl Embedded {
         // which checks again before it inserts.
         let txn = self.db.begin_read().or_fail()?;
         let known =
-            |table: TableDefinition<&str, (&[u8], u64)>, id: Option<&str>| -> Result<Option<bool>, StateError> {
-                let Some(id) = id else { return Ok(Some(true)) };
+            |table: TableDefinition<&str, (&[u8], u64)>, id: Option<&str>| -> Result<Option<Known>, StateError> {
+                let Some(id) = id else { return Ok(Some(Known::Same)) };
                 let table = txn.open_table(table).or_fail()?;
-                Ok(table.get(id).or_fail()?.map(|v| v.value().0 == digest.as_slice()))
+                Ok(table.get(id).or_fail()?.map(|v| Known::of(v.value().0, &digest)))
             };
         if let Some(seen) = settled(known(REQUEST_IDS, Some(request_id))?, known(TX_IDS, tx_id)?) {
             return Ok(seen);
         }
         let (request_id, tx_id) = (request_id.to_string(), tx_id.map(str::to_string));
         self.send(|reply| Op::Remember { request_id, tx_id, digest, at_us, reply }).await
+    }
+
+    pub async fn apply_status(&self, update: StatusUpdate) -> Result<StatusApplied, StateError> {
+        self.send(|reply| Op::ApplyStatus(update, reply)).await
+    }
+
+    pub async fn release(&self, tx_id: &str, at_us: u64) -> Result<Vec<String>, StateError> {
+        self.send(|reply| Op::Release { tx_id: tx_id.to_string(), at_us, reply }).await
     }
 
     pub async fn prune(&self, now_us: u64, horizon_us: u64, marks_us: u64, longest: u64) -> Result<(), StateError> {
@@ -270,6 +292,8 @@ fn open_tables(txn: &WriteTransaction) -> Result<(), StateError> {
     txn.open_table(TX_IDS).or_fail()?;
     txn.open_table(META).or_fail()?;
     txn.open_table(HOLDS).or_fail()?;
+    txn.open_table(WEBHOOK_EVENTS).or_fail()?;
+    txn.open_table(TX_STATUS).or_fail()?;
     Ok(())
 }
 
@@ -278,6 +302,8 @@ enum Done {
     Commit(Reply<Committed>, Committed),
     Put(Reply<bool>, bool),
     Remember(Reply<Seen>, Seen),
+    Status(Reply<StatusApplied>, StatusApplied),
+    Released(Reply<Vec<String>>, Vec<String>),
     Unit(Reply<()>),
 }
 
@@ -291,6 +317,8 @@ impl Done {
             Done::Put(reply, out) => answer(reply, out, failure),
             Done::Unit(reply) => answer(reply, (), failure),
             Done::Remember(reply, out) => answer(reply, out, failure),
+            Done::Status(reply, out) => answer(reply, out, failure),
+            Done::Released(reply, out) => answer(reply, out, failure),
         }
     }
 }
@@ -349,6 +377,8 @@ fn apply_batch(db: &Database, batch: Vec<Op>, durable: bool, done: &mut Vec<Done
             Op::PutHold { id, revision, created_us, json, reply } => {
                 Done::Put(reply, apply_put_hold(&txn, &id, revision, created_us, &json)?)
             }
+            Op::ApplyStatus(update, reply) => Done::Status(reply, apply_status(&txn, &update)?),
+            Op::Release { tx_id, at_us, reply } => Done::Released(reply, apply_release(&txn, &tx_id, at_us)?),
             Op::Flush(reply) => Done::Unit(reply),
             Op::Stop => continue,
         });
@@ -394,6 +424,50 @@ fn apply_revert(txn: &WriteTransaction, id: &str, records: &[(String, Amount)]) 
     Ok(())
 }
 
+fn apply_status(txn: &WriteTransaction, update: &StatusUpdate) -> Result<StatusApplied, StateError> {
+    let mut events = txn.open_table(WEBHOOK_EVENTS).or_fail()?;
+    if events.get(update.event_id.as_str()).or_fail()?.is_some() {
+        return Ok(StatusApplied::Duplicate);
+    }
+    events.insert(update.event_id.as_str(), update.at_us).or_fail()?;
+    let mut statuses = txn.open_table(TX_STATUS).or_fail()?;
+    let last = statuses.get(update.tx_id.as_str()).or_fail()?.map(|v| v.value().0);
+    if last.is_some_and(|last| last >= update.last_updated_ms) {
+        return Ok(StatusApplied::Stale);
+    }
+    statuses.insert(update.tx_id.as_str(), (update.last_updated_ms, update.at_us, update.json.as_str())).or_fail()?;
+    let released = if update.release { apply_release(txn, &update.tx_id, update.at_us)? } else { Vec::new() };
+    Ok(StatusApplied::Applied { released })
+}
+
+/// Takes transaction `tx_id`'s events out of their keys (not its marks: it never counts again),
+/// except an origin token's binding, and marks its txId ended. Idempotent.
+fn apply_release(txn: &WriteTransaction, tx_id: &str, at_us: u64) -> Result<Vec<String>, StateError> {
+    txn.open_table(TX_IDS).or_fail()?.insert(tx_id, (ENDED, at_us)).or_fail()?;
+    let recorded = txn.open_table(RECORDED).or_fail()?;
+    let mut marks = Vec::new();
+    for entry in recorded.range((tx_id, "")..).or_fail()? {
+        let (mark, at) = entry.or_fail()?;
+        let (id, key) = mark.value();
+        if id != tx_id {
+            break;
+        }
+        if !key.starts_with(crate::origin::JTI_KEY_PREFIX) {
+            marks.push((key.to_string(), at.value()));
+        }
+    }
+    let mut events = txn.open_table(EVENTS).or_fail()?;
+    let mut versions = txn.open_table(VERSIONS).or_fail()?;
+    let mut released = Vec::new();
+    for (key, at) in marks {
+        if events.remove((key.as_str(), at, tx_id)).or_fail()?.is_some() {
+            bump(&mut versions, &key)?;
+            released.push(key);
+        }
+    }
+    Ok(released)
+}
+
 fn bump(versions: &mut redb::Table<&str, u64>, key: &str) -> Result<(), StateError> {
     let next = versions.get(key).or_fail()?.map_or(0, |v| v.value()) + 1;
     versions.insert(key, next).or_fail()?;
@@ -416,13 +490,35 @@ fn apply_put_hold(
     Ok(true)
 }
 
-/// What the ids already known say (`Some(same identity?)` each; a missing txId counts as the
-/// same): the answer, unless one of them must be bound first.
-fn settled(request_id: Option<bool>, tx_id: Option<bool>) -> Option<Seen> {
+/// What an id already known is bound to, against the request's identity.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Known {
+    Same,
+    Different,
+    /// A txId whose transaction ended (its records released).
+    Ended,
+}
+
+impl Known {
+    fn of(bound: &[u8], digest: &[u8; 32]) -> Self {
+        if bound == ENDED {
+            Known::Ended
+        } else if bound == digest.as_slice() {
+            Known::Same
+        } else {
+            Known::Different
+        }
+    }
+}
+
+/// What the ids already known say (a missing txId counts as the same): the answer, unless one of
+/// them must be bound first.
+fn settled(request_id: Option<Known>, tx_id: Option<Known>) -> Option<Seen> {
     match (request_id, tx_id) {
-        (Some(false), _) => Some(Seen::Different),
-        (_, Some(false)) => Some(Seen::TxIdReused),
-        (Some(true), Some(true)) => Some(Seen::Same),
+        (Some(Known::Different), _) => Some(Seen::Different),
+        (_, Some(Known::Ended)) => Some(Seen::TxEnded),
+        (_, Some(Known::Different)) => Some(Seen::TxIdReused),
+        (Some(Known::Same), Some(Known::Same)) => Some(Seen::Same),
         _ => None,
     }
 }
@@ -436,10 +532,10 @@ fn apply_remember(
 ) -> Result<Seen, StateError> {
     let mut ids = txn.open_table(REQUEST_IDS).or_fail()?;
     let mut txs = txn.open_table(TX_IDS).or_fail()?;
-    let known_request = ids.get(request_id).or_fail()?.map(|v| v.value().0 == digest.as_slice());
+    let known_request = ids.get(request_id).or_fail()?.map(|v| Known::of(v.value().0, digest));
     let known_tx = match tx_id {
-        Some(tx_id) => txs.get(tx_id).or_fail()?.map(|v| v.value().0 == digest.as_slice()),
-        None => Some(true),
+        Some(tx_id) => txs.get(tx_id).or_fail()?.map(|v| Known::of(v.value().0, digest)),
+        None => Some(Known::Same),
     };
     // A refused request binds nothing: its ids stay bound to what they first came with.
     if let Some(seen) = settled(known_request, known_tx) {
@@ -478,6 +574,8 @@ fn apply_prune(txn: &WriteTransaction, events_before: u64, marks_before: u64, lo
     txn.open_table(REQUEST_IDS).or_fail()?.retain(|_, (_, at)| at >= marks_before).or_fail()?;
     txn.open_table(TX_IDS).or_fail()?.retain(|_, (_, at)| at >= marks_before).or_fail()?;
     txn.open_table(HOLDS).or_fail()?.retain(|_, (_, created, _)| created >= marks_before).or_fail()?;
+    txn.open_table(WEBHOOK_EVENTS).or_fail()?.retain(|_, at| at >= marks_before).or_fail()?;
+    txn.open_table(TX_STATUS).or_fail()?.retain(|_, (_, at, _)| at >= marks_before).or_fail()?;
     let mut meta = txn.open_table(META).or_fail()?;
     let known = meta.get(LONGEST_WINDOW).or_fail()?.map_or(0, |v| v.value());
     if longest > known {

@@ -112,6 +112,31 @@ pub enum Committed {
     Conflict,
 }
 
+/// A transaction's status from Fireblocks (a webhook), to keep with its records; `release` takes
+/// its records out of every window from now on.
+#[derive(Debug, Clone)]
+pub struct StatusUpdate {
+    /// The delivery's event id: an id seen before changes nothing.
+    pub event_id: String,
+    pub tx_id: String,
+    /// Fireblocks' `lastUpdated` (ms): a status older than the last one applied changes nothing.
+    pub last_updated_ms: u64,
+    /// The transaction's final state as kept (status, subStatus, txHash, fee, net amount).
+    pub json: String,
+    pub release: bool,
+    pub at_us: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusApplied {
+    /// This event id was applied before (a repeated delivery, or another replica's).
+    Duplicate,
+    /// A later status of the transaction was applied already (deliveries arrive out of order).
+    Stale,
+    /// Applied; these keys' records of the transaction no longer count.
+    Applied { released: Vec<String> },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
     First,
@@ -121,6 +146,8 @@ pub enum Seen {
     Different,
     /// This `txId` was bound to another identity by an earlier decision (whatever its requestId).
     TxIdReused,
+    /// This `txId`'s records were released: it ended in Fireblocks, or was released by hand.
+    TxEnded,
 }
 
 /// What `/status` shows of the store.
@@ -237,6 +264,36 @@ impl StateStore {
         let result = match &self.store {
             Store::Embedded(db) => db.revert(id, &undo).await,
             Store::Redis(redis) => redis.revert(id, &undo).await,
+        };
+        self.observe(result)
+    }
+
+    /// Applies a transaction's status from Fireblocks atomically, at most once per event id and
+    /// never over a later status; a releasing status takes the transaction's records out of every
+    /// window (an origin token's one-use binding excepted: a token moves one transaction, even one
+    /// that failed). The transaction is marked ended: its txId is refused from then on
+    /// ([`Seen::TxEnded`]), since no limit counts it any more.
+    pub async fn apply_status(&self, update: StatusUpdate) -> Result<StatusApplied, StateError> {
+        let keep = self.marks_ttl_us();
+        let result = match &self.store {
+            Store::Embedded(db) => db.apply_status(update).await,
+            Store::Redis(redis) => redis.apply_status(Some(&update), &update.tx_id, update.release, keep).await,
+        };
+        self.observe(result)
+    }
+
+    /// Releases transaction `tx_id`'s records by hand (a workspace without webhooks); the keys
+    /// released, none if nothing was left to release.
+    pub async fn release(&self, tx_id: &str) -> Result<Vec<String>, StateError> {
+        let keep = self.marks_ttl_us();
+        let now = chrono::Utc::now().timestamp_micros().max(0) as u64;
+        let result = match &self.store {
+            Store::Embedded(db) => db.release(tx_id, now).await,
+            Store::Redis(redis) => match redis.apply_status(None, tx_id, true, keep).await {
+                Ok(StatusApplied::Applied { released }) => Ok(released),
+                Ok(_) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            },
         };
         self.observe(result)
     }

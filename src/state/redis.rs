@@ -6,6 +6,10 @@
 //! - `{p}:ev:<key>`: sorted set of events, score = µs, member = `<units>:<transaction>`;
 //! - `{p}:ver:<key>`: the key's version, bumped with every change of its events;
 //! - `{p}:rec:<length of transaction>:<transaction>:<key>`: the exactly-once mark;
+//! - `{p}:txrec:<length of transaction>:<transaction>`: hash of the transaction's records, key →
+//!   event member (what a release takes out);
+//! - `{p}:txstatus:<txId>`, `{p}:whev:<event id>`: a transaction's last Fireblocks status applied,
+//!   and the webhook deliveries applied;
 //! - `{p}:rid:<requestId>`: the identity digest the request id first came with;
 //! - `{p}:horizon`: the longest prune horizon any replica asked for;
 //! - `{p}:hold:<transaction>`: a hold, `{rev, json}` (compare-and-set on `rev`), and `{p}:holds`
@@ -20,19 +24,20 @@ use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::runtime::Handle;
 
-use super::{Commit, Committed, OrFail, Record, Seen, StateError, WindowTotal};
+use super::{Commit, Committed, OrFail, Record, Seen, StateError, StatusApplied, StatusUpdate, WindowTotal};
 use crate::decimal::Amount;
 
 const READ: &str = r"
 return {redis.call('GET', KEYS[2]) or '0', redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')}
 ";
 
-/// KEYS: horizon, then the version key of each read, then (events, version, mark) per record.
-/// ARGV: reads count, the versions seen, at µs, horizon µs, marks ttl ms, then a member per record.
+/// KEYS: horizon, the transaction's record index, then the version key of each read, then (events,
+/// version, mark) per record. ARGV: reads count, the versions seen, at µs, horizon µs, marks ttl
+/// ms, then (record key, member) per record.
 const COMMIT: &str = r"
 local reads = tonumber(ARGV[1])
 for i = 1, reads do
-  if (redis.call('GET', KEYS[1 + i]) or '0') ~= ARGV[1 + i] then return {0} end
+  if (redis.call('GET', KEYS[2 + i]) or '0') ~= ARGV[1 + i] then return {0} end
 end
 local at, horizon, marks_ttl = ARGV[reads + 2], tonumber(ARGV[reads + 3]), ARGV[reads + 4]
 local known = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -40,41 +45,74 @@ if horizon > known then redis.call('SET', KEYS[1], ARGV[reads + 3]) else horizon
 local cutoff = string.format('%d', tonumber(at) - horizon)
 local idle_ms = string.format('%d', math.floor(horizon / 1000) + 60000)
 local result = {1}
-local k, a = reads + 2, reads + 5
+local k, a, n = reads + 3, reads + 5, 1
 while k <= #KEYS do
   local events, version, mark = KEYS[k], KEYS[k + 1], KEYS[k + 2]
   if redis.call('SET', mark, at, 'NX', 'PX', marks_ttl) then
-    redis.call('ZADD', events, at, ARGV[a])
+    redis.call('ZADD', events, at, ARGV[a + 1])
     redis.call('INCR', version)
-    table.insert(result, a - reads - 4)
+    redis.call('HSET', KEYS[2], ARGV[a], ARGV[a + 1])
+    redis.call('PEXPIRE', KEYS[2], marks_ttl)
+    table.insert(result, n)
   end
   redis.call('ZREMRANGEBYSCORE', events, '-inf', '(' .. cutoff)
   redis.call('PEXPIRE', events, idle_ms)
   redis.call('PEXPIRE', version, idle_ms)
-  k, a = k + 3, a + 1
+  k, a, n = k + 3, a + 2, n + 1
 end
 return result
 ";
 
-/// KEYS: (events, version, mark) per record; ARGV: the member per record.
+/// KEYS: the transaction's record index, then (events, version, mark) per record; ARGV: (record
+/// key, member) per record.
 const REVERT: &str = r"
-for i = 1, #ARGV do
-  local events, version, mark = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+for i = 1, (#KEYS - 1) / 3 do
+  local events, version, mark = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
   if redis.call('DEL', mark) == 1 then
-    redis.call('ZREM', events, ARGV[i])
+    redis.call('ZREM', events, ARGV[2 * i])
     redis.call('INCR', version)
+    redis.call('HDEL', KEYS[1], ARGV[2 * i - 1])
   end
 end
 return 1
 ";
 
+/// KEYS: the transaction's record index, its status, its txId binding, then the event id's key
+/// (none for a release by hand). ARGV: events prefix, version prefix, the origin binding prefix
+/// (never released), release 1/0, keep ms, lastUpdated, the status JSON. A release marks the txId
+/// ended. The events and version keys are built here from the prefix: all live under one hash
+/// tag, in the same slot.
+const APPLY_STATUS: &str = r"
+if #KEYS >= 4 then
+  if not redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[5]) then return {'duplicate'} end
+  local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '-1')
+  if tonumber(ARGV[6]) <= last then return {'stale'} end
+  redis.call('HSET', KEYS[2], 'last', ARGV[6], 'json', ARGV[7])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+local result = {'applied'}
+if ARGV[4] == '1' then
+  redis.call('SET', KEYS[3], 'ended', 'PX', ARGV[5])
+  local fields = redis.call('HGETALL', KEYS[1])
+  for i = 1, #fields, 2 do
+    local key, member = fields[i], fields[i + 1]
+    if string.sub(key, 1, #ARGV[3]) ~= ARGV[3] and redis.call('ZREM', ARGV[1] .. key, member) == 1 then
+      redis.call('INCR', ARGV[2] .. key)
+      table.insert(result, key)
+    end
+  end
+end
+return result
+";
+
 /// KEYS: the request id's key, then the txId's if any; ARGV: digest, ttl ms. 0 first (the
-/// request id), 1 same, 2 the request id came with another identity, 3 the txId did. A refused
-/// request binds nothing.
+/// request id), 1 same, 2 the request id came with another identity, 3 the txId did, 4 the
+/// transaction ended (its records released). A refused request binds nothing.
 const REMEMBER: &str = r"
 local first = 1
 for i, key in ipairs(KEYS) do
   local known = redis.call('GET', key)
+  if known == 'ended' and i == 2 then return 4 end
   if known and known ~= ARGV[1] then return 1 + i end
   if not known and i == 1 then first = 0 end
 end
@@ -113,6 +151,7 @@ pub struct Shared {
     commit: Script,
     revert: Script,
     remember: Script,
+    apply_status: Script,
     put_hold: Script,
     holds: Script,
 }
@@ -139,6 +178,7 @@ impl Shared {
             commit: Script::new(COMMIT),
             revert: Script::new(REVERT),
             remember: Script::new(REMEMBER),
+            apply_status: Script::new(APPLY_STATUS),
             put_hold: Script::new(PUT_HOLD),
             holds: Script::new(HOLDS),
         })
@@ -192,7 +232,7 @@ impl Shared {
 
     pub async fn commit(&self, commit: &Commit, horizon_us: u64, marks_us: u64) -> Result<Committed, StateError> {
         let mut invocation = self.commit.prepare_invoke();
-        invocation.key(format!("{{{}}}:horizon", self.prefix)).arg(commit.reads.len());
+        invocation.key(format!("{{{}}}:horizon", self.prefix)).key(self.index(&commit.id)).arg(commit.reads.len());
         for (key, version) in &commit.reads {
             invocation.key(self.key("ver", key)).arg(version);
         }
@@ -215,11 +255,47 @@ impl Shared {
             .key(self.key("ver", &record.key))
             // The id's length keeps `a:b` + `c` apart from `a` + `b:c`.
             .key(self.key("rec", &format!("{}:{id}:{}", id.len(), record.key)))
+            .arg(&record.key)
             .arg(format!("{}:{id}", record.amount.units()));
+    }
+
+    /// The index of transaction `id`'s records (the id's length keeps ids apart, as in marks).
+    fn index(&self, id: &str) -> String {
+        self.key("txrec", &format!("{}:{id}", id.len()))
+    }
+
+    pub async fn apply_status(
+        &self,
+        update: Option<&StatusUpdate>,
+        tx_id: &str,
+        release: bool,
+        keep_us: u64,
+    ) -> Result<StatusApplied, StateError> {
+        let mut invocation = self.apply_status.prepare_invoke();
+        invocation.key(self.index(tx_id)).key(self.key("txstatus", tx_id)).key(self.key("txid", tx_id));
+        if let Some(update) = update {
+            invocation.key(self.key("whev", &update.event_id));
+        }
+        invocation
+            .arg(self.key("ev", ""))
+            .arg(self.key("ver", ""))
+            .arg(crate::origin::JTI_KEY_PREFIX)
+            .arg(u8::from(release))
+            .arg((keep_us / 1000).max(1))
+            .arg(update.map_or(0, |u| u.last_updated_ms))
+            .arg(update.map_or("", |u| u.json.as_str()));
+        let result: Vec<String> = self.run(invocation).await?;
+        match result.split_first() {
+            Some((outcome, _)) if outcome == "duplicate" => Ok(StatusApplied::Duplicate),
+            Some((outcome, _)) if outcome == "stale" => Ok(StatusApplied::Stale),
+            Some((_, released)) => Ok(StatusApplied::Applied { released: released.to_vec() }),
+            None => Err(StateError("redis: an empty answer to a status update".into())),
+        }
     }
 
     pub async fn revert(&self, id: &str, records: &[&Record]) -> Result<(), StateError> {
         let mut invocation = self.revert.prepare_invoke();
+        invocation.key(self.index(id));
         for record in records {
             self.record_keys(&mut invocation, id, record);
         }
@@ -243,7 +319,8 @@ impl Shared {
             0 => Ok(Seen::First),
             1 => Ok(Seen::Same),
             2 => Ok(Seen::Different),
-            _ => Ok(Seen::TxIdReused),
+            3 => Ok(Seen::TxIdReused),
+            _ => Ok(Seen::TxEnded),
         }
     }
 

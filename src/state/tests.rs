@@ -127,3 +127,41 @@ fn windows_are_a_number_and_a_unit() {
         assert!(parse_window(bad).is_err(), "{bad:?}");
     }
 }
+
+fn status(event: &str, tx: &str, last_updated_ms: u64, release: bool) -> StatusUpdate {
+    StatusUpdate {
+        event_id: event.into(),
+        tx_id: tx.into(),
+        last_updated_ms,
+        json: format!("{{\"event\":\"{event}\"}}"),
+        release,
+        at_us: T0 + 100,
+    }
+}
+
+/// A failed transaction's records stop counting — all but an origin token's binding — and its
+/// readers conflict; the same delivery again, or an older status, changes nothing.
+#[tokio::test]
+async fn a_releasing_status_takes_a_transaction_out_of_its_windows_once() {
+    let store = StateStore::in_memory().unwrap();
+    let binding = format!("{}j-1", crate::origin::JTI_KEY_PREFIX);
+    let records = [record("k", "6"), record("n", "1"), record(&binding, "0")];
+    store.commit(commit("t", T0, &[], &records)).await.unwrap();
+    store.commit(commit("u", T0 + 1, &[], &[record("k", "1")])).await.unwrap();
+    let version = store.window("k", 0, HOUR, "x").unwrap().version;
+    let applied = store.apply_status(status("e-1", "t", 2_000, true)).await.unwrap();
+    assert_eq!(applied, StatusApplied::Applied { released: vec!["k".into(), "n".into()] });
+    let after = store.window("k", 0, HOUR, "x").unwrap();
+    assert_eq!((after.sum.to_string(), after.count, after.version > version), ("1".into(), 1, true));
+    assert_eq!(hour(&store, &binding, T0 + 10, "x").1, 1, "the token stays used");
+    assert_eq!(store.apply_status(status("e-1", "t", 3_000, true)).await.unwrap(), StatusApplied::Duplicate);
+    assert_eq!(store.apply_status(status("e-0", "t", 1_000, true)).await.unwrap(), StatusApplied::Stale);
+    let again = store.commit(commit("t", T0 + 5, &[], &records)).await.unwrap();
+    assert_eq!(again, Committed::Applied { new: vec![] }, "a released transaction never counts again");
+    assert_eq!(store.release("t").await.unwrap(), Vec::<String>::new(), "nothing left to release");
+    let seen = store.remember("r-9", Some("t"), [7; 32], T0 + 200).await.unwrap();
+    assert_eq!(seen, Seen::TxEnded, "a released transaction is refused whatever it says");
+    let kept = store.apply_status(status("e-2", "u", 5_000, false)).await.unwrap();
+    assert_eq!(kept, StatusApplied::Applied { released: vec![] }, "a status that releases nothing");
+    assert_eq!(hour(&store, "k", T0 + 10, "x").1, 1);
+}

@@ -312,7 +312,7 @@ pub(super) fn hold_of(spec: &fixtures::HoldSpec, request: &CosignerRequest, now:
     let minutes = chrono::Duration::minutes;
     let at = timestamp(now - minutes(5));
     let expires = if spec.status == Status::Expired { now - chrono::Duration::seconds(1) } else { now + minutes(45) };
-    let decided = matches!(spec.status, Status::Approved | Status::Rejected).then_some(spec.status);
+    let decided = matches!(spec.status, Status::Approved | Status::Rejected | Status::Cancelled).then_some(spec.status);
     let identity = crate::identity::identity(request.kind, &request.payload);
     Hold {
         id: request.ledger_id().to_string(),
@@ -329,6 +329,10 @@ pub(super) fn hold_of(spec: &fixtures::HoldSpec, request: &CosignerRequest, now:
             .map(|r| Rejection { approver: r.approver.clone(), at: at.clone(), reason: r.reason.clone() })
             .collect(),
         summary: crate::holds::summary(request.kind, identity, &request.payload),
+        cancelled: (spec.status == Status::Cancelled).then(|| crate::holds::Cancellation {
+            at: at.clone(),
+            reason: "the transaction FAILED in Fireblocks".into(),
+        }),
     }
 }
 

@@ -178,6 +178,8 @@ pub fn write(path: &Path, contents: &str) {
 pub struct TestServer {
     pub target: Target,
     pub admin: std::net::SocketAddr,
+    /// The Fireblocks webhook listener, when configured.
+    pub webhooks: Option<std::net::SocketAddr>,
     pub dir: tempfile::TempDir,
     port: u16,
 }
@@ -199,10 +201,11 @@ pub async fn spawn_config(config: &Path, dir: tempfile::TempDir) -> TestServer {
     let server = cosigner_guard::app::build(settings).await.expect("server binds");
     let port = server.local_addr().expect("addr").port();
     let admin = server.admin_addr().expect("admin listener");
+    let webhooks = server.webhook_addr();
     tokio::spawn(server.serve(std::future::pending()));
     let target =
         Target::new(&format!("https://localhost:{port}"), Some(keys().tls_cert_pem.as_bytes())).await.expect("target");
-    TestServer { target, admin, dir, port }
+    TestServer { target, admin, webhooks, dir, port }
 }
 
 impl TestServer {
