@@ -175,7 +175,7 @@ pub fn banner(dir: &Path, settings: &Settings) -> anyhow::Result<String> {
          Held transfers:         cosigner-guard holds list; approve with\n                         \
          cosigner-guard holds approve ID --key {dir}/approvers/alice_private.pem\n\n\
          Send a request as the Co-signer would, from another terminal:\n  \
-         cargo run --example cosigner -- policies/payloads/eth_transfer.json\n",
+         cosigner-guard send policies/payloads/eth_transfer.json   (in a clone: cargo run -- send …)\n",
         port = settings.server.listen.port(),
         dir = dir.display(),
         fp = handler.fingerprint(),

@@ -382,3 +382,36 @@ fn output_piped_into_a_reader_that_stops_early_ends_quietly() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
 }
+
+/// `send` plays the Co-signer from the installed binary: a signed request over pinned TLS, the
+/// answer's signature checked; an answer signed by another key fails it.
+#[tokio::test(flavor = "multi_thread")]
+async fn send_drives_a_handler_as_the_cosigner_does_and_checks_the_answer() {
+    let server = crate::common::spawn(crate::common::Spec::starter()).await;
+    let dir = server.dir.path();
+    let keys = crate::common::keys();
+    crate::common::write(&dir.join("cosigner_private.pem"), &keys.primary.private_pem);
+    crate::common::write(&dir.join("handler_public.pem"), &keys.handler.public_pem);
+    crate::common::write(&dir.join("stranger_public.pem"), &keys.stranger.public_pem);
+    let payload = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/payloads/eth_transfer.json");
+    let url = format!("https://localhost:{}", server.target_port());
+    let send = |handler_key: &str, extra: &[&str]| {
+        std::process::Command::new(crate::common::BIN)
+            .args(["send", "--url", &url, "--cert", "tls/cert.pem", "--cosigner-key", "cosigner_private.pem"])
+            .args(["--handler-key", handler_key])
+            .args(extra)
+            .arg(&payload)
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    };
+    let out = send("handler_public.pem", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\"action\": \"APPROVE\""), "{stdout}");
+    let out = send("stranger_public.pem", &["--fresh-id"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("signature does not verify"), "{stderr}");
+    let out = send("handler_public.pem", &["--mode", "json", "--fresh-id"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("APPROVE"));
+}

@@ -4,6 +4,7 @@ mod evidence;
 mod holds;
 mod origin;
 mod policy_tools;
+mod send;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,9 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Send a payload as the Co-signer does (signed, over pinned TLS) and verify the signed answer:
+    /// `send policies/payloads/eth_transfer.json` against `serve --dev`.
+    Send(send::SendArgs),
     /// The state store through the admin API: `state release TXID` gives a transaction that never
     /// moved back to every limit it counted in.
     State(state::StateArgs),
@@ -146,6 +150,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Fixture(args) => evidence::fixture(args),
         Command::Origin { command } => origin::run(command),
+        Command::Send(args) => send::run(args),
         Command::State(args) => {
             crate::telemetry::init(format, Some("warn"));
             state::run(args)
