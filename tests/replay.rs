@@ -234,3 +234,22 @@ async fn a_fixture_from_a_redacted_record_stays_redacted_and_says_so() {
     assert!(yaml.contains("# Redacted: the log replaced some request fields"), "{yaml}");
     assert!(yaml.contains("destAddress: '[REDACTED]'") || yaml.contains("destAddress: \"[REDACTED]\""), "{yaml}");
 }
+
+/// A candidate that does not compile never keeps the active set from serving: `serve` runs
+/// without the shadow and says why in `/status`; `check --config` says the same, as a warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_candidate_is_served_without_not_refused_and_check_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::write(&dir.path().join("candidate/tx.rego"), "package cosigner.transaction\ndecision := {");
+    let spec = Spec::both(r#"decision := {"action": "APPROVE"}"#).policy("candidate_dir = \"candidate\"");
+    let config = spec.write(dir.path());
+    let out = std::process::Command::new(crate::common::BIN).args(["check", "--config"]).arg(&config).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("warning: policy.candidate_dir") && stdout.contains("WITHOUT the shadow"), "{stdout}");
+    let server = crate::common::spawn_config(&config, dir).await;
+    let answer = decide(&server, "jwt", "tx_sign_request", &payload("eth_transfer.json")).await;
+    assert_eq!(answer["action"], "APPROVE");
+    let (_, status) = server.admin_get("/status").await;
+    assert!(status["shadow"]["error"].as_str().is_some_and(|e| e.contains("candidate")), "{status}");
+}

@@ -272,6 +272,15 @@ fn check_start_up(config: &Path, settings: &Settings) -> bool {
     for warning in &settings.warnings {
         println!("warning: {warning}");
     }
+    // As `serve` does: a candidate that does not load is served without, never a refusal.
+    if let Some(candidate) = &settings.policy.candidate_dir
+        && let Err(e) = PolicySnapshot::load(candidate, &settings.policy.compile)
+    {
+        println!(
+            "warning: policy.candidate_dir {}: does not load, so serve runs WITHOUT the shadow (until a restart): {e}",
+            candidate.display()
+        );
+    }
     // Probed the way start-up uses them, and left as found: what a check created, it removes.
     if let crate::audit::Sink::File { path, .. } = &settings.decision_log.sink {
         let existed = path.exists();

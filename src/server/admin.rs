@@ -36,6 +36,8 @@ pub struct AdminState {
     loaded: OnceLock<(Arc<Pipeline>, Arc<DecisionLog>)>,
     /// Set when a candidate set is shadowed.
     shadow: OnceLock<Arc<Shadow>>,
+    /// Why the configured candidate set is not shadowed.
+    shadow_error: OnceLock<String>,
     /// The transaction lifecycle (releases by hand; webhooks), and the webhook listener's address.
     lifecycle: OnceLock<(Arc<Lifecycle>, Option<SocketAddr>)>,
     listening: AtomicBool,
@@ -55,6 +57,7 @@ impl AdminState {
             notifier,
             loaded: OnceLock::new(),
             shadow: OnceLock::new(),
+            shadow_error: OnceLock::new(),
             lifecycle: OnceLock::new(),
             listening: AtomicBool::new(false),
         })
@@ -65,6 +68,10 @@ impl AdminState {
         if let Some(shadow) = shadow {
             let _ = self.shadow.set(shadow);
         }
+    }
+
+    pub fn set_shadow_error(&self, error: String) {
+        let _ = self.shadow_error.set(error);
     }
 
     pub fn set_lifecycle(&self, lifecycle: Arc<Lifecycle>, webhooks: Option<SocketAddr>) {
@@ -183,7 +190,11 @@ async fn status(State(state): State<Arc<AdminState>>) -> Response {
                 .collect::<Vec<_>>(),
         },
         "tls_certificate_fingerprint": state.tls.as_ref().map(|t| t.fingerprint()),
-        "shadow": state.shadow.get().map(|shadow| shadow.status()),
+        "shadow": match (state.shadow.get(), state.shadow_error.get()) {
+            (Some(shadow), _) => shadow.status(),
+            (None, Some(error)) => json!({"error": error}),
+            (None, None) => serde_json::Value::Null,
+        },
         "fireblocks_webhooks": state.lifecycle.get().and_then(|(lifecycle, addr)| {
             let keys = lifecycle.keys()?;
             let mut status = keys.status();

@@ -104,8 +104,19 @@ impl Server {
             Pipeline::new(protocol.cosigner_keys, protocol.handler_key, store.clone(), evaluator, state.clone(), holds)
                 .with_origin(origin),
         );
+        // A candidate that does not load must never keep the active set from serving.
         let shadow = match &policy.candidate_dir {
-            Some(dir) => Some(start_shadow(dir, &policy, fallbacks, &state, &log, &metrics).await?),
+            Some(dir) => match start_shadow(dir, &policy, fallbacks, &state, &log, &metrics).await {
+                Ok(shadow) => Some(shadow),
+                Err(error) => {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "the candidate set does not load: serving WITHOUT the shadow until a restart"
+                    );
+                    admin_state.set_shadow_error(format!("{error:#}"));
+                    None
+                }
+            },
             None => None,
         };
         let callback = routes::Callback {
