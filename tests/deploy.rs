@@ -128,3 +128,107 @@ fn the_unit_allows_what_the_shadow_evaluator_calls_and_never_kills_on_a_denied_c
     assert!(allowed.contains("setpriority"), "the shadow evaluator's setpriority is allowed");
     assert!(unit.lines().any(|l| l == "SystemCallErrorNumber=EPERM"), "a denied call returns EPERM");
 }
+
+/// The run stage of the Dockerfile: what it copies where, the directories its build stage makes for
+/// the volume, its user, and the config its command serves.
+struct Image {
+    copies: Vec<(String, String)>,
+    volume_dirs: Vec<String>,
+    user: (u32, u32),
+    config: String,
+}
+
+fn image() -> Image {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let run_stage = text.rsplit("\nFROM ").next().unwrap();
+    let mut image = Image { copies: Vec::new(), volume_dirs: Vec::new(), user: (0, 0), config: String::new() };
+    for line in text.lines().filter_map(|l| l.strip_prefix("RUN mkdir -p ")) {
+        image.volume_dirs.extend(line.split_whitespace().map(|d| d.trim_start_matches("/out").to_string()));
+    }
+    for line in run_stage.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["COPY", src, dst] => image.copies.push((src.to_string(), dst.to_string())),
+            ["USER", user] => {
+                let (uid, gid) = user.split_once(':').unwrap();
+                image.user = (uid.parse().unwrap(), gid.parse().unwrap());
+            }
+            ["CMD", ..] => {
+                let command: Vec<String> = serde_json::from_str(line.trim_start_matches("CMD ")).unwrap();
+                image.config = command.last().unwrap().clone();
+            }
+            _ => {}
+        }
+    }
+    image
+}
+
+/// The image's exact file layout — the Dockerfile's copies, its volume directories owned by its
+/// user, keys and TLS mounted where the container config says — under a temporary root, its
+/// absolute paths moved under that root and its ports ephemeral: the server starts as the image's
+/// user (when the tests run as root), writes its state and decision log in the volume, and decides.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_container_layout_serves_as_its_user() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let image = image();
+    assert_eq!(image.user, (65532, 65532));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = dir.path();
+    let under = |path: &str| root.join(path.trim_start_matches('/'));
+    for (src, dst) in &image.copies {
+        std::fs::create_dir_all(under(dst).parent().unwrap()).unwrap();
+        let status = std::process::Command::new("cp").arg("-r").arg(repo.join(src)).arg(under(dst)).status().unwrap();
+        assert!(status.success(), "COPY {src} {dst}");
+    }
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let (uid, gid) = image.user;
+    let keys = crate::common::keys();
+    let config_dir = under(&image.config).parent().unwrap().to_path_buf();
+    for (path, contents) in [
+        ("keys/callback_private.pem", &keys.handler.private_pem),
+        ("keys/cosigner_public.pem", &keys.primary.public_pem),
+        ("tls/fullchain.pem", &keys.tls_cert_pem),
+        ("tls/privkey.pem", &keys.tls_key_pem),
+    ] {
+        crate::common::write(&config_dir.join(path), contents);
+        std::fs::set_permissions(config_dir.join(path), std::fs::Permissions::from_mode(0o600)).unwrap();
+        if as_root {
+            std::os::unix::fs::chown(config_dir.join(path), Some(uid), Some(gid)).unwrap();
+        }
+    }
+    for volume_dir in &image.volume_dirs {
+        std::fs::create_dir_all(under(volume_dir)).unwrap();
+        if as_root {
+            std::os::unix::fs::chown(under(volume_dir), Some(uid), Some(gid)).unwrap();
+        }
+    }
+    // The only edits: absolute paths under the temporary root, ports ephemeral.
+    let config = std::fs::read_to_string(under(&image.config)).expect("the image's config is copied");
+    let config = config
+        .replace("\"/var/lib/cosigner-guard", &format!("\"{}", under("/var/lib/cosigner-guard").display()))
+        .replace("0.0.0.0:8443", "127.0.0.1:0")
+        .replace("0.0.0.0:9090", "127.0.0.1:0");
+    let test_config = config_dir.join("config.test.toml");
+    std::fs::write(&test_config, config).unwrap();
+    let mut command = std::process::Command::new(crate::common::BIN);
+    command.args(["--log-format", "json", "serve", "--config"]).arg(&test_config);
+    if as_root {
+        command.uid(uid).gid(gid);
+    } else {
+        eprintln!("not root: the layout runs as the current user, not {uid}");
+    }
+    let (_server, port, _) = crate::common::start_command(command);
+    let answer = crate::common::post_signed(port, &crate::common::payload("eth_transfer.json")).await;
+    assert_eq!(answer["action"], "APPROVE", "{answer}");
+    let log = under("/var/lib/cosigner-guard/log/decisions.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(&log).unwrap_or_default().lines().count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no decision record in {}", log.display());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(under("/var/lib/cosigner-guard/state/cosigner-guard.redb").exists());
+}

@@ -262,8 +262,13 @@ pub(super) fn now() -> String {
 }
 
 /// The log file, for appending; created readable by its owner only, as it holds full payloads.
+/// Opens the log file for appending, creating it owner-only — and its directory, as the state
+/// store's is (a fresh volume holds neither).
 pub fn open_file(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o750).create(parent)?;
+    }
     OpenOptions::new().create(true).append(true).mode(0o600).open(path)
 }
 

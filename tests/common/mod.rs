@@ -367,13 +367,14 @@ pub fn start(config: &std::path::Path) -> (Running, u16) {
 
 /// As [`start`], with extra environment, also returning the log lines up to the listening one (included).
 pub fn start_with_log(config: &std::path::Path, env: &[(&str, &str)]) -> (Running, u16, Vec<String>) {
-    let mut child = std::process::Command::new(BIN)
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(config)
-        .envs(env.iter().copied())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut command = std::process::Command::new(BIN);
+    command.args(["--log-format", "json", "serve", "--config"]).arg(config).envs(env.iter().copied());
+    start_command(command)
+}
+
+/// Starts a prepared `serve` command (JSON logs) and waits for its listening line.
+pub fn start_command(mut command: std::process::Command) -> (Running, u16, Vec<String>) {
+    let mut child = command.stderr(std::process::Stdio::piped()).spawn().unwrap();
     let mut seen = Vec::new();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
