@@ -215,3 +215,64 @@ async fn verify_with_a_key_fails_when_nothing_signed_covers_the_records() {
     let (code, said) = run(&log, &[]);
     assert_eq!(code, Some(0), "within the default 1000: {said}");
 }
+
+/// A stdout decision log (Kubernetes: the cluster's log pipeline keeps it) is chained and signed
+/// too: one chain per start of the process, each beginning with `log_start` and a checkpoint.
+/// Concatenated across two starts it verifies with the handler's key; an edit, a deletion inside a
+/// chain and an unsigned chain slipped in are all found.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stdout_log_is_chained_per_start_and_verifies_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Spec::both(r#"decision := {"action": "APPROVE"}"#)
+        .decision_log("sink = \"stdout\"\ncheckpoint_every = 3")
+        .write(dir.path());
+    let captured = dir.path().join("stdout.jsonl");
+    for start in 0..2 {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&captured).unwrap();
+        let mut command = Command::new(BIN);
+        command.args(["--log-format", "json", "serve", "--config"]).arg(&config).stdout(out);
+        let (server, port, _) = crate::common::start_command(command);
+        for i in 0..4 {
+            let mut tx = payload("eth_transfer.json");
+            tx["requestId"] = format!("stdout-{start}-{i}").into();
+            post_signed(port, &tx).await;
+        }
+        server.signal("-TERM");
+        let mut server = server;
+        assert_eq!(server.wait(), Some(0));
+    }
+    let key = dir.path().join("handler_public.pem");
+    crate::common::write(&key, &crate::common::keys().handler.public_pem);
+    let verify_with_key = |file: &Path| {
+        let out = Command::new(BIN).args(["log", "verify", "--key"]).arg(&key).arg(file).output().unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (code, out) = verify_with_key(&captured);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("in 2 chains"), "{out}");
+
+    let text = std::fs::read_to_string(&captured).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let tampered = |name: &str, lines: Vec<String>| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        verify_with_key(&path)
+    };
+    let decision = lines.iter().position(|l| l.contains("stdout-1-2")).unwrap();
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    edited[decision] = edited[decision].replace("APPROVE", "REJECT");
+    assert_eq!(tampered("edited.jsonl", edited).0, Some(2));
+    let mut deleted: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    deleted.remove(decision);
+    assert_eq!(tampered("deleted.jsonl", deleted).0, Some(2));
+    // A chain made without the key: a log_start and a record, sealed, no checkpoint.
+    let (start, hash) =
+        cosigner_guard::audit::chain::seal(cosigner_guard::audit::chain::GENESIS, b"{\"event\":\"log_start\"}");
+    let (forged, _) = cosigner_guard::audit::chain::seal(&hash, b"{\"action\":\"APPROVE\",\"requestId\":\"forged\"}");
+    let mut slipped: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    slipped.push(String::from_utf8(start).unwrap().trim_end().to_string());
+    slipped.push(String::from_utf8(forged).unwrap().trim_end().to_string());
+    let (code, out) = tampered("slipped.jsonl", slipped);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("not signed"), "{out}");
+}

@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::keys::HandlerKey;
 
 /// The `prev` of the first record ever written.
+/// The event of the record a stdout chain begins with, at each start of the process.
+pub const LOG_START: &str = "log_start";
+
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// `,"prev":"` + 64 + `","hash":"` + 64 + `"}`.
@@ -242,6 +245,11 @@ pub struct Verified {
     /// Checkpoints found (their signatures verified when a key was given).
     pub checkpoints: usize,
     pub last_checkpoint: Option<LastCheckpoint>,
+    /// Chains in the files: one per start of the process for a stdout log, else 1.
+    pub segments: usize,
+    /// The most records any chain ends with after its last checkpoint (with --key, at most
+    /// `checkpoint_every`: the writer signs at least that often).
+    pub longest_unsigned_tail: usize,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -255,7 +263,10 @@ pub struct Broken {
 /// Checks `files`, oldest first, as one chain; with `key`, every checkpoint's signature too.
 pub fn verify(files: &[PathBuf], key: Option<&CheckpointKey>) -> std::io::Result<Result<Verified, Broken>> {
     let mut expected: Option<String> = None;
-    let (mut records, mut from_genesis, mut checkpoints) = (0, false, 0);
+    let (mut records, mut from_genesis, mut checkpoints, mut segments) = (0, false, 0, 1);
+    let mut awaiting_checkpoint = false;
+    // Records after the last checkpoint of the current chain, and the most any chain ended with.
+    let (mut tail, mut longest_tail) = (0, 0);
     let mut last_checkpoint: Option<LastCheckpoint> = None;
     for file in files {
         let text = std::fs::read_to_string(file)?;
@@ -267,12 +278,30 @@ pub fn verify(files: &[PathBuf], key: Option<&CheckpointKey>) -> std::io::Result
             if digest(prev, body.as_bytes()) != hash {
                 return broken("edited: the record does not match its hash");
             }
+            // A stdout log holds one chain per start of the process: a new one may begin only
+            // with its `log_start` record (and, with --key, its signed checkpoint right after).
+            let starts_chain = prev == GENESIS && is_log_start(&body);
             match &expected {
+                Some(_) if starts_chain => {
+                    segments += 1;
+                    awaiting_checkpoint = key.is_some();
+                    longest_tail = longest_tail.max(tail);
+                    tail = 0;
+                }
                 Some(previous) if previous != prev => {
                     return broken("out of the chain: a record before it was deleted, or this one inserted or moved");
                 }
+                Some(_) if awaiting_checkpoint && !body.starts_with(CHECKPOINT_START) => {
+                    return broken("a stdout chain whose start is not signed: a checkpoint must follow log_start");
+                }
                 Some(_) => {}
-                None => from_genesis = prev == GENESIS,
+                None => {
+                    from_genesis = prev == GENESIS;
+                    awaiting_checkpoint = starts_chain && key.is_some();
+                }
+            }
+            if body.starts_with(CHECKPOINT_START) {
+                awaiting_checkpoint = false;
             }
             if body.starts_with(CHECKPOINT_START) {
                 let Ok(checkpoint) = serde_json::from_str::<Checkpoint>(&body) else {
@@ -285,9 +314,13 @@ pub fn verify(files: &[PathBuf], key: Option<&CheckpointKey>) -> std::io::Result
                     return broken("a checkpoint whose signature does not verify with --key");
                 }
                 checkpoints += 1;
+                tail = 0;
                 last_checkpoint = Some(LastCheckpoint { file: file.clone(), line: index + 1, records_after: 0 });
-            } else if let Some(last) = &mut last_checkpoint {
-                last.records_after += 1;
+            } else {
+                tail += 1;
+                if let Some(last) = &mut last_checkpoint {
+                    last.records_after += 1;
+                }
             }
             expected = Some(hash.to_string());
             records += 1;
@@ -299,7 +332,13 @@ pub fn verify(files: &[PathBuf], key: Option<&CheckpointKey>) -> std::io::Result
         from_genesis,
         checkpoints,
         last_checkpoint,
+        segments,
+        longest_unsigned_tail: longest_tail.max(tail),
     }))
+}
+
+fn is_log_start(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| v["event"] == LOG_START)
 }
 
 #[cfg(test)]

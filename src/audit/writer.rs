@@ -26,6 +26,8 @@ pub(super) struct Writer {
     cut_at: Option<u64>,
     /// Bytes cut off and not yet said in a `cut` record (the next record written says it).
     dropped: u64,
+    /// The next batch begins a new chain with a `log_start` record (stdout, at each start).
+    start_record: bool,
 }
 
 pub(super) enum Output {
@@ -70,6 +72,7 @@ impl Writer {
             unsigned,
             cut_at: None,
             dropped,
+            start_record: matches!(sink, Sink::Stdout),
         };
         writer.out = Some(writer.open_output()?);
         Ok(writer)
@@ -177,7 +180,9 @@ impl Writer {
     }
 
     /// Writes, flushes and (durable) syncs one batch, with the checkpoints that fall in it; an
-    /// empty batch writes a checkpoint if records are unsigned (closing).
+    /// empty batch writes a checkpoint if records are unsigned (closing). Both sinks are chained:
+    /// stdout starts a new chain at each start of the process, with a `log_start` record (and a
+    /// checkpoint, when there is a key) — `log verify` accepts a new chain only there.
     fn write_batch(&mut self, lines: &[Vec<u8>]) -> std::io::Result<()> {
         let closing = lines.is_empty();
         if closing && (self.unsigned == 0 || self.checkpoints.is_none()) {
@@ -193,36 +198,47 @@ impl Writer {
         };
         let cut = (self.dropped > 0).then(|| self.cut_record());
         let lines: Vec<&[u8]> = cut.iter().map(Vec::as_slice).chain(lines.iter().map(Vec::as_slice)).collect();
-        let (durable, mut prev, mut unsigned) = (self.durable, self.prev.clone(), self.unsigned);
+        let (mut prev, mut unsigned) = (self.prev.clone(), self.unsigned);
+        let starting = std::mem::take(&mut self.start_record);
+        let mut sealed_batch = Vec::new();
+        let mut seal = |line: &[u8], prev: &mut String| {
+            let (sealed, hash) = crate::audit::chain::seal(prev, line);
+            sealed_batch.extend_from_slice(&sealed);
+            *prev = hash;
+        };
+        let sign = |prev: &str, unsigned: u64| -> std::io::Result<Option<Vec<u8>>> {
+            self.checkpoints.as_ref().map(|c| crate::audit::chain::checkpoint(&c.key, prev, unsigned)).transpose()
+        };
+        if starting {
+            seal(&start_record(), &mut prev);
+            if let Some(checkpoint) = sign(&prev, 1)? {
+                seal(&checkpoint, &mut prev);
+            }
+        }
+        for line in &lines {
+            seal(line, &mut prev);
+            unsigned += 1;
+            if let Some(checkpoints) = &self.checkpoints
+                && unsigned >= checkpoints.every
+            {
+                seal(&crate::audit::chain::checkpoint(&checkpoints.key, &prev, unsigned)?, &mut prev);
+                unsigned = 0;
+            }
+        }
+        if closing && let Some(checkpoint) = sign(&prev, unsigned)? {
+            seal(&checkpoint, &mut prev);
+            unsigned = 0;
+        }
+        let durable = self.durable;
         let result = (|| match &mut out {
             Output::Stdout(stdout) => {
                 let mut lock = stdout.lock();
-                for line in &lines {
-                    lock.write_all(line)?;
-                }
+                lock.write_all(&sealed_batch)?;
                 lock.flush()
             }
             Output::File { file, written } => {
-                let mut seal = |line: &[u8], prev: &mut String| {
-                    let (sealed, hash) = crate::audit::chain::seal(prev, line);
-                    *written += sealed.len() as u64;
-                    *prev = hash;
-                    file.write_all(&sealed)
-                };
-                for line in &lines {
-                    seal(line, &mut prev)?;
-                    unsigned += 1;
-                    if let Some(checkpoints) = &self.checkpoints
-                        && unsigned >= checkpoints.every
-                    {
-                        seal(&crate::audit::chain::checkpoint(&checkpoints.key, &prev, unsigned)?, &mut prev)?;
-                        unsigned = 0;
-                    }
-                }
-                if let Some(checkpoints) = self.checkpoints.as_ref().filter(|_| closing) {
-                    seal(&crate::audit::chain::checkpoint(&checkpoints.key, &prev, unsigned)?, &mut prev)?;
-                    unsigned = 0;
-                }
+                file.write_all(&sealed_batch)?;
+                *written += sealed_batch.len() as u64;
                 file.flush()?;
                 if durable {
                     file.get_ref().sync_data()?;
@@ -235,6 +251,7 @@ impl Writer {
         if let Err(error) = result {
             drop(out);
             self.cut_at = start;
+            self.start_record = starting;
             return Err(error);
         }
         self.dropped = 0;
@@ -255,6 +272,14 @@ impl Writer {
         self.out = Some(self.open_output()?);
         Ok(())
     }
+}
+
+/// Where a stdout chain begins: nothing before it can be linked (stdout cannot be read back).
+fn start_record() -> Vec<u8> {
+    let record = serde_json::json!({"event": crate::audit::chain::LOG_START, "sink": "stdout", "at": now(), "pid": std::process::id()});
+    let mut line = record.to_string().into_bytes();
+    line.push(b'\n');
+    line
 }
 
 pub(super) fn now() -> String {

@@ -35,7 +35,9 @@ pub fn verify(files: &[PathBuf], key: Option<&Path>, checkpoint_every: u64) -> a
         }
     };
     let start = if verified.from_genesis { "from its first record" } else { "after rotated-away records" };
-    println!("ok: {} records chained {start}; head {}", verified.records, verified.head);
+    let chains =
+        if verified.segments > 1 { format!(" in {} chains (one per start)", verified.segments) } else { String::new() };
+    println!("ok: {} records chained {start}{chains}; head {}", verified.records, verified.head);
     match (&verified.last_checkpoint, &key) {
         (None, Some(_)) => {
             eprintln!(
@@ -44,6 +46,14 @@ pub fn verify(files: &[PathBuf], key: Option<&Path>, checkpoint_every: u64) -> a
             return Ok(ExitCode::from(2));
         }
         (None, None) => println!("no signed checkpoint: nothing proves who wrote the records"),
+        (Some(_), Some(_)) if verified.segments > 1 && verified.longest_unsigned_tail as u64 > checkpoint_every => {
+            eprintln!(
+                "broken: a chain ends with {} records after its last checkpoint, more than checkpoint_every \
+                 ({checkpoint_every}): records were added without the key",
+                verified.longest_unsigned_tail
+            );
+            return Ok(ExitCode::from(2));
+        }
         (Some(last), Some(_)) if last.records_after as u64 > checkpoint_every => {
             eprintln!(
                 "broken: {} records after the last checkpoint ({}:{}), more than checkpoint_every ({checkpoint_every}): \

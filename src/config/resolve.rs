@@ -373,7 +373,7 @@ pub(super) fn resolve_decision_log(
             ));
         }
     }
-    // Signed checkpoints, by the handler's key unless another is named; only a file has a chain.
+    // Signed checkpoints, by the handler's key unless another is named.
     let every = raw.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY);
     let key = match &raw.checkpoint_key {
         Some(path) => {
@@ -387,8 +387,8 @@ pub(super) fn resolve_decision_log(
         None => handler_key.cloned(),
     };
     let checkpoints = match (&sink, key) {
-        (Sink::File { .. }, Some(key)) if every > 0 => Some(Checkpoints { key, every }),
-        (Sink::File { .. }, None) if raw.checkpoint_every.is_some_and(|n| n > 0) => {
+        (Sink::File { .. } | Sink::Stdout, Some(key)) if every > 0 => Some(Checkpoints { key, every }),
+        (Sink::File { .. } | Sink::Stdout, None) if raw.checkpoint_every.is_some_and(|n| n > 0) => {
             return Err(key_error(
                 "decision_log.checkpoint_every",
                 "needs a key to sign with: decision_log.checkpoint_key or protocol.signing_key",
