@@ -25,7 +25,7 @@ fn the_kubernetes_manifests_are_complete_and_well_formed() {
     let documents = manifests();
     let mut kinds: Vec<&str> = documents.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     kinds.sort_unstable();
-    assert_eq!(kinds, ["ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service"]);
+    assert_eq!(kinds, ["ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service"]);
     for document in &documents {
         assert!(document["apiVersion"].is_string(), "{document}");
         assert!(document["metadata"]["name"].is_string() && document["metadata"]["namespace"] == "cosigner-guard");
@@ -41,15 +41,26 @@ fn the_kubernetes_manifests_are_complete_and_well_formed() {
     };
     assert_eq!(container["readinessProbe"]["httpGet"]["port"], "admin");
 
-    // Every mounted ConfigMap of policies is one of the starter set's directories.
+    // The mounted ConfigMaps of policies are exactly the starter set's directories (its payloads
+    // are examples, not policies).
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for volume in pod["volumes"].as_array().unwrap() {
-        if let Some(name) =
-            volume["configMap"]["name"].as_str().and_then(|n| n.strip_prefix("cosigner-guard-policies-"))
-        {
-            assert!(root.join("policies").join(name).is_dir(), "policies/{name}");
-        }
-    }
+    let mut mounted: Vec<&str> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|volume| volume["configMap"]["name"].as_str()?.strip_prefix("cosigner-guard-policies-"))
+        .collect();
+    mounted.sort_unstable();
+    let mut starter: Vec<String> = std::fs::read_dir(root.join("policies"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "payloads")
+        .collect();
+    starter.sort_unstable();
+    assert_eq!(mounted, starter);
+    // The admin Service reaches the admin port.
+    let admin = documents.iter().find(|d| d["metadata"]["name"] == "cosigner-guard-admin").unwrap();
+    assert_eq!(admin["spec"]["ports"][0]["targetPort"], "admin");
 
     // The configuration loads as start-up loads it, with keys where the Secret puts them.
     let config = of_kind(&documents, "ConfigMap")["data"]["config.toml"].as_str().unwrap();
