@@ -84,6 +84,25 @@ impl Replayer {
         Ok(Outcome::Decided { after: Answered::from(&decided.decision), revision: decided.policy_revision })
     }
 
+    /// Re-decides `logged` with the reads its record lacks served by `derived`: the state this
+    /// set's own approvals earlier in the log recorded. Returns the outcome, whether a read was
+    /// derived, and the records its approval commits to `derived` for the decisions after it.
+    async fn replay_derived(&self, logged: &Logged, derived: &Arc<StateStore>) -> Result<(Answered, bool), String> {
+        let decided = self.redecide(logged, Some(derived.clone())).await?;
+        let was_derived = decided.state.reads.iter().any(|read| !logged.state.reads.contains(read));
+        if decided.decision.action == crate::decision::Action::Approve && !decided.decision.records.is_empty() {
+            let (_, context) = logged.request()?;
+            let commit = crate::state::Commit {
+                id: decided.state.id.clone(),
+                at_us: context.received_at.timestamp_micros().max(0) as u64,
+                reads: Vec::new(),
+                records: decided.decision.records.clone(),
+            };
+            derived.commit(commit).await.map_err(|e| e.to_string())?;
+        }
+        Ok((Answered::from(&decided.decision), was_derived))
+    }
+
     /// The decision `logged` gets from this set, with everything the re-decision saw.
     async fn redecide(&self, logged: &Logged, live: Option<Arc<StateStore>>) -> Result<Decided, String> {
         let (request, context) = logged.request()?;
@@ -104,6 +123,10 @@ pub struct Change {
     pub request_id: String,
     pub before: Answered,
     pub after: Answered,
+    /// The new answer read state derived from this set's approvals earlier in the log (a limit
+    /// the old set did not keep): it may under-count what came before the log's first record.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub derived: bool,
 }
 
 /// A record that could not be re-decided exactly, and why.
@@ -130,6 +153,11 @@ pub struct Report {
     pub unreplayable: Vec<NotReplayed>,
     /// Re-decided records whose input was redacted in the log.
     pub redacted: usize,
+    /// Redacted records whose answer changed: the policy saw a value the replay cannot see, so
+    /// the change is not evidence either way.
+    pub inconclusive: Vec<NotReplayed>,
+    /// Decisions re-decided with state derived from this set's own approvals earlier in the log.
+    pub derived: usize,
     /// Lines that are not records (a cut last line after a crash): `file:line: what`.
     pub unreadable: Vec<String>,
     pub policy_revision: String,
@@ -182,10 +210,57 @@ pub async fn replay_files(replayer: Arc<Replayer>, files: &[PathBuf], parallel: 
     while let Some(done) = running.join_next().await {
         tally(&mut report, done?);
     }
+    if !report.unreplayable.is_empty() {
+        derive(&replayer, files, &mut report).await?;
+    }
     report.changes.sort_by_key(|c| c.order);
     report.unreplayable.sort_by_key(|c| c.order);
+    report.inconclusive.sort_by_key(|c| c.order);
     Ok(report)
 }
+
+/// The decisions that read state their record lacks (a new `velocity.*` key), decided again in log
+/// order, one at a time, with that state derived from this set's own approvals before them.
+async fn derive(replayer: &Replayer, files: &[PathBuf], report: &mut Report) -> anyhow::Result<()> {
+    let lacking: std::collections::BTreeSet<usize> =
+        report.unreplayable.iter().filter(|r| r.why == UNRECORDED).map(|r| r.order).collect();
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    let derived = Arc::new(StateStore::in_memory().map_err(|e| anyhow::anyhow!("{e}"))?);
+    let mut order = 0usize;
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let Ok(Some(logged)) = Logged::parse(line) else { continue };
+            order += 1;
+            if NOT_THE_POLICY.contains(&logged.source.as_str()) {
+                continue;
+            }
+            let Ok((after, was_derived)) = replayer.replay_derived(&logged, &derived).await else { continue };
+            if !lacking.contains(&order) {
+                continue;
+            }
+            report.unreplayable.retain(|r| r.order != order);
+            report.total += 1;
+            report.derived += usize::from(was_derived);
+            if after != logged.answered {
+                report.changed += 1;
+                report.changes.push(Change {
+                    order,
+                    decision_id: logged.decision_id,
+                    request_id: logged.request_id,
+                    before: logged.answered,
+                    after,
+                    derived: was_derived,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+const UNRECORDED: &str = "the policy reads state (velocity.*) that the record does not hold";
 
 fn tally(report: &mut Report, (order, logged, outcome): (usize, Logged, Result<Outcome, String>)) {
     let not_replayed = |why: String| NotReplayed {
@@ -197,13 +272,14 @@ fn tally(report: &mut Report, (order, logged, outcome): (usize, Logged, Result<O
     match outcome {
         Err(why) => report.unreplayable.push(not_replayed(why)),
         Ok(Outcome::Skipped) => report.skipped += 1,
-        Ok(Outcome::Unrecorded) => report
-            .unreplayable
-            .push(not_replayed("the policy reads state (velocity.*) that the record does not hold".into())),
+        Ok(Outcome::Unrecorded) => report.unreplayable.push(not_replayed(UNRECORDED.into())),
         Ok(Outcome::Decided { after, .. }) => {
             report.total += 1;
             report.redacted += usize::from(logged.is_redacted());
-            if after != logged.answered {
+            if after != logged.answered && logged.is_redacted() {
+                let why = format!("now {:?}: it depends on values the log redacted", after.action);
+                report.inconclusive.push(not_replayed(why));
+            } else if after != logged.answered {
                 report.changed += 1;
                 report.changes.push(Change {
                     order,
@@ -211,6 +287,7 @@ fn tally(report: &mut Report, (order, logged, outcome): (usize, Logged, Result<O
                     request_id: logged.request_id,
                     before: logged.answered,
                     after,
+                    derived: false,
                 });
             }
         }

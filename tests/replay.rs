@@ -110,13 +110,23 @@ async fn replay_against_a_stricter_candidate_reports_exactly_the_decisions_it_ch
     assert!(pretty.contains("7 decisions") && pretty.contains("APPROVE → REJECT ×1"), "{pretty}");
 }
 
+/// The most common change — a new limit, on a key the old set never recorded — is judged, not
+/// given up on: the new key's reads come from the candidate's own approvals earlier in the log.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_candidate_reading_state_the_record_lacks_is_not_called_unchanged() {
-    let server = logged_transfers(&["1"]).await;
-    let rego = r#"decision := {"action": "APPROVE"} if velocity.count("btc", "24h") < 5"#;
+async fn a_candidate_adding_a_limit_is_judged_with_state_derived_from_its_own_approvals() {
+    let server = logged_transfers(&["1", "1", "1"]).await;
+    let rego = r#"
+decision := {"action": "APPROVE", "record": [{"key": "per-day", "amount": "1"}]} if {
+	velocity.count("per-day", "24h") < 2
+} else := {"action": "REJECT", "reason": "two a day"}
+"#;
     let (code, report) = replay_json(&server, &candidate(&server, rego));
     assert_eq!(code, Some(2), "{report}");
-    assert_eq!(report["unreplayable"][0]["requestId"], "r-0", "{report}");
+    assert_eq!((&report["derived"], &report["unreplayable"]), (&json!(3), &json!([])), "{report}");
+    let changes = report["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{report}");
+    assert_eq!((&changes[0]["requestId"], &changes[0]["after"]["reason"]), (&json!("r-2"), &json!("two a day")));
+    assert_eq!(changes[0]["derived"], true);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -252,4 +262,22 @@ async fn a_broken_candidate_is_served_without_not_refused_and_check_agrees() {
     assert_eq!(answer["action"], "APPROVE");
     let (_, status) = server.admin_get("/status").await;
     assert!(status["shadow"]["error"].as_str().is_some_and(|e| e.contains("candidate")), "{status}");
+}
+
+/// A decision that depends on a value the log redacted cannot be judged by replay: it is
+/// reported inconclusive, not as a change, and replay against the set that wrote it exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_that_depends_on_a_redacted_value_is_inconclusive_not_a_change() {
+    let rego = r#"decision := {"action": "REJECT", "reason": "blocked note"} if input.request.note == "block"
+else := {"action": "APPROVE"}"#;
+    let spec = Spec::both(rego)
+        .decision_log("sink = \"file\"\npath = \"decisions.jsonl\"\ndurable = true\nredact = [\"/request/note\"]");
+    let server = spawn(spec).await;
+    let mut tx = payload("eth_transfer.json");
+    tx["note"] = json!("block");
+    assert_eq!(decide(&server, "jwt", "tx_sign_request", &tx).await["action"], "REJECT");
+    let (code, report) = replay_json(&server, "policies");
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!((&report["changed"], &report["redacted"]), (&json!(0), &json!(1)), "{report}");
+    assert!(report["inconclusive"][0]["why"].as_str().unwrap().contains("redacted"), "{report}");
 }

@@ -157,10 +157,11 @@ fn pretty(report: &Report, dir: &Path, examples: usize, took: std::time::Duratio
         out += &format!("\n  {before} → {after} ×{}: {reason:?}\n", changes.len());
         for change in changes.iter().take(examples) {
             out += &format!(
-                "    e.g. decision {} (requestId {}), was {:?}\n",
+                "    e.g. decision {} (requestId {}), was {:?}{}\n",
                 change.decision_id,
                 change.request_id,
-                change.before.reason.as_deref().unwrap_or("")
+                change.before.reason.as_deref().unwrap_or(""),
+                if change.derived { " [derived]" } else { "" }
             );
         }
     }
@@ -173,6 +174,20 @@ fn pretty(report: &Report, dir: &Path, examples: usize, took: std::time::Duratio
     if !report.unreplayable.is_empty() {
         out += &format!("\n{} could not be replayed exactly:\n", report.unreplayable.len());
         for record in report.unreplayable.iter().take(examples.max(1) * 3) {
+            out += &format!("  decision {} (requestId {}): {}\n", record.decision_id, record.request_id, record.why);
+        }
+    }
+    if report.derived > 0 {
+        out += &format!(
+            "\n{} decided with state derived from this set's approvals earlier in the log (a limit the old set did \
+             not keep; it may under-count what came before the log's first record){}\n",
+            report.derived,
+            if report.changes.iter().any(|c| c.derived) { ": the changes marked [derived] are among them" } else { "" }
+        );
+    }
+    if !report.inconclusive.is_empty() {
+        out += &format!("\n{} inconclusive: they depend on values the log redacted\n", report.inconclusive.len());
+        for record in report.inconclusive.iter().take(examples.max(1) * 3) {
             out += &format!("  decision {} (requestId {}): {}\n", record.decision_id, record.request_id, record.why);
         }
     }
