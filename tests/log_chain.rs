@@ -106,7 +106,21 @@ async fn the_chain_continues_across_rotated_files() {
     }
     let (code, said) = verify(&oldest_first);
     assert_eq!(code, Some(0), "{said}");
-    assert!(said.contains("ok: 9 records"), "8 decisions and the closing checkpoint: {said}");
+    // Every file after the first opens with a record naming the head it continues from.
+    let text: Vec<String> = oldest_first.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
+    let continued =
+        text.iter().skip(1).filter(|t| t.lines().next().is_some_and(|l| l.contains("log_continued"))).count();
+    assert_eq!(continued, oldest_first.len() - 1, "{said}");
+    assert!(said.contains(&format!("ok: {} records", 9 + continued)), "8 decisions, the checkpoint: {said}");
+    // One file alone verifies from its opening record; with its first records cut, it does not.
+    let newest = *oldest_first.last().unwrap();
+    assert_eq!(verify(&[newest]).0, Some(0));
+    let cut = dir.path().join("cut.jsonl");
+    let lines: Vec<&str> = text.last().unwrap().lines().skip(1).collect();
+    std::fs::write(&cut, lines.join("\n") + "\n").unwrap();
+    let (code, said) = verify(&[&cut]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("records before it were deleted"), "{said}");
     // Out of order, the files are not one chain.
     oldest_first.swap(0, 1);
     assert_eq!(verify(&oldest_first).0, Some(2));

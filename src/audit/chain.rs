@@ -27,6 +27,8 @@ use crate::keys::HandlerKey;
 /// The `prev` of the first record ever written.
 /// The event of the record a stdout chain begins with, at each start of the process.
 pub const LOG_START: &str = "log_start";
+/// The event of the record a rotated-to file begins with: the chain goes on from the file before.
+pub const LOG_CONTINUED: &str = "log_continued";
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -280,7 +282,7 @@ pub fn verify(files: &[PathBuf], key: Option<&CheckpointKey>) -> std::io::Result
             }
             // A stdout log holds one chain per start of the process: a new one may begin only
             // with its `log_start` record (and, with --key, its signed checkpoint right after).
-            let starts_chain = prev == GENESIS && is_log_start(&body);
+            let starts_chain = prev == GENESIS && is_event(&body, LOG_START);
             match &expected {
                 Some(_) if starts_chain => {
                     segments += 1;
@@ -298,6 +300,12 @@ pub fn verify(files: &[PathBuf], key: Option<&CheckpointKey>) -> std::io::Result
                 None => {
                     from_genesis = prev == GENESIS;
                     awaiting_checkpoint = starts_chain && key.is_some();
+                    // Records cut from the head of a file would leave it starting mid-chain.
+                    if !from_genesis && !is_event(&body, LOG_CONTINUED) {
+                        return broken(
+                            "the first record neither starts the chain nor continues a rotated file: records before it were deleted",
+                        );
+                    }
                 }
             }
             if body.starts_with(CHECKPOINT_START) {
@@ -337,8 +345,8 @@ pub fn verify(files: &[PathBuf], key: Option<&CheckpointKey>) -> std::io::Result
     }))
 }
 
-fn is_log_start(body: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| v["event"] == LOG_START)
+fn is_event(body: &str, event: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| v["event"] == event)
 }
 
 #[cfg(test)]

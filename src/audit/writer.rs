@@ -26,8 +26,9 @@ pub(super) struct Writer {
     cut_at: Option<u64>,
     /// Bytes cut off and not yet said in a `cut` record (the next record written says it).
     dropped: u64,
-    /// The next batch begins a new chain with a `log_start` record (stdout, at each start).
-    start_record: bool,
+    /// What the next batch begins with: a new chain (stdout, at each start), or the record that
+    /// opens a file continuing the chain of the one before it (after a rotation).
+    opening: Option<Opening>,
 }
 
 pub(super) enum Output {
@@ -72,7 +73,15 @@ impl Writer {
             unsigned,
             cut_at: None,
             dropped,
-            start_record: matches!(sink, Sink::Stdout),
+            opening: None,
+        };
+        writer.opening = match sink {
+            Sink::Stdout => Some(Opening::Start),
+            // A fresh file after a rotation (here: one the last run rotated away) says it continues.
+            Sink::File { path, .. } if writer.prev != crate::audit::chain::GENESIS && file_is_empty(path) => {
+                Some(Opening::Continued)
+            }
+            _ => None,
         };
         writer.out = Some(writer.open_output()?);
         Ok(writer)
@@ -199,7 +208,7 @@ impl Writer {
         let cut = (self.dropped > 0).then(|| self.cut_record());
         let lines: Vec<&[u8]> = cut.iter().map(Vec::as_slice).chain(lines.iter().map(Vec::as_slice)).collect();
         let (mut prev, mut unsigned) = (self.prev.clone(), self.unsigned);
-        let starting = std::mem::take(&mut self.start_record);
+        let opening = self.opening.take();
         let mut sealed_batch = Vec::new();
         let mut seal = |line: &[u8], prev: &mut String| {
             let (sealed, hash) = crate::audit::chain::seal(prev, line);
@@ -209,11 +218,18 @@ impl Writer {
         let sign = |prev: &str, unsigned: u64| -> std::io::Result<Option<Vec<u8>>> {
             self.checkpoints.as_ref().map(|c| crate::audit::chain::checkpoint(&c.key, prev, unsigned)).transpose()
         };
-        if starting {
-            seal(&start_record(), &mut prev);
-            if let Some(checkpoint) = sign(&prev, 1)? {
-                seal(&checkpoint, &mut prev);
+        match opening {
+            Some(Opening::Start) => {
+                seal(&opening_record(crate::audit::chain::LOG_START, &prev), &mut prev);
+                if let Some(checkpoint) = sign(&prev, 1)? {
+                    seal(&checkpoint, &mut prev);
+                }
             }
+            Some(Opening::Continued) => {
+                seal(&opening_record(crate::audit::chain::LOG_CONTINUED, &prev), &mut prev);
+                unsigned += 1;
+            }
+            None => {}
         }
         for line in &lines {
             seal(line, &mut prev);
@@ -251,7 +267,7 @@ impl Writer {
         if let Err(error) = result {
             drop(out);
             self.cut_at = start;
-            self.start_record = starting;
+            self.opening = opening;
             return Err(error);
         }
         self.dropped = 0;
@@ -270,16 +286,34 @@ impl Writer {
         self.out = None;
         rotate(path, *keep)?;
         self.out = Some(self.open_output()?);
+        self.opening = Some(Opening::Continued);
         Ok(())
     }
 }
 
-/// Where a stdout chain begins: nothing before it can be linked (stdout cannot be read back).
-fn start_record() -> Vec<u8> {
-    let record = serde_json::json!({"event": crate::audit::chain::LOG_START, "sink": "stdout", "at": now(), "pid": std::process::id()});
+/// The record a chain's file begins with, when it is not the first record ever.
+#[derive(Debug, Clone, Copy)]
+enum Opening {
+    /// A stdout chain, at each start of the process (nothing before it can be linked).
+    Start,
+    /// A file continuing the chain of the file rotated away before it.
+    Continued,
+}
+
+fn opening_record(event: &str, prev: &str) -> Vec<u8> {
+    let record = match event {
+        crate::audit::chain::LOG_START => {
+            serde_json::json!({"event": event, "sink": "stdout", "at": now(), "pid": std::process::id()})
+        }
+        _ => serde_json::json!({"event": event, "at": now(), "previous_head": prev}),
+    };
     let mut line = record.to_string().into_bytes();
     line.push(b'\n');
     line
+}
+
+fn file_is_empty(path: &Path) -> bool {
+    std::fs::metadata(path).map_or(true, |m| m.len() == 0)
 }
 
 pub(super) fn now() -> String {
