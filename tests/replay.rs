@@ -138,6 +138,8 @@ async fn a_fixture_made_from_a_record_passes_with_its_time_and_state() {
         run(&["fixture", "--from-log", "decisions.jsonl", "--decision-id", id], server.dir.path());
     assert_eq!(code, Some(0), "{stderr}");
     assert!(yaml.contains("state:") && yaml.contains("REJECT"), "{yaml}");
+    // Every string quoted: YAML 1.1 tools would read a plain long hex address as an integer.
+    assert!(yaml.contains("destAddress: \"0x5dC69B1Fbb13Bafd09af88a782F0F285772Ad5f8\""), "{yaml}");
     crate::common::write(&server.policy_dir().join("incident_test.yaml"), &yaml);
     let (code, out, err) = run(&["test", "policies", "--format", "json"], server.dir.path());
     assert_eq!(code, Some(0), "{out}{err}");

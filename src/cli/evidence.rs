@@ -262,6 +262,9 @@ fn fixture_of(logged: &Logged, line: &str) -> anyhow::Result<String> {
         "context": {"mode": context.mode, "cosigner_key": context.cosigner_key.as_deref()},
         "request": Value::Object(request.payload),
     });
+    if let Some(origin) = &context.origin {
+        case["context"]["origin"] = serde_json::to_value(origin)?;
+    }
     if !logged.state.reads.is_empty() {
         case["state"] = serde_json::to_value(&logged.state.reads)?;
     }
@@ -295,6 +298,44 @@ fn fixture_of(logged: &Logged, line: &str) -> anyhow::Result<String> {
             crate::audit::REDACTED
         );
     }
-    out += &yaml_serde::to_string(&file)?;
+    yaml_block(&file, 0, &mut out);
     Ok(out)
+}
+
+/// Block YAML in which every string is double-quoted (JSON escapes are YAML's): read the same by
+/// YAML 1.1 and 1.2 tools, where a plain `0x5dC6…`, `0755`, `12:30` or `yes` would be a number,
+/// a time or a boolean to some of them.
+fn yaml_block(value: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    let key = |k: &str| {
+        let plain = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && k.starts_with(|c: char| c.is_ascii_alphabetic());
+        if plain { k.to_string() } else { Value::from(k).to_string() }
+    };
+    let nested = |v: &Value| matches!(v, Value::Object(m) if !m.is_empty()) || matches!(v, Value::Array(a) if !a.is_empty());
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                if nested(v) {
+                    out.push_str(&format!("{pad}{}:\n", key(k)));
+                    yaml_block(v, indent + 2, out);
+                } else {
+                    out.push_str(&format!("{pad}{}: {v}\n", key(k)));
+                }
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for item in items {
+                if nested(item) {
+                    let mut inner = String::new();
+                    yaml_block(item, indent + 2, &mut inner);
+                    // The first line of the item goes after its dash.
+                    out.push_str(&format!("{pad}- {}", &inner[indent + 2..]));
+                } else {
+                    out.push_str(&format!("{pad}- {item}\n"));
+                }
+            }
+        }
+        // Scalars and empty collections are their JSON text: valid YAML flow.
+        other => out.push_str(&format!("{pad}{other}\n")),
+    }
 }
