@@ -64,6 +64,25 @@ fn completions_and_the_version_with_its_git_revision() {
         let script = String::from_utf8(out.stdout).unwrap();
         assert!(script.contains("holds") && script.contains("keygen"), "{shell}: {script}");
     }
+    // Bash completes past the first word: the subcommands of `holds`, and their options.
+    let script = String::from_utf8(Command::new(BIN).args(["completions", "bash"]).output().unwrap().stdout).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("completion.bash"), script).unwrap();
+    let complete = |words: &str, prev: &str| {
+        let probe = format!(
+            "source completion.bash; COMP_WORDS=({words} ''); COMP_CWORD=${{#COMP_WORDS[@]}}; COMP_CWORD=$((COMP_CWORD-1)); \
+             _cosigner__guard cosigner-guard '' {prev}; echo \"${{COMPREPLY[*]}}\""
+        );
+        let out = Command::new("bash").arg("-c").arg(probe).current_dir(dir.path()).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(complete("cosigner-guard", "cosigner-guard").contains("holds"));
+    assert!(
+        complete("cosigner-guard holds", "holds").contains("approve"),
+        "{}",
+        complete("cosigner-guard holds", "holds")
+    );
+    assert!(complete("cosigner-guard state release t", "t").contains("--reason"));
     let out = Command::new(BIN).arg("--version").output().unwrap();
     let version = String::from_utf8(out.stdout).unwrap();
     let expected = format!("cosigner-guard {} (", env!("CARGO_PKG_VERSION"));

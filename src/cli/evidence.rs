@@ -308,10 +308,13 @@ fn fixture_of(logged: &Logged, line: &str) -> anyhow::Result<String> {
 fn yaml_block(value: &Value, indent: usize, out: &mut String) {
     let pad = " ".repeat(indent);
     let key = |k: &str| {
-        let plain = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && k.starts_with(|c: char| c.is_ascii_alphabetic());
+        let plain = !k.is_empty()
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && k.starts_with(|c: char| c.is_ascii_alphabetic());
         if plain { k.to_string() } else { Value::from(k).to_string() }
     };
-    let nested = |v: &Value| matches!(v, Value::Object(m) if !m.is_empty()) || matches!(v, Value::Array(a) if !a.is_empty());
+    let nested =
+        |v: &Value| matches!(v, Value::Object(m) if !m.is_empty()) || matches!(v, Value::Array(a) if !a.is_empty());
     match value {
         Value::Object(map) if !map.is_empty() => {
             for (k, v) in map {

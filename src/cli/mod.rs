@@ -170,6 +170,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             use clap::CommandFactory;
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "cosigner-guard", &mut script);
+            if shell == clap_complete::Shell::Bash {
+                // clap_complete names a hyphenated binary's states two ways (`cosigner__guard__…`
+                // where it walks the words, `cosigner__subcmd__guard__…` where it completes), so
+                // nothing after the first word completes: make them one.
+                script =
+                    String::from_utf8_lossy(&script).replace("cosigner__subcmd__guard", "cosigner__guard").into_bytes();
+            }
             // A closed pipe (`| head`) is the reader's choice, not an error.
             match std::io::Write::write_all(&mut std::io::stdout(), &script) {
                 Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
