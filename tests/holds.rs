@@ -464,3 +464,57 @@ async fn the_holds_commands_find_the_admin_api_from_the_environment_or_the_confi
     let (ok, listed) = run(vec!["list".into(), "--config".into(), config.display().to_string()], None);
     assert!(ok && listed.contains("t1"), "--config: {listed}");
 }
+
+/// Hold notifications are signed by the handler's key (a detached JWS over the exact body), and
+/// an expiry — a time passing, not a request — is announced too, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_are_signed_and_an_expiry_is_announced() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/holds", listener.local_addr().unwrap());
+    let (tx, mut received) = tokio::sync::mpsc::unbounded_channel::<(Option<String>, axum::body::Bytes)>();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let tx = tx.clone();
+                async move {
+                    use http_body_util::BodyExt;
+                    let signature =
+                        request.headers().get("cosigner-guard-signature").map(|v| v.to_str().unwrap().to_string());
+                    let body = request.into_body().collect().await.unwrap().to_bytes();
+                    tx.send((signature, body)).unwrap();
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Empty::<axum::body::Bytes>::new(),
+                    ))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    let server = held_server(HOLD_FOR_TWO, &format!("[holds]\nttl = \"2s\"\nnotify_url = {url:?}")).await;
+    decide(&server, "jwt", TX, &transfer("soon")).await;
+    let mut next = async || tokio::time::timeout(Duration::from_secs(20), received.recv()).await.unwrap().unwrap();
+    let verify = |signature: &str, body: &[u8]| {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (protected, sig) = signature.split_once("..").unwrap();
+        let message = format!("{protected}.{}", b64.encode(body));
+        let key = jsonwebtoken::DecodingKey::from_rsa_pem(crate::common::keys().handler.public_pem.as_bytes()).unwrap();
+        jsonwebtoken::crypto::verify(sig, message.as_bytes(), &key, jsonwebtoken::Algorithm::RS256).unwrap()
+    };
+    let (signature, body) = next().await;
+    let created: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(created["event"], "hold_created");
+    assert!(verify(signature.as_deref().expect("signed"), &body), "the handler's key signed this body");
+    let mut edited = body.to_vec();
+    edited.push(b' ');
+    assert!(!verify(signature.as_deref().unwrap(), &edited), "and only this body");
+    let (signature, body) = next().await;
+    let expired: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((expired["event"].as_str(), expired["hold"]["id"].as_str()), (Some("hold_expired"), Some("soon")));
+    assert!(verify(signature.as_deref().unwrap(), &body));
+}

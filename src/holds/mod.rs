@@ -85,6 +85,9 @@ pub struct Hold {
     pub summary: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelled: Option<Cancellation>,
+    /// Its expiry was announced (`hold_expired`), by one replica.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expiry_announced: bool,
 }
 
 impl Hold {
@@ -144,6 +147,7 @@ pub fn from_view(view: &Value) -> Option<Hold> {
         rejections: view.rejections,
         summary: view.summary,
         cancelled: view.cancelled,
+        expiry_announced: false,
     })
 }
 

@@ -101,6 +101,7 @@ impl Holds {
             rejections: Vec::new(),
             summary,
             cancelled: None,
+            expiry_announced: false,
         };
         loop {
             if let Some((_, existing)) = self.store.hold(id).await? {
@@ -126,6 +127,26 @@ impl Holds {
                 return Ok(Some(hold));
             }
         }
+    }
+
+    /// The holds that expired since the last call, each claimed once across replicas (the one
+    /// whose compare-and-set wins announces it).
+    pub async fn newly_expired(&self, now: DateTime<Utc>) -> Result<Vec<Hold>, StateError> {
+        let mut won = Vec::new();
+        for hold in self.list().await? {
+            if hold.expiry_announced || hold.status(now) != Status::Expired {
+                continue;
+            }
+            let Some((revision, mut stored)) = self.store.hold::<Hold>(&hold.id).await? else { continue };
+            if stored.expiry_announced {
+                continue;
+            }
+            stored.expiry_announced = true;
+            if keep(&self.store, &stored, revision).await? {
+                won.push(stored);
+            }
+        }
+        Ok(won)
     }
 
     /// Counts a signed verdict: verified against the approver keys, bound to this hold and

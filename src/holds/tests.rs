@@ -19,6 +19,7 @@ fn hold(required: u32) -> Hold {
         rejections: vec![],
         summary: json!({}),
         cancelled: None,
+        expiry_announced: false,
     }
 }
 
@@ -89,4 +90,22 @@ fn approver_keys_are_ed25519_or_p256() {
     assert!(ApproverKey::from_pem("b", p256.public_pem.as_bytes()).is_ok());
     let rsa = crate::keys::generate_rsa_2048().unwrap();
     assert!(ApproverKey::from_pem("c", rsa.public_pem.as_bytes()).is_err(), "RSA is not an approver key");
+}
+
+/// An expired hold is announced once, whoever asks (two replicas sweeping the same store), and a
+/// pending or decided one never.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expiry_is_claimed_once() {
+    let store = std::sync::Arc::new(StateStore::in_memory().unwrap());
+    let (a, b) =
+        (Holds::new(store.clone(), HoldSettings::default()), Holds::new(store.clone(), HoldSettings::default()));
+    keep(&store, &hold(2), 0).await.unwrap();
+    keep(&store, &Hold { id: "t2".into(), decided: Some(Status::Approved), ..hold(2) }, 0).await.unwrap();
+    let before = parse_time("2026-01-01T00:30:00Z").unwrap();
+    assert!(a.newly_expired(before).await.unwrap().is_empty(), "still pending");
+    let after = parse_time("2026-01-01T02:00:00Z").unwrap();
+    let (first, second) = tokio::join!(a.newly_expired(after), b.newly_expired(after));
+    let claimed: Vec<String> = first.unwrap().into_iter().chain(second.unwrap()).map(|h| h.id).collect();
+    assert_eq!(claimed, ["t1"]);
+    assert!(a.newly_expired(after).await.unwrap().is_empty(), "announced once");
 }

@@ -46,6 +46,7 @@ pub struct Server {
     state_store: Arc<StateStore>,
     upkeep: tokio::task::JoinHandle<()>,
     jwks_refresh: tokio::task::JoinHandle<()>,
+    expiries: tokio::task::JoinHandle<()>,
     webhooks: Option<WebhookListener>,
     _watches: Vec<Watch>,
 }
@@ -75,7 +76,7 @@ impl Server {
             tracing::warn!("{warning}");
         }
         let metrics = Arc::new(Metrics::new());
-        let notifier = Notifier::new(hold_webhook, metrics.clone());
+        let notifier = Notifier::new(hold_webhook, protocol.handler_key.clone(), metrics.clone());
         let admin_state = AdminState::new(&protocol.modes, server.tls.clone(), metrics.clone(), notifier.clone());
         let admin_certs = admin.as_ref().and_then(|settings| settings.tls.clone());
         let admin = match admin {
@@ -125,7 +126,7 @@ impl Server {
                 shadow: shadow.clone(),
                 log: log.clone(),
                 metrics: metrics.clone(),
-                notifier,
+                notifier: notifier.clone(),
             },
             limits: routes::Limits {
                 max_body_bytes: server.max_body_bytes,
@@ -134,6 +135,7 @@ impl Server {
             },
             in_flight: Semaphore::new(server.max_in_flight),
         };
+        let expiries = tokio::spawn(announce_expiries(pipeline.clone(), notifier));
         let app = routes::router(Arc::new(callback), &protocol.modes, &server.path_prefix);
 
         let listener = bind(server.listen, "server.listen").await?;
@@ -176,6 +178,7 @@ impl Server {
             state_store: state,
             upkeep,
             jwks_refresh,
+            expiries,
             webhooks,
             _watches: watches,
         })
@@ -218,6 +221,7 @@ impl Server {
         self.log.close(Duration::from_secs(5)).await;
         self.upkeep.abort();
         self.jwks_refresh.abort();
+        self.expiries.abort();
         self.state_store.close().await;
         if let Some(admin) = self.admin {
             admin.stop().await;
@@ -248,6 +252,22 @@ async fn start_lifecycle(
     let listener = bind(listen, "fireblocks_webhooks.listen").await?;
     let webhooks = WebhookListener::start(listener, tls, &path, lifecycle.clone(), connections);
     Ok((lifecycle.clone(), Some(webhooks), tokio::spawn(refresh_jwks(lifecycle))))
+}
+
+/// Sends `hold_expired` for each hold that expires, once across replicas, when the hold webhook
+/// is configured (expiry is a time passing, not a request: nothing else would say it).
+async fn announce_expiries(pipeline: Arc<Pipeline>, notifier: Notifier) {
+    if !notifier.is_configured() {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        match pipeline.holds().newly_expired(chrono::Utc::now()).await {
+            Ok(expired) => expired.iter().for_each(|hold| notifier.hold_event("hold_expired", hold)),
+            Err(error) => tracing::warn!(%error, "expired holds could not be read"),
+        }
+    }
 }
 
 /// Reads the webhook JWKS at start-up, then every 10 minutes (an unknown `kid` also does).

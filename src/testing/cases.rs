@@ -333,6 +333,7 @@ pub(super) fn hold_of(spec: &fixtures::HoldSpec, request: &CosignerRequest, now:
             at: at.clone(),
             reason: "the transaction FAILED in Fireblocks".into(),
         }),
+        expiry_announced: false,
     }
 }
 
