@@ -151,3 +151,25 @@ fn every_cli_subcommand_is_documented() {
     let missing: Vec<&&str> = commands.iter().filter(|c| !docs.contains(&format!("cosigner-guard {c}"))).collect();
     assert!(missing.is_empty(), "subcommands no page mentions as `cosigner-guard <command>`: {missing:?}");
 }
+
+/// The counts the policy page quotes are the suites' own: a stale one fails here.
+#[test]
+fn the_quoted_suite_counts_are_current() {
+    let passed = |dir: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cosigner-guard"))
+            .args(["test", dir])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines().last().unwrap().split_whitespace().next().unwrap().to_string()
+    };
+    let page = std::fs::read_to_string(root().join("docs/policies.md")).unwrap();
+    let starter = passed("policies/");
+    assert!(
+        page.contains(&format!("\n{starter} passed, 0 failed, 0 skipped\n")),
+        "the starter set has {starter} tests"
+    );
+    let treasury = passed("examples/treasury/policies");
+    assert!(page.contains(&format!("({treasury} tests, each clause")), "the treasury set has {treasury} tests");
+}
