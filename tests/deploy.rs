@@ -123,6 +123,14 @@ fn syscall_group(group: &str) -> std::collections::BTreeSet<String> {
 fn the_unit_allows_what_the_shadow_evaluator_calls_and_never_kills_on_a_denied_call() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let unit = std::fs::read_to_string(root.join("examples/systemd/cosigner-guard.service")).unwrap();
+    let allowed = unit_filter(&unit);
+    assert!(allowed.contains("read") && !allowed.contains("reboot"), "the filter was read ({} calls)", allowed.len());
+    assert!(allowed.contains("setpriority"), "the shadow evaluator's setpriority is allowed");
+    assert!(unit.lines().any(|l| l == "SystemCallErrorNumber=EPERM"), "a denied call returns EPERM");
+}
+
+/// The syscalls the unit's `SystemCallFilter=` lines allow, groups expanded, denials applied.
+fn unit_filter(unit: &str) -> std::collections::BTreeSet<String> {
     let mut allowed = std::collections::BTreeSet::new();
     for line in unit.lines().filter_map(|l| l.strip_prefix("SystemCallFilter=")) {
         let (deny, items) = line.strip_prefix('~').map_or((false, line), |rest| (true, rest));
@@ -135,9 +143,7 @@ fn the_unit_allows_what_the_shadow_evaluator_calls_and_never_kills_on_a_denied_c
             }
         }
     }
-    assert!(allowed.contains("read") && !allowed.contains("reboot"), "the filter was read ({} calls)", allowed.len());
-    assert!(allowed.contains("setpriority"), "the shadow evaluator's setpriority is allowed");
-    assert!(unit.lines().any(|l| l == "SystemCallErrorNumber=EPERM"), "a denied call returns EPERM");
+    allowed
 }
 
 /// The run stage of the Dockerfile: what it copies where, the directories its build stage makes for
@@ -242,4 +248,139 @@ async fn the_container_layout_serves_as_its_user() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(under("/var/lib/cosigner-guard/state/cosigner-guard.redb").exists());
+}
+
+/// Every feature on — shadow, holds with their webhook, velocity on Redis, a file log with
+/// checkpoints, proof of origin, Fireblocks webhooks — driven through each path (a decision, a
+/// hold created, notified and approved, a webhook delivery, a reload, a clean stop) under
+/// `strace -f -c`: every syscall the server made is one the systemd unit's filter allows.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_units_syscall_filter_allows_every_syscall_of_a_full_feature_run() {
+    use cosigner_guard::holds::{SignedVerdict, Verdict};
+    if std::process::Command::new("strace").arg("-V").output().is_err() {
+        panic!("strace is not installed (.ci/run installs it)");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("examples/systemd/cosigner-guard.service")).unwrap();
+    let allowed = unit_filter(&unit);
+    let redis = crate::common::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    // A hold webhook that answers 200 to anything.
+    let hooks = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let notify_url = format!("http://{}/hooks", hooks.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = hooks.accept().await else { return };
+            let service = hyper::service::service_fn(|_request| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                    http_body_util::Empty::<axum::body::Bytes>::new(),
+                ))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    let approver = cosigner_guard::holds::generate_approver_key().unwrap();
+    crate::common::write(&dir.path().join("alice_public.pem"), &approver.public_pem);
+    crate::common::write(&dir.path().join("alice_private.pem"), &approver.private_pem);
+    let backend = cosigner_guard::origin::generate_ed25519().unwrap();
+    crate::common::write(&dir.path().join("backend.pem"), &backend.public_pem);
+    let fireblocks = cosigner_guard::keys::generate_rsa_2048().unwrap();
+    crate::common::write(&dir.path().join("jwks.json"), &crate::lifecycle::jwks_of(&[("fb", &fireblocks)]));
+    let spec = crate::common::Spec::starter()
+        .policy(&format!("candidate_dir = {:?}", root.join("policies").display().to_string()))
+        .decision_log("sink = \"file\"\npath = \"decisions.jsonl\"\ndurable = true\ncheckpoint_every = 2")
+        .extra(&redis.state_toml())
+        .extra(&format!(
+            "[holds]\nnotify_url = {notify_url:?}\n[holds.approvers]\nalice = {:?}",
+            at("alice_public.pem")
+        ))
+        .extra(&format!("[origin]\n[origin.keys]\nbackend = {:?}", at("backend.pem")))
+        .extra(&format!("[fireblocks_webhooks]\nlisten = \"127.0.0.1:0\"\njwks = {:?}", at("jwks.json")));
+    let config = spec.write(dir.path());
+    let summary = dir.path().join("strace.txt");
+    let mut command = std::process::Command::new("strace");
+    command.args(["-f", "-qq", "-c", "-o"]).arg(&summary).arg("--").arg(crate::common::BIN);
+    command.args(["--log-format", "json", "serve", "--config"]).arg(&config);
+    let (mut strace, port, seen) = crate::common::start_command(command);
+    let addr_of = |message: &str| -> String {
+        seen.iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["message"] == message)
+            .and_then(|e| e["addr"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {message:?} line"))
+    };
+    let (admin, webhooks) = (addr_of("admin listening"), addr_of("Fireblocks webhooks listening"));
+
+    // A decision carrying an origin token; a held transfer, notified and approved; a webhook.
+    let signer = cosigner_guard::origin::OriginSigner::from_pem(backend.private_pem.as_bytes()).unwrap();
+    let claims = cosigner_guard::origin::claims_for(
+        "ETH",
+        "0.01",
+        ("VAULT", "0"),
+        ("VAULT", "1", None),
+        "j",
+        chrono::Utc::now().timestamp(),
+        std::time::Duration::from_secs(600),
+    );
+    let mut tx = crate::common::payload("eth_transfer.json");
+    tx["note"] = signer.sign(&claims, None).unwrap().into();
+    assert_eq!(crate::common::post_signed(port, &tx).await["action"], "APPROVE");
+    let held = crate::common::payload("usdc_large_transfer.json");
+    assert_eq!(crate::common::post_signed(port, &held).await["action"], "RETRY");
+    let admin_target = cosigner_guard::http_client::Target::new(&format!("http://{admin}"), None).await.unwrap();
+    let id = held["txId"].as_str().unwrap();
+    let (_, view) = admin_target.connect().await.unwrap().get(&format!("/holds/{id}")).await.unwrap();
+    let hold = cosigner_guard::holds::from_view(&serde_json::from_slice(&view).unwrap()).unwrap();
+    let key = cosigner_guard::holds::ApproverSigningKey::from_pem_file(&dir.path().join("alice_private.pem")).unwrap();
+    let verdict = SignedVerdict::sign(&hold, Verdict::Approve, "", &key, chrono::Utc::now());
+    let (status, _) = admin_target
+        .connect()
+        .await
+        .unwrap()
+        .post_json(&format!("/holds/{id}/verdicts"), &serde_json::to_value(&verdict).unwrap())
+        .await
+        .unwrap();
+    assert!(status.is_success());
+    let body = crate::lifecycle::event("e-1", tx["txId"].as_str().unwrap(), "COMPLETED", 1);
+    let signature = crate::lifecycle::v2(&body, "fb", &fireblocks);
+    let hook = cosigner_guard::http_client::Target::new(
+        &format!("https://localhost:{}", webhooks.rsplit(':').next().unwrap()),
+        Some(crate::common::keys().tls_cert_pem.as_bytes()),
+    )
+    .await
+    .unwrap();
+    let (status, _) = hook
+        .connect()
+        .await
+        .unwrap()
+        .post_with("/fireblocks/webhook", &[("Fireblocks-Webhook-Signature", &signature)], body)
+        .await
+        .unwrap();
+    assert!(status.is_success());
+
+    // A reload, then a clean stop: signal the server itself (strace's child), and let strace write.
+    let pids = std::process::Command::new("pgrep").args(["-P", &strace.0.id().to_string()]).output().unwrap();
+    let server = String::from_utf8(pids.stdout).unwrap().trim().to_string();
+    assert!(!server.is_empty(), "the server runs under strace");
+    assert!(std::process::Command::new("kill").args(["-HUP", &server]).status().unwrap().success());
+    assert_eq!(
+        crate::common::post_signed(port, &crate::common::payload("btc_one_time_address.json")).await["action"],
+        "APPROVE"
+    );
+    assert!(std::process::Command::new("kill").args(["-TERM", &server]).status().unwrap().success());
+    assert_eq!(strace.wait(), Some(0), "strace (and the server under it) exit cleanly");
+
+    let text = std::fs::read_to_string(&summary).unwrap();
+    let made: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('%') && !l.starts_with('-') && !l.contains("total"))
+        .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+        .collect();
+    assert!(made.len() > 20 && made.iter().any(|c| c == "setpriority"), "the run was traced, shadow included: {text}");
+    let denied: Vec<&String> = made.iter().filter(|call| !allowed.contains(call.as_str())).collect();
+    assert!(denied.is_empty(), "syscalls the unit's filter denies: {denied:?}\n{text}");
 }

@@ -56,12 +56,12 @@ fn jwk(kid: &str, pair: &GeneratedKeyPair) -> Value {
     })
 }
 
-fn jwks_of(keys: &[(&str, &GeneratedKeyPair)]) -> String {
+pub(crate) fn jwks_of(keys: &[(&str, &GeneratedKeyPair)]) -> String {
     json!({"keys": keys.iter().map(|(kid, pair)| jwk(kid, pair)).collect::<Vec<_>>()}).to_string()
 }
 
 /// The v2 header: a detached JWS over the raw body, RS512.
-fn v2(body: &[u8], kid: &str, pair: &GeneratedKeyPair) -> String {
+pub(crate) fn v2(body: &[u8], kid: &str, pair: &GeneratedKeyPair) -> String {
     let protected = URL_SAFE_NO_PAD.encode(json!({"alg": "RS512", "kid": kid}).to_string());
     let signed = format!("{protected}.{}", URL_SAFE_NO_PAD.encode(body));
     let key = EncodingKey::from_rsa_pem(pair.private_pem.as_bytes()).unwrap();
@@ -76,7 +76,7 @@ fn v1(body: &[u8], pair: &GeneratedKeyPair) -> String {
 }
 
 /// A v2 status event for transaction `tx`.
-fn event(id: &str, tx: &str, status: &str, last_updated: u64) -> Vec<u8> {
+pub(crate) fn event(id: &str, tx: &str, status: &str, last_updated: u64) -> Vec<u8> {
     json!({
         "id": id, "eventType": "transaction.status.updated", "createdAt": last_updated,
         "data": {"id": tx, "status": status, "subStatus": if status == "FAILED" { "INSUFFICIENT_FUNDS" } else { "" },
