@@ -283,3 +283,22 @@ else := {"action": "APPROVE"}"#;
     assert_eq!((&report["changed"], &report["redacted"]), (&json!(0), &json!(1)), "{report}");
     assert!(report["inconclusive"][0]["why"].as_str().unwrap().contains("redacted"), "{report}");
 }
+
+/// The shipped example configuration's decision log, written by the starter set for every
+/// documented payload, replays unchanged against that set: the recommended CI gate passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_written_with_the_example_config_replays_unchanged_against_the_starter_set() {
+    let example = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.toml")).unwrap();
+    let mut table: toml::Table = toml::from_str(&example).unwrap();
+    let mut log = table.remove("decision_log").unwrap().as_table().unwrap().clone();
+    log.insert("path".into(), "decisions.jsonl".into());
+    let server = spawn(Spec::starter().decision_log(&toml::to_string(&log).unwrap())).await;
+    for name in ["eth_transfer.json", "btc_one_time_address.json", "usdc_transfer.json", "usdc_large_transfer.json"] {
+        decide(&server, "jwt", "tx_sign_request", &payload(name)).await;
+    }
+    decide(&server, "jwt", "config_change_sign_request", &payload("whitelist_wallet.json")).await;
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let (code, report) = replay_json(&server, policies.to_str().unwrap());
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!((&report["total"], &report["changed"]), (&json!(5), &json!(0)), "{report}");
+}
