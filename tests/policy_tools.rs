@@ -209,7 +209,13 @@ fn check_with_a_config_loads_everything_start_up_loads() {
     assert!(!dir.path().join("logs/decisions.jsonl").exists(), "the probed log file is removed");
     assert!(!dir.path().join("state").exists(), "the probed state directory is removed");
 
+    // The log's directory is created when missing (and removed again by a check); one that
+    // cannot be is an error naming the key.
     std::fs::remove_dir_all(dir.path().join("logs")).unwrap();
+    let (code, _, err) = run(&["check", "--config", config], dir.path());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!dir.path().join("logs").exists(), "the probed log directory is removed");
+    std::fs::write(dir.path().join("logs"), "a file where the directory should be").unwrap();
     let (code, _, err) = run(&["check", "--config", config], dir.path());
     assert_eq!(code, Some(1));
     assert!(err.contains("decision_log.path"), "{err}");

@@ -284,7 +284,17 @@ fn check_start_up(config: &Path, settings: &Settings) -> bool {
     // Probed the way start-up uses them, and left as found: what a check created, it removes.
     if let crate::audit::Sink::File { path, .. } = &settings.decision_log.sink {
         let existed = path.exists();
-        match crate::audit::open_file(path) {
+        // The outermost directory the probe will create, if any: removed again afterwards.
+        let parent = path.ancestors().skip(1).take_while(|p| !p.as_os_str().is_empty() && !p.exists()).last();
+        let parent = parent.map(Path::to_path_buf);
+        let opened = crate::audit::open_file(path);
+        if let Some(parent) = parent {
+            if opened.is_ok() && !existed {
+                drop(std::fs::remove_file(path));
+            }
+            drop(std::fs::remove_dir_all(parent));
+        }
+        match opened {
             Ok(_) if !existed => drop(std::fs::remove_file(path)),
             Ok(_) => {}
             Err(e) => {
