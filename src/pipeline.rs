@@ -120,6 +120,8 @@ pub struct Pipeline {
     state: Arc<StateStore>,
     holds: Holds,
     origin: Option<Arc<Origin>>,
+    /// Keep every handler builtin call of each decision (`test --export-decisions`).
+    record_calls: bool,
 }
 
 impl Pipeline {
@@ -132,7 +134,13 @@ impl Pipeline {
         holds: HoldSettings,
     ) -> Self {
         let holds = Holds::new(state.clone(), holds);
-        Self { keyring, handler_key, policy, evaluator, state, holds, origin: None }
+        Self { keyring, handler_key, policy, evaluator, state, holds, origin: None, record_calls: false }
+    }
+
+    /// Every decision keeps its handler builtin calls in its trace (`StateTrace::calls`).
+    pub fn recording_calls(mut self) -> Self {
+        self.record_calls = true;
+        self
     }
 
     /// Transaction requests are inspected for an origin token signed by these backends.
@@ -238,6 +246,7 @@ impl Pipeline {
         let (decision, prints) = match self.guard_refusal(&seen, &request_id, tx_id.as_deref()) {
             Some(refusal) => {
                 trace.reads = evaluation.ledger.as_ref().map(|l| l.reads().to_vec()).unwrap_or_default();
+                trace.calls = evaluation.ledger.as_ref().map(|l| l.calls().to_vec()).unwrap_or_default();
                 (refusal, std::mem::take(&mut evaluation.prints))
             }
             None => {
@@ -313,6 +322,7 @@ impl Pipeline {
             let prints = std::mem::take(&mut evaluation.prints);
             let reads = evaluation.ledger.as_ref().map(Ledger::versions).unwrap_or_default();
             trace.reads = evaluation.ledger.as_ref().map(|l| l.reads().to_vec()).unwrap_or_default();
+            trace.calls = evaluation.ledger.as_ref().map(|l| l.calls().to_vec()).unwrap_or_default();
             // Before the commit: an approval the hold turns into RETRY or REJECT records nothing.
             let mut decision = holds::gate(at.hold, at.digest, at.conflicts, evaluation.decision, at.now);
             // An approval with an origin token no other transaction used binds the token to this one.
@@ -421,7 +431,8 @@ impl Pipeline {
         now: DateTime<Utc>,
         deadline: Instant,
     ) -> (Evaluation, String) {
-        let ledger = Ledger::new(self.state.clone(), id, now).with_binding(binding.cloned());
+        let ledger =
+            Ledger::new(self.state.clone(), id, now).with_binding(binding.cloned()).recording_calls(self.record_calls);
         self.evaluate_with(kind, input.clone(), ledger, deadline).await
     }
 
@@ -462,10 +473,13 @@ impl Pipeline {
         let (decision, revision, prints) = match regorus::Value::deserialize(&input) {
             Ok(policy_input) => {
                 let binding = origin.as_ref().and_then(OriginView::binding);
-                let ledger = Ledger::recorded(recorded, live, &trace.id, now).with_binding(binding);
+                let ledger = Ledger::recorded(recorded, live, &trace.id, now)
+                    .with_binding(binding)
+                    .recording_calls(self.record_calls);
                 let (evaluation, revision) = self.evaluate_with(kind, policy_input, ledger, deadline).await;
                 if let Some(ledger) = &evaluation.ledger {
                     trace.reads = ledger.reads().to_vec();
+                    trace.calls = ledger.calls().to_vec();
                     trace.unrecorded = ledger.read_unrecorded();
                 }
                 let conflicts = transfer.as_ref().map_or(&[][..], |t| t.conflicts.as_slice());

@@ -13,14 +13,14 @@ assets := {
 	"BTC": {"kind": "btc", "network": "mainnet"},
 }
 
-eth(raw) := {
+eth_request(raw) := {
 	"operation": "TRANSFER", "asset": "ETH", "amountStr": "0.010000000000000000",
 	"destAddress": "0x5dC69B1Fbb13Bafd09af88a782F0F285772Ad5f8", "rawTx": raw,
 }
 
-usdc(raw) := object.union(eth(raw), {"asset": "USDC", "amountStr": "2500"})
+usdc(raw) := object.union(eth_request(raw), {"asset": "USDC", "amountStr": "2500"})
 
-btc(raw) := {
+btc_request(raw) := {
 	"operation": "TRANSFER", "asset": "BTC", "amountStr": "0.00087600",
 	"destAddress": "1DpivPqJkLxbRwm4GpxXsNPKS29ou1NYdC",
 	"destinations": [{"dstAddress": "1DpivPqJkLxbRwm4GpxXsNPKS29ou1NYdC", "amountNativeStr": "0.000876"}],
@@ -108,60 +108,60 @@ raw := {
 }
 
 test_documented_and_consistent_transactions_have_no_problems if {
-	problems(eth(raw.eth_ok)) == set()
+	problems(eth_request(raw.eth_ok)) == set()
 	problems(usdc(raw.usdc_ok)) == set()
-	problems(btc(raw.btc_ok)) == set()
+	problems(btc_request(raw.btc_ok)) == set()
 }
 
 test_addresses_compare_case_insensitively if {
-	problems(object.union(eth(raw.eth_ok), {"destAddress": "0x5DC69B1FBB13BAFD09AF88A782F0F285772AD5F8"})) == set()
+	problems(object.union(eth_request(raw.eth_ok), {"destAddress": "0x5DC69B1FBB13BAFD09AF88A782F0F285772AD5F8"})) == set()
 }
 
 test_a_wrong_hash_is_found if {
 	wrong := [{"rawTx": raw.eth_ok[0].rawTx, "payload": raw.eth_stranger[0].payload}]
-	problems(eth(wrong)) == {"rawTx[0]: payload is not the keccak-256 hash of its rawTx"}
+	problems(eth_request(wrong)) == {"rawTx[0]: payload is not the keccak-256 hash of its rawTx"}
 	btc_wrong := [raw.btc_ok[0], {"rawTx": raw.btc_ok[1].rawTx, "payload": raw.btc_ok[0].payload}]
-	problems(btc(btc_wrong)) == {"rawTx[1]: payload is not the double SHA-256 hash of its rawTx"}
+	problems(btc_request(btc_wrong)) == {"rawTx[1]: payload is not the double SHA-256 hash of its rawTx"}
 }
 
 test_a_payload_with_0x_and_capitals_still_matches if {
 	entry := {"rawTx": raw.eth_ok[0].rawTx, "payload": concat("", ["0x", upper(raw.eth_ok[0].payload)])}
-	problems(eth([entry])) == set()
+	problems(eth_request([entry])) == set()
 }
 
 test_eth_paying_a_stranger if {
-	problems(eth(raw.eth_stranger)) == {"rawTx[0] pays 0x1111111111111111111111111111111111111111, not the destination 0x5dC69B1Fbb13Bafd09af88a782F0F285772Ad5f8"}
+	problems(eth_request(raw.eth_stranger)) == {"rawTx[0] pays 0x1111111111111111111111111111111111111111, not the destination 0x5dC69B1Fbb13Bafd09af88a782F0F285772Ad5f8"}
 }
 
 test_eth_one_wei_more if {
-	problems(eth(raw.eth_one_wei_more)) == {"rawTx[0] moves 10000000000000001 wei, not amountStr 0.010000000000000000 ETH"}
+	problems(eth_request(raw.eth_one_wei_more)) == {"rawTx[0] moves 10000000000000001 wei, not amountStr 0.010000000000000000 ETH"}
 }
 
 test_eth_for_another_chain if {
-	problems(eth(raw.eth_chain5)) == {"rawTx[0] is for chain id 5, not ETH's chain id 1"}
+	problems(eth_request(raw.eth_chain5)) == {"rawTx[0] is for chain id 5, not ETH's chain id 1"}
 }
 
 test_eth_native_transfer_with_calldata if {
-	problems(eth(raw.eth_calldata)) == {"rawTx[0] carries calldata: a native transfer has none"}
+	problems(eth_request(raw.eth_calldata)) == {"rawTx[0] carries calldata: a native transfer has none"}
 }
 
 test_eth_is_one_entry if {
-	problems(eth([raw.eth_ok[0], raw.eth_ok[0]])) == {"an Ethereum transaction is one rawTx entry, not 2"}
+	problems(eth_request([raw.eth_ok[0], raw.eth_ok[0]])) == {"an Ethereum transaction is one rawTx entry, not 2"}
 }
 
 test_eth_bytes_that_are_not_a_transaction if {
 	bad := "00"
-	problems(eth([{"rawTx": bad, "payload": eth.keccak256(bad)}])) == {"rawTx[0] is not an unsigned Ethereum transaction: unknown transaction type 0x00"}
+	problems(eth_request([{"rawTx": bad, "payload": eth.keccak256(bad)}])) == {"rawTx[0] is not an unsigned Ethereum transaction: unknown transaction type 0x00"}
 }
 
 test_malformed_entries if {
-	problems(eth("not a list")) == {"rawTx is not a list"}
-	problems(eth([{"rawTx": 5}])) == {
+	problems(eth_request("not a list")) == {"rawTx is not a list"}
+	problems(eth_request([{"rawTx": 5}])) == {
 		"rawTx[0] is not an object with rawTx and payload strings",
 		"rawTx[0]: payload is not the keccak-256 hash of its rawTx",
 		"rawTx[0] is not an unsigned Ethereum transaction: not hex: not a string",
 	}
-	problems(btc([7])) == {
+	problems(btc_request([7])) == {
 		"rawTx[0] is not an object with rawTx and payload strings",
 		"rawTx[0]: payload is not the double SHA-256 hash of its rawTx",
 		"rawTx[0] is not a legacy Bitcoin signing preimage: not an object",
@@ -206,60 +206,60 @@ test_a_token_missing_from_the_table_is_a_problem_not_a_pass if {
 }
 
 test_btc_one_satoshi_more if {
-	problems(btc(raw.btc_one_sat_more)) == {"rawTx pays 1DpivPqJkLxbRwm4GpxXsNPKS29ou1NYdC 87601 satoshis, described as 87600"}
+	problems(btc_request(raw.btc_one_sat_more)) == {"rawTx pays 1DpivPqJkLxbRwm4GpxXsNPKS29ou1NYdC 87601 satoshis, described as 87600"}
 }
 
 test_btc_paying_a_stranger if {
-	problems(btc(raw.btc_stranger)) == {
+	problems(btc_request(raw.btc_stranger)) == {
 		"rawTx pays 1DpivPqJkLxbRwm4GpxXsNPKS29ou1NYdC 0 satoshis, described as 87600",
 		"output 0 pays 87600 satoshis to 15fioDrrk36NmHdRCtGTu2TMj6rPXzG3sn: neither a described destination nor change to a signing key",
 	}
 }
 
 test_btc_extra_output if {
-	problems(btc(raw.btc_extra_output)) == {
+	problems(btc_request(raw.btc_extra_output)) == {
 		"output 2 pays 1000 satoshis to bc1qyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zc6v074: neither a described destination nor change to a signing key",
 		"3 outputs: more than the 1 destinations and one change",
 	}
 }
 
 test_btc_change_to_a_key_not_signing if {
-	problems(btc(raw.btc_change_elsewhere)) == {"output 1 pays 84267 satoshis to bc1qyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zc6v074: neither a described destination nor change to a signing key"}
+	problems(btc_request(raw.btc_change_elsewhere)) == {"output 1 pays 84267 satoshis to bc1qyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zc6v074: neither a described destination nor change to a signing key"}
 }
 
 test_btc_change_split_in_two_is_one_too_many if {
-	problems(btc(raw.btc_two_changes)) == {"3 outputs: more than the 1 destinations and one change"}
+	problems(btc_request(raw.btc_two_changes)) == {"3 outputs: more than the 1 destinations and one change"}
 }
 
 test_btc_sighash_other_than_all if {
-	problems(btc(raw.btc_anyonecanpay)) == {
+	problems(btc_request(raw.btc_anyonecanpay)) == {
 		"rawTx[0] signs with sighash type 129, not SIGHASH_ALL (1): other parties could change the transaction",
 		"rawTx[1] signs with sighash type 129, not SIGHASH_ALL (1): other parties could change the transaction",
 	}
 }
 
 test_btc_an_input_left_unsigned if {
-	problems(btc(raw.btc_one_entry)) == {"1 rawTx entries for a transaction with 2 inputs: each input is signed once"}
+	problems(btc_request(raw.btc_one_entry)) == {"1 rawTx entries for a transaction with 2 inputs: each input is signed once"}
 }
 
 test_btc_preimages_of_different_transactions if {
-	problems(btc(raw.btc_mixed)) == {"rawTx[1] is not the same transaction as rawTx[0]"}
+	problems(btc_request(raw.btc_mixed)) == {"rawTx[1] is not the same transaction as rawTx[0]"}
 }
 
 test_btc_the_same_input_signed_twice if {
-	problems(btc(raw.btc_same_input_twice)) == {"two rawTx entries sign the same input"}
+	problems(btc_request(raw.btc_same_input_twice)) == {"two rawTx entries sign the same input"}
 }
 
 test_btc_bytes_that_are_not_a_preimage if {
-	problems(btc([{"rawTx": "0100", "payload": btc.sha256d("0100")}])) == {"rawTx[0] is not a legacy Bitcoin signing preimage: truncated: the version runs past the end of the data"}
+	problems(btc_request([{"rawTx": "0100", "payload": btc.sha256d("0100")}])) == {"rawTx[0] is not a legacy Bitcoin signing preimage: truncated: the version runs past the end of the data"}
 }
 
 test_btc_without_destinations_uses_dest_address if {
-	problems(object.remove(btc(raw.btc_ok), ["destinations"])) == set()
+	problems(object.remove(btc_request(raw.btc_ok), ["destinations"])) == set()
 }
 
 test_btc_destination_amount_that_is_not_satoshis if {
-	request := object.union(btc(raw.btc_ok), {"destinations": [{"dstAddress": "1DpivPqJkLxbRwm4GpxXsNPKS29ou1NYdC", "amountNativeStr": "0.000876001"}]})
+	request := object.union(btc_request(raw.btc_ok), {"destinations": [{"dstAddress": "1DpivPqJkLxbRwm4GpxXsNPKS29ou1NYdC", "amountNativeStr": "0.000876001"}]})
 	problems(request) == {
 		"destination 1DpivPqJkLxbRwm4GpxXsNPKS29ou1NYdC: amount 0.000876001 is not a decimal of at most 8 places",
 		"rawTx pays 1DpivPqJkLxbRwm4GpxXsNPKS29ou1NYdC 87600 satoshis, described as 0",
@@ -267,7 +267,7 @@ test_btc_destination_amount_that_is_not_satoshis if {
 }
 
 test_btc_network_missing_from_the_table if {
-	p := rawtx.problems(btc(raw.btc_ok)) with data.rawtx.assets as {"BTC": {"kind": "btc"}}
+	p := rawtx.problems(btc_request(raw.btc_ok)) with data.rawtx.assets as {"BTC": {"kind": "btc"}}
 	p == {
 		"rawTx[0] is not a legacy Bitcoin signing preimage: the network must be \"mainnet\" or \"testnet\"",
 		"rawTx[1] is not a legacy Bitcoin signing preimage: the network must be \"mainnet\" or \"testnet\"",
@@ -275,19 +275,19 @@ test_btc_network_missing_from_the_table if {
 }
 
 test_what_is_not_checked_is_said if {
-	rawtx.unchecked(object.remove(eth(raw.eth_ok), ["rawTx"])) == {"the request carries no rawTx"} with data.rawtx.assets as assets
-	rawtx.unchecked(object.union(eth(raw.eth_ok), {"asset": "SOL"})) == {"asset SOL is not in data.rawtx.assets: its raw transaction is not checked"} with data.rawtx.assets as assets
-	rawtx.unchecked(object.union(eth(raw.eth_ok), {"operation": "CONTRACT_CALL"})) == {"operation CONTRACT_CALL is not a transfer: only the hashes were checked"} with data.rawtx.assets as assets
-	rawtx.unchecked(eth(raw.eth_ok)) == set() with data.rawtx.assets as assets
+	rawtx.unchecked(object.remove(eth_request(raw.eth_ok), ["rawTx"])) == {"the request carries no rawTx"} with data.rawtx.assets as assets
+	rawtx.unchecked(object.union(eth_request(raw.eth_ok), {"asset": "SOL"})) == {"asset SOL is not in data.rawtx.assets: its raw transaction is not checked"} with data.rawtx.assets as assets
+	rawtx.unchecked(object.union(eth_request(raw.eth_ok), {"operation": "CONTRACT_CALL"})) == {"operation CONTRACT_CALL is not a transfer: only the hashes were checked"} with data.rawtx.assets as assets
+	rawtx.unchecked(eth_request(raw.eth_ok)) == set() with data.rawtx.assets as assets
 }
 
 test_a_contract_call_is_hash_checked_only if {
-	call := object.union(eth(raw.eth_stranger), {"operation": "CONTRACT_CALL"})
+	call := object.union(eth_request(raw.eth_stranger), {"operation": "CONTRACT_CALL"})
 	problems(call) == set()
 	wrong := object.union(call, {"rawTx": [{"rawTx": raw.eth_ok[0].rawTx, "payload": raw.eth_stranger[0].payload}]})
 	problems(wrong) == {"rawTx[0]: payload is not the keccak-256 hash of its rawTx"}
 }
 
 test_an_unknown_asset_has_no_problems_only_unchecked if {
-	problems(object.union(eth(raw.eth_stranger), {"asset": "SOL"})) == set()
+	problems(object.union(eth_request(raw.eth_stranger), {"asset": "SOL"})) == set()
 }

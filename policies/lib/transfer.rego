@@ -16,7 +16,13 @@ import rego.v1
 
 view := input.context.transfer if is_object(input.context.transfer)
 
-else := transfer.view(input.request, object.get(data, ["rawtx", "assets"], {}))
+else := transfer.view(input.request, assets)
+
+# The asset table, read by its full path: `object.get(data, …)` would make every rule depend on
+# every other (OPA refuses that as recursion).
+assets := data.rawtx.assets if is_object(data.rawtx.assets)
+
+else := {}
 
 conflicts := {c | some c in view.conflicts}
 

@@ -71,13 +71,27 @@ pub struct TestArgs {
     /// retyped; fail if any such mutant is approved (a rule that a missing field silences).
     #[arg(long)]
     pub mutate: bool,
+    /// Write every decision the fixture cases (and mutants) make — input, our builtins' calls,
+    /// answer — as JSON lines, for the OPA portability check (`.ci/opa_portability.py`).
+    #[arg(long, value_name = "FILE")]
+    pub export_decisions: Option<PathBuf>,
 }
 
 /// Exit codes: 0 all passed, 2 a test failed (or coverage/emptiness checks), 1 could not load.
 pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     let (dirs, options) = args.sets.resolve()?;
     let filter = args.run.as_deref().map(regex::Regex::new).transpose().context("--run")?;
-    let run = RunOptions { filter, coverage: args.coverage || args.threshold.is_some() };
+    let export = match (&args.export_decisions, dirs.as_slice()) {
+        (Some(path), [dir]) => {
+            let data =
+                PolicySource::read(dir).map_err(|e| anyhow::anyhow!("{e}"))?.data().map_err(anyhow::Error::msg)?;
+            let exporter = testing::export::Exporter::create(path, &data);
+            Some(std::sync::Arc::new(exporter.with_context(|| format!("--export-decisions {}", path.display()))?))
+        }
+        (Some(_), _) => anyhow::bail!("--export-decisions: one policy set at a time"),
+        (None, _) => None,
+    };
+    let run = RunOptions { filter, coverage: args.coverage || args.threshold.is_some(), export };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut results = Vec::new();
     let mut coverage: Option<regorus::coverage::Report> = None;

@@ -42,32 +42,40 @@ pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
     engine.add_extension(
         "decimal.valid".into(),
         1,
-        Box::new(|args: Vec<Value>| Ok(Value::from(parse(&args[0]).is_some()))),
+        Box::new(super::velocity::recorded("decimal.valid", |args: Vec<Value>| {
+            Ok(Value::from(parse(&args[0]).is_some()))
+        })),
     )?;
     engine.add_extension(
         "decimal.cmp".into(),
         2,
-        Box::new(|args: Vec<Value>| {
+        Box::new(super::velocity::recorded("decimal.cmp", |args: Vec<Value>| {
             Ok(match (parse(&args[0]), parse(&args[1])) {
                 (Some(a), Some(b)) => Value::from(a.cmp(&b) as i64),
                 _ => Value::Undefined,
             })
-        }),
+        })),
     )?;
     engine.add_extension(
         "decimal.sum".into(),
         1,
-        Box::new(|args: Vec<Value>| Ok(sum(&args[0]).map_or(Value::Undefined, Value::from))),
+        Box::new(super::velocity::recorded("decimal.sum", |args: Vec<Value>| {
+            Ok(sum(&args[0]).map_or(Value::Undefined, Value::from))
+        })),
     )?;
     engine.add_extension(
         "decimal.to_units".into(),
         2,
-        Box::new(|args: Vec<Value>| Ok(to_units(&args[0], &args[1]).map_or(Value::Undefined, Value::from))),
+        Box::new(super::velocity::recorded("decimal.to_units", |args: Vec<Value>| {
+            Ok(to_units(&args[0], &args[1]).map_or(Value::Undefined, Value::from))
+        })),
     )?;
     engine.add_extension(
         "decimal.from_number".into(),
         1,
-        Box::new(|args: Vec<Value>| Ok(from_number(&args[0]).map_or(Value::Undefined, Value::from))),
+        Box::new(super::velocity::recorded("decimal.from_number", |args: Vec<Value>| {
+            Ok(from_number(&args[0]).map_or(Value::Undefined, Value::from))
+        })),
     )?;
     super::velocity::register(engine)?;
     super::rawtx::register(engine)

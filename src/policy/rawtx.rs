@@ -21,23 +21,31 @@ pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
     engine.add_extension(
         "eth.keccak256".into(),
         1,
-        Box::new(|args: Vec<Value>| Ok(hash(&args[0], rawtx::keccak256))),
+        Box::new(super::velocity::recorded("eth.keccak256", |args: Vec<Value>| Ok(hash(&args[0], rawtx::keccak256)))),
     )?;
-    engine.add_extension("btc.sha256d".into(), 1, Box::new(|args: Vec<Value>| Ok(hash(&args[0], rawtx::sha256d))))?;
+    engine.add_extension(
+        "btc.sha256d".into(),
+        1,
+        Box::new(super::velocity::recorded("btc.sha256d", |args: Vec<Value>| Ok(hash(&args[0], rawtx::sha256d)))),
+    )?;
     engine.add_extension(
         "eth.decode_tx".into(),
         1,
-        Box::new(|args: Vec<Value>| Ok(decoded(bytes(&args[0]).and_then(|b| eth::decode_transaction(&b))))),
+        Box::new(super::velocity::recorded("eth.decode_tx", |args: Vec<Value>| {
+            Ok(decoded(bytes(&args[0]).and_then(|b| eth::decode_transaction(&b))))
+        })),
     )?;
     engine.add_extension(
         "eth.decode_erc20".into(),
         1,
-        Box::new(|args: Vec<Value>| Ok(decoded(bytes(&args[0]).and_then(|b| eth::decode_erc20(&b))))),
+        Box::new(super::velocity::recorded("eth.decode_erc20", |args: Vec<Value>| {
+            Ok(decoded(bytes(&args[0]).and_then(|b| eth::decode_erc20(&b))))
+        })),
     )?;
     engine.add_extension(
         "btc.decode_preimage".into(),
         2,
-        Box::new(|args: Vec<Value>| {
+        Box::new(super::velocity::recorded("btc.decode_preimage", |args: Vec<Value>| {
             let network = match &args[1] {
                 Value::String(name) => btc::Network::parse(name),
                 _ => None,
@@ -46,17 +54,19 @@ pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
                 return Ok(error("the network must be \"mainnet\" or \"testnet\""));
             };
             Ok(decoded(bytes(&args[0]).and_then(|b| btc::decode_preimage(&b, network))))
-        }),
+        })),
     )?;
     engine.add_extension(
         "eth.valid_address".into(),
         1,
-        Box::new(|args: Vec<Value>| Ok(Value::Bool(matches!(&args[0], Value::String(a) if eth::valid_address(a))))),
+        Box::new(super::velocity::recorded("eth.valid_address", |args: Vec<Value>| {
+            Ok(Value::Bool(matches!(&args[0], Value::String(a) if eth::valid_address(a))))
+        })),
     )?;
     engine.add_extension(
         "btc.valid_address".into(),
         2,
-        Box::new(|args: Vec<Value>| {
+        Box::new(super::velocity::recorded("btc.valid_address", |args: Vec<Value>| {
             let valid = match (&args[0], &args[1]) {
                 (Value::String(address), Value::String(network)) => {
                     btc::Network::parse(network).is_some_and(|n| btc::valid_address(address, n))
@@ -64,18 +74,18 @@ pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
                 _ => false,
             };
             Ok(Value::Bool(valid))
-        }),
+        })),
     )?;
     // The server gives every transaction this view as `input.context.transfer`; the builtin is
     // for tests that build an input document by hand (`lib/transfer.rego` falls back to it).
     engine.add_extension(
         "transfer.view".into(),
         2,
-        Box::new(|args: Vec<Value>| {
+        Box::new(super::velocity::recorded("transfer.view", |args: Vec<Value>| {
             let request = serde_json::to_value(&args[0])?;
             let assets = Assets::from_data(&serde_json::to_value(&args[1])?);
             Ok(request.as_object().map_or(Value::Undefined, |r| Value::from(Transfer::derive(r, &assets).to_value())))
-        }),
+        })),
     )?;
     Ok(())
 }

@@ -42,6 +42,30 @@ impl PolicySource {
         self.files.len()
     }
 
+    /// The set's data document, every data file nested at its directory's path and merged (what
+    /// the engine holds as `data`, rules aside).
+    pub fn data(&self) -> Result<serde_json::Value, String> {
+        fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+            match (into, from) {
+                (serde_json::Value::Object(into), serde_json::Value::Object(from)) => {
+                    for (key, value) in from {
+                        match into.get_mut(&key) {
+                            Some(existing) => merge(existing, value),
+                            None => drop(into.insert(key, value)),
+                        }
+                    }
+                }
+                (into, from) => *into = from,
+            }
+        }
+        let mut data = serde_json::json!({});
+        for (rel, text) in self.files.iter().filter(|(rel, _)| matches!(role(rel), Some(FileRole::Data))) {
+            let value = parse_data(rel, text).map_err(|e| format!("{}: {e}", rel.display()))?;
+            merge(&mut data, serde_json::to_value(&value).map_err(|e| e.to_string())?);
+        }
+        Ok(data)
+    }
+
     /// The `.rego` files of the set: full path and text.
     pub fn policies(&self) -> impl Iterator<Item = (PathBuf, &str)> {
         self.files

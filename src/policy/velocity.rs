@@ -59,6 +59,18 @@ pub struct Ledger {
     unrecorded: bool,
     /// The origin token's one-use binding, read before the policy runs (see [`mark_origin_reuse`]).
     binding: Option<Binding>,
+    /// Every call of a handler builtin, when asked for (the OPA portability check answers OPA's
+    /// calls of our builtins with these).
+    calls: Option<Vec<BuiltinCall>>,
+}
+
+/// One call of a handler builtin as an evaluation made it: its arguments and result (`None`:
+/// undefined).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BuiltinCall {
+    pub name: &'static str,
+    pub args: Vec<serde_json::Value>,
+    pub result: Option<serde_json::Value>,
 }
 
 impl Ledger {
@@ -86,7 +98,19 @@ impl Ledger {
             failure: None,
             unrecorded: false,
             binding: None,
+            calls: None,
         }
+    }
+
+    /// This evaluation keeps every call of a handler builtin ([`Ledger::calls`]).
+    pub fn recording_calls(mut self, record: bool) -> Self {
+        self.calls = record.then(Vec::new);
+        self
+    }
+
+    /// The handler builtins' calls, when recorded.
+    pub fn calls(&self) -> &[BuiltinCall] {
+        self.calls.as_deref().unwrap_or_default()
     }
 
     /// This evaluation checks whether another transaction used the origin token of `binding`.
@@ -156,6 +180,31 @@ impl Ledger {
     }
 }
 
+/// `f` as a handler builtin named `name` that the installed ledger records when asked to.
+pub fn recorded<F>(name: &'static str, mut f: F) -> impl regorus::Extension
+where
+    F: FnMut(Vec<Value>) -> anyhow::Result<Value> + Send + Sync + Clone + 'static,
+{
+    move |args: Vec<Value>| {
+        let recording = CURRENT.with(|current| current.borrow().as_ref().is_some_and(|l| l.calls.is_some()));
+        if !recording {
+            return f(args);
+        }
+        let out = f(args.clone());
+        CURRENT.with(|current| {
+            if let Some(calls) = current.borrow_mut().as_mut().and_then(|ledger| ledger.calls.as_mut()) {
+                let json = |v: &Value| serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+                let result = match &out {
+                    Ok(Value::Undefined) | Err(_) => None,
+                    Ok(value) => Some(json(value)),
+                };
+                calls.push(BuiltinCall { name, args: args.iter().map(json).collect(), result });
+            }
+        });
+        out
+    }
+}
+
 /// Runs `work` with `ledger` installed for the velocity builtins; gives the ledger back.
 pub fn with_ledger<T>(ledger: Option<Ledger>, work: impl FnOnce() -> T) -> (T, Option<Ledger>) {
     CURRENT.with(|current| *current.borrow_mut() = ledger);
@@ -164,11 +213,23 @@ pub fn with_ledger<T>(ledger: Option<Ledger>, work: impl FnOnce() -> T) -> (T, O
 }
 
 pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
-    engine.add_extension("velocity.sum".into(), 2, Box::new(|args: Vec<Value>| read("sum", &args)))?;
-    engine.add_extension("velocity.count".into(), 2, Box::new(|args: Vec<Value>| read("count", &args)))?;
+    engine.add_extension(
+        "velocity.sum".into(),
+        2,
+        Box::new(recorded("velocity.sum", |args: Vec<Value>| read("sum", &args))),
+    )?;
+    engine.add_extension(
+        "velocity.count".into(),
+        2,
+        Box::new(recorded("velocity.count", |args: Vec<Value>| read("count", &args))),
+    )?;
     // Overrides the builtin (extensions are looked up first): one instant per decision, as in OPA,
     // and that instant the request's receipt, which the decision log keeps for replay.
-    engine.add_extension("time.now_ns".into(), 0, Box::new(|_: Vec<Value>| Ok(Value::from(now_ns()))))?;
+    engine.add_extension(
+        "time.now_ns".into(),
+        0,
+        Box::new(recorded("time.now_ns", |_: Vec<Value>| Ok(Value::from(now_ns())))),
+    )?;
     Ok(())
 }
 

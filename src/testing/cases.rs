@@ -32,6 +32,8 @@ pub(super) async fn fixture_case(
         received_at: parse_now(case.now.as_ref()).map_err(|e| at(&e))?,
         pipeline: shared.pipeline(&case.history).await.map_err(|e| at(&e))?,
         eval_timeout,
+        name: &case.name,
+        shared,
     };
     let (outcome, prints) = match (&case.request, &case.jwt, &case.steps, &case.expect) {
         (_, _, Some(_), Some(_)) | (_, _, None, None) => {
@@ -78,14 +80,21 @@ pub(super) async fn fixture_case(
 }
 
 /// One case being decided: its pipeline (with the case's history) and its time.
-pub(super) struct CaseRun {
+pub(super) struct CaseRun<'a> {
     pub(super) kind: RequestKind,
     pub(super) received_at: DateTime<Utc>,
     pub(super) pipeline: Pipeline,
     pub(super) eval_timeout: Duration,
+    pub(super) name: &'a str,
+    pub(super) shared: &'a FixturePipeline,
 }
 
-impl CaseRun {
+impl CaseRun<'_> {
+    /// Exports the decision when `--export-decisions` asks for it.
+    fn decided(&self, decided: &crate::pipeline::Decided) {
+        self.shared.export(self.name, self.kind, decided);
+    }
+
     fn deadline(&self) -> Instant {
         Instant::now() + self.eval_timeout + Duration::from_secs(1)
     }
@@ -104,6 +113,7 @@ impl CaseRun {
             Err(refusal) => (Outcome::Fail(format!("the request was refused, no decision: {refusal}")), Vec::new()),
             Ok((request, context)) => {
                 let decided = self.pipeline.decide(request, &context, self.deadline()).await;
+                self.decided(&decided);
                 (judge(expect, &decided.decision), decided.prints)
             }
         })
@@ -131,6 +141,7 @@ impl CaseRun {
                 let context = case_context(case, self.received_at);
                 let decided =
                     self.pipeline.redecide(request, &context, hold, case.state.clone(), None, self.deadline()).await;
+                self.decided(&decided);
                 (judge(expect, &decided.decision), decided.prints)
             }
         }
@@ -154,6 +165,7 @@ impl CaseRun {
                 Err(e) => return Ok((Outcome::Fail(format!("the request was refused, no decision: {e}")), prints)),
             };
             let decided = self.pipeline.decide(request, &case_context(case, sent.at), self.deadline()).await;
+            self.decided(&decided);
             prints.extend(decided.prints);
             if let Outcome::Fail(why) = judge(&step.expect, &decided.decision) {
                 let why = match &case.steps {
@@ -220,6 +232,7 @@ pub(super) fn case_context(case: &Case, received_at: DateTime<Utc>) -> RequestCo
 pub(super) struct FixturePipeline {
     pub(super) policy: Arc<PolicyStore>,
     pub(super) evaluator: Arc<Evaluator>,
+    pub(super) export: Option<Arc<super::export::Exporter>>,
 }
 
 impl FixturePipeline {
@@ -228,7 +241,16 @@ impl FixturePipeline {
         let state = Arc::new(StateStore::in_memory().map_err(|e| e.to_string())?);
         seed(&state, history).await?;
         let (policy, evaluator) = (self.policy.clone(), self.evaluator.clone());
-        Ok(Pipeline::new(CosignerKeyring::default(), None, policy, evaluator, state, HoldSettings::default()))
+        let pipeline =
+            Pipeline::new(CosignerKeyring::default(), None, policy, evaluator, state, HoldSettings::default());
+        Ok(if self.export.is_some() { pipeline.recording_calls() } else { pipeline })
+    }
+
+    /// Exports a decision of case `name` when `--export-decisions` asks for it.
+    pub(super) fn export(&self, name: &str, kind: RequestKind, decided: &crate::pipeline::Decided) {
+        if let Some(export) = &self.export {
+            export.decided(name, kind, decided);
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! Reporting is separate ([`report`]).
 
 mod cases;
+pub mod export;
 pub mod fixtures;
 pub mod mutate;
 pub mod report;
@@ -38,10 +39,12 @@ pub struct TestResult {
     pub prints: Vec<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RunOptions {
     pub filter: Option<Regex>,
     pub coverage: bool,
+    /// Write every fixture decision (and mutant) here, for the OPA portability check.
+    pub export: Option<Arc<export::Exporter>>,
 }
 
 pub struct RunReport {
@@ -66,8 +69,8 @@ pub async fn run(dir: &Path, options: &CompileOptions, run: &RunOptions) -> Resu
     let wanted = |name: &str| run.filter.as_ref().is_none_or(|re| re.is_match(name));
 
     let snapshot = store.active();
-    let mut results = tokio::task::block_in_place(|| rego_tests(&snapshot, &wanted))?;
-    results.extend(fixture_results(dir, store.clone(), &wanted).await?);
+    let mut results = tokio::task::block_in_place(|| rego_tests(&snapshot, &wanted, run.export.as_deref()))?;
+    results.extend(fixture_results(dir, store.clone(), &wanted, run.export.clone()).await?);
     Ok(RunReport { results, coverage: store.active().coverage() })
 }
 
@@ -76,6 +79,7 @@ async fn fixture_results(
     dir: &Path,
     store: Arc<PolicyStore>,
     wanted: &(dyn Fn(&str) -> bool + Sync),
+    export: Option<Arc<export::Exporter>>,
 ) -> Result<Vec<TestResult>, SetupError> {
     let suites = fixtures::discover(dir).map_err(SetupError)?;
     let suites = suites.iter().map(|path| Fixtures::load(path)).collect::<Result<Vec<_>, _>>().map_err(SetupError)?;
@@ -85,7 +89,7 @@ async fn fixture_results(
     }
     let eval_timeout = store.options().eval_timeout;
     let evaluator = Evaluator::new(1, eval_timeout, Fallbacks::default()).map_err(|e| SetupError(e.to_string()))?;
-    let shared = FixturePipeline { policy: store, evaluator: Arc::new(evaluator) };
+    let shared = FixturePipeline { policy: store, evaluator: Arc::new(evaluator), export };
     for suite in &suites {
         for case in suite.file.cases.iter().filter(|c| wanted(&c.name)) {
             results.push(fixture_case(&shared, suite, case, eval_timeout).await?);
@@ -99,7 +103,14 @@ async fn fixture_results(
 pub fn rego_tests(
     snapshot: &PolicySnapshot,
     wanted: &(dyn Fn(&str) -> bool + Sync),
+    export: Option<&export::Exporter>,
 ) -> Result<Vec<TestResult>, SetupError> {
+    // Exporting, each test runs with a recording ledger over an empty store (what a test without
+    // one sees: sums "0", counts 0), so its builtin calls go with it to the OPA check.
+    let store = match export {
+        Some(_) => Some(Arc::new(crate::state::StateStore::in_memory().map_err(|e| SetupError(e.to_string()))?)),
+        None => None,
+    };
     let mut seen = std::collections::BTreeSet::new();
     let tests: Vec<_> = snapshot
         .rules()
@@ -115,7 +126,14 @@ pub fn rego_tests(
                 let (outcome, prints) = if test.name.starts_with("todo_") {
                     (Outcome::Skip, Vec::new())
                 } else {
-                    let (result, prints) = snapshot.eval_rule(&test.path(), None);
+                    let ledger = store.as_ref().map(|store| {
+                        crate::policy::Ledger::new(store.clone(), "unit-test", chrono::Utc::now()).recording_calls(true)
+                    });
+                    let ((result, prints), ledger) =
+                        crate::policy::velocity::with_ledger(ledger, || snapshot.eval_rule(&test.path(), None));
+                    if let (Some(export), Some(ledger)) = (export, &ledger) {
+                        export.unit_test(&test.path(), ledger.calls());
+                    }
                     let outcome = match result {
                         Ok(regorus::Value::Bool(true)) => Outcome::Pass,
                         Ok(regorus::Value::Undefined) => Outcome::Fail("undefined (a condition did not hold)".into()),
@@ -149,13 +167,13 @@ pub fn rego_tests(
 /// The activation gate of `reload.require_tests`: every Rego unit test and every fixture case of
 /// the candidate set in `dir` must pass. Blocking: the fixtures run on a thread of their own.
 pub fn require_passing_tests(dir: &Path, snapshot: &Arc<PolicySnapshot>) -> Result<(), String> {
-    let mut results = rego_tests(snapshot, &|_| true).map_err(|e| e.0)?;
+    let mut results = rego_tests(snapshot, &|_| true, None).map_err(|e| e.0)?;
     let store = Arc::new(PolicyStore::fixed(dir, CompileOptions::default(), snapshot.clone()));
     let fixtures = std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                runtime.block_on(fixture_results(dir, store, &|_| true)).map_err(|e| std::io::Error::other(e.0))
+                runtime.block_on(fixture_results(dir, store, &|_| true, None)).map_err(|e| std::io::Error::other(e.0))
             })
             .join()
             .map_err(|_| "the fixture thread panicked".to_string())?

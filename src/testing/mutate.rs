@@ -186,7 +186,8 @@ pub async fn mutate(dir: &Path, options: &CompileOptions, run: &RunOptions) -> R
         .map_err(|e| SetupError(e.to_string()))?;
     let evaluator =
         Evaluator::new(2, options.eval_timeout, Fallbacks::default()).map_err(|e| SetupError(e.to_string()))?;
-    let shared = FixturePipeline { policy: Arc::new(store), evaluator: Arc::new(evaluator) };
+    let shared =
+        FixturePipeline { policy: Arc::new(store), evaluator: Arc::new(evaluator), export: run.export.clone() };
     let mut report = MutationReport::default();
     let suites = fixtures::discover(dir).map_err(SetupError)?;
     for path in &suites {
@@ -285,5 +286,6 @@ async fn decide_after(
     } else {
         pipeline.redecide(request, &context, hold, case.state.clone(), None, deadline()).await
     };
+    shared.export(&format!("{} (mutant)", case.name), kind, &decided);
     Ok(decided.decision)
 }
