@@ -723,3 +723,43 @@ else := {"action": "APPROVE", "record": [r | some r in records]}
         "{out}"
     );
 }
+
+/// `check` warns, at file:line and with the portable form, on a policy written the way OPA
+/// decides differently — a negated comparison over a nested call, iteration over a field — and
+/// stays quiet on its portable rewrite; warnings do not fail the check.
+#[test]
+fn check_warns_on_what_opa_would_decide_differently() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_way = r#"package cosigner.transaction
+import rego.v1
+default decision := {"action": "APPROVE"}
+decision := {"action": "REJECT", "reason": "over"} if {
+	sent := velocity.sum("k", "24h")
+	not decimal.cmp(decimal.sum([sent, input.request.amountStr]), "10") <= 0
+}
+decision := {"action": "REJECT", "reason": "blocked"} if {
+	some d in input.request.destinations
+	d.action == "BLOCK"
+}
+"#;
+    write(&dir.path().join("policies/tx.rego"), old_way);
+    write(
+        &dir.path().join("policies/cc.rego"),
+        "package cosigner.config_change\nimport rego.v1\ndecision := {\"action\": \"REJECT\"}\n",
+    );
+    let (code, out, err) = run(&["check", "policies"], dir.path());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("tx.rego:6: not over") && out.contains("opa#7558"), "{out}");
+    assert!(out.contains("tx.rego:9: iterating `input.request.destinations`"), "{out}");
+    let portable = old_way
+        .replace(
+            "not decimal.cmp(decimal.sum([sent, input.request.amountStr]), \"10\") <= 0",
+            "not within(sent, object.get(input.request, \"amountStr\", \"\"))",
+        )
+        .replace("some d in input.request.destinations", "some d in object.get(input.request, \"destinations\", [])")
+        + "within(sent, amount) if decimal.cmp(decimal.sum([sent, amount]), \"10\") <= 0\n";
+    write(&dir.path().join("policies/tx.rego"), &portable);
+    let (code, out, err) = run(&["check", "policies"], dir.path());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.contains("warning"), "{out}");
+}

@@ -27,7 +27,7 @@ has_destinations(tx) if {
 # requestId equals txId, or extends it for a batch.
 id_problems(tx) := ["requestId does not belong to txId"] if {
 	is_string(tx.txId)
-	not startswith(tx.requestId, tx.txId)
+	not startswith(object.get(tx, "requestId", ""), tx.txId)
 } else := []
 
 # The destinations' native amounts must add up to the transaction amount, exactly; a destination
@@ -36,7 +36,7 @@ sum_problems(tx) := ["a destination has no amountNativeStr: the amounts cannot b
 	some d in tap.destinations(tx)
 	not is_string(object.get(d, "amountNativeStr", null))
 } else := [sprintf("destinations add up to %v, not the transaction amount %v", [total, amount])] if {
-	amounts := [d.amountNativeStr | some d in tx.destinations]
+	amounts := [d.amountNativeStr | some d in tap.destinations(tx)]
 	count(amounts) > 0
 	amount := object.get(tx, "amountStr", "<missing>")
 	total := sum_of(amounts)

@@ -54,7 +54,8 @@ applies(limit, tx) if {
 # comparison cannot hold.
 amount_problem(limit, tx) := msg if {
 	sent := velocity.sum(key(limit, tx), limit.window)
-	not within(sent, object.get(tx, "amountStr", ""), limit.max_amount)
+	ceiling := limit.max_amount
+	not within(sent, object.get(tx, "amountStr", ""), ceiling)
 	msg := sprintf("limit %q: %v %v sent in the last %v, %v more exceeds %v", [limit.name, sent, object.get(tx, "asset", ""), limit.window, object.get(tx, "amountStr", "<missing>"), limit.max_amount])
 }
 

@@ -254,6 +254,9 @@ pub fn check(sets: PolicySets) -> anyhow::Result<ExitCode> {
             }
         });
         let loaded = loaded.and_then(|snapshot| {
+            for warning in snapshot.portability_warnings() {
+                println!("warning: {warning}");
+            }
             let findings = snapshot.lint();
             for finding in &findings {
                 eprintln!("error: {finding}");

@@ -6,6 +6,7 @@ mod builtins;
 mod evaluator;
 mod input;
 pub mod lint;
+pub mod portable;
 mod rawtx;
 mod snapshot;
 mod source;

@@ -248,6 +248,12 @@ impl PolicySnapshot {
         (result, prints)
     }
 
+    /// What OPA would decide differently (see [`super::portable`]): warnings of `check`.
+    pub fn portability_warnings(&self) -> Vec<super::lint::Finding> {
+        let mut engine = self.engine.clone();
+        super::portable::warnings(&mut engine)
+    }
+
     /// What `check` finds beyond compiling (see [`super::lint`]), test modules included.
     pub fn lint(&self) -> Vec<super::lint::Finding> {
         let mut engine = self.with_tests.as_ref().unwrap_or(&self.engine).clone();

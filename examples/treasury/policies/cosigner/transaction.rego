@@ -73,5 +73,6 @@ open_now if {
 open_now if {
 	hours != null
 	time_rules.within_business_hours(time_rules.received_ns, hours)
-	not time_rules.in_blackout(time_rules.received_ns, hours.time_zone, object.get(settings, "blackout_dates", []))
+	zone := hours.time_zone
+	not time_rules.in_blackout(time_rules.received_ns, zone, object.get(settings, "blackout_dates", []))
 }
