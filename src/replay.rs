@@ -164,6 +164,15 @@ pub struct Report {
 }
 
 impl Report {
+    /// Counts `logged`'s new answer `after` as a change if it is one.
+    fn change(&mut self, order: usize, logged: Logged, after: Answered, derived: bool) {
+        if after != logged.answered {
+            self.changed += 1;
+            let (decision_id, request_id, before) = (logged.decision_id, logged.request_id, logged.answered);
+            self.changes.push(Change { order, decision_id, request_id, before, after, derived });
+        }
+    }
+
     /// Nothing changed, and everything could be replayed.
     pub fn is_unchanged(&self) -> bool {
         self.changed == 0 && self.unreplayable.is_empty()
@@ -244,17 +253,7 @@ async fn derive(replayer: &Replayer, files: &[PathBuf], report: &mut Report) -> 
             report.unreplayable.retain(|r| r.order != order);
             report.total += 1;
             report.derived += usize::from(was_derived);
-            if after != logged.answered {
-                report.changed += 1;
-                report.changes.push(Change {
-                    order,
-                    decision_id: logged.decision_id,
-                    request_id: logged.request_id,
-                    before: logged.answered,
-                    after,
-                    derived: was_derived,
-                });
-            }
+            report.change(order, logged, after, was_derived);
         }
     }
     Ok(())
@@ -279,16 +278,8 @@ fn tally(report: &mut Report, (order, logged, outcome): (usize, Logged, Result<O
             if after != logged.answered && logged.is_redacted() {
                 let why = format!("now {:?}: it depends on values the log redacted", after.action);
                 report.inconclusive.push(not_replayed(why));
-            } else if after != logged.answered {
-                report.changed += 1;
-                report.changes.push(Change {
-                    order,
-                    decision_id: logged.decision_id,
-                    request_id: logged.request_id,
-                    before: logged.answered,
-                    after,
-                    derived: false,
-                });
+            } else {
+                report.change(order, logged, after, false);
             }
         }
     }

@@ -252,20 +252,25 @@ fn approver_keygen(out: &Path, name: &str) -> anyhow::Result<()> {
         anyhow::bail!("--approver: a name is up to 64 letters, digits and . _ - @");
     }
     let pair = crate::holds::generate_approver_key().map_err(anyhow::Error::msg)?;
+    write_named_pair(out, name, &pair, "the approver keeps it; it never goes to the server", "holds.approvers")
+}
+
+/// Writes `DIR/NAME_private.pem` (owner-only) and `DIR/NAME_public.pem`, never overwriting, and
+/// prints who keeps the private half and the configuration line for the public one.
+pub(super) fn write_named_pair(
+    out: &Path,
+    name: &str,
+    pair: &keys::GeneratedKeyPair,
+    keeper: &str,
+    section: &str,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let private = out.join(format!("{name}_private.pem"));
     let public = out.join(format!("{name}_public.pem"));
     dev::write_new(&private, &pair.private_pem, true)?;
     dev::write_new(&public, &pair.public_pem, false)?;
-    println!(
-        "Wrote {} (the approver keeps it; it never goes to the server) and {}.",
-        private.display(),
-        public.display()
-    );
-    println!(
-        "Add the approver to the handler's configuration:\n\n[holds.approvers]\n{name} = \"{}\"",
-        public.display()
-    );
+    println!("Wrote {} ({keeper}) and {}.", private.display(), public.display());
+    println!("Add it to the handler's configuration:\n\n[{section}]\n{name} = \"{}\"", public.display());
     println!("\nSHA-256 fingerprint (of the DER public key): {}", pair.fingerprint);
     Ok(())
 }

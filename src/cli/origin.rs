@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::dev;
 use crate::origin::{OriginSigner, claims_for, generate_ed25519};
 
 #[derive(Debug, Subcommand)]
@@ -75,20 +74,5 @@ pub fn keygen(out: &Path, name: &str) -> anyhow::Result<()> {
         anyhow::bail!("--origin: a name is up to 64 letters, digits and . _ -");
     }
     let pair = generate_ed25519()?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let private = out.join(format!("{name}_private.pem"));
-    let public = out.join(format!("{name}_public.pem"));
-    dev::write_new(&private, &pair.private_pem, true)?;
-    dev::write_new(&public, &pair.public_pem, false)?;
-    println!(
-        "Wrote {} (the backend keeps it; it never goes to the handler) and {}.",
-        private.display(),
-        public.display()
-    );
-    println!(
-        "Add the backend's key to the handler's configuration:\n\n[origin.keys]\n{name} = \"{}\"",
-        public.display()
-    );
-    println!("\nSHA-256 fingerprint (of the DER public key): {}", pair.fingerprint);
-    Ok(())
+    super::write_named_pair(out, name, &pair, "the backend keeps it; it never goes to the handler", "origin.keys")
 }

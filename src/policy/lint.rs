@@ -45,19 +45,7 @@ pub fn lint(engine: &mut Engine, entrypoints: &Entrypoints) -> Vec<Finding> {
     for module in engine.get_modules().iter() {
         let Ok(package) = Parser::get_path_ref_components(&module.package.refr) else { continue };
         let package = std::iter::once("data").chain(package.iter().map(|s| s.text())).collect::<Vec<_>>().join(".");
-        let imports: BTreeMap<String, String> = module
-            .imports
-            .iter()
-            .filter_map(|import| {
-                let path = Parser::get_path_ref_components(&import.refr).ok()?;
-                let path: Vec<&str> = path.iter().map(|s| s.text()).collect();
-                if path.first() != Some(&"data") {
-                    return None;
-                }
-                let alias = import.r#as.as_ref().map_or(path.last()?.to_string(), |a| a.text().to_string());
-                Some((alias, path.join(".")))
-            })
-            .collect();
+        let imports = data_imports(module);
         let mut calls = Calls { package: &package, imports: &imports, functions: &functions, findings: &mut findings };
         for rule in &module.policy {
             match rule.as_ref() {
@@ -111,6 +99,23 @@ pub fn lint(engine: &mut Engine, entrypoints: &Entrypoints) -> Vec<Finding> {
     findings.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     findings.dedup();
     findings
+}
+
+/// A module's imports of `data`: alias → full path (`tap` → `data.lib.tap`).
+pub(super) fn data_imports(module: &regorus::unstable::Module) -> BTreeMap<String, String> {
+    module
+        .imports
+        .iter()
+        .filter_map(|import| {
+            let path = Parser::get_path_ref_components(&import.refr).ok()?;
+            let path: Vec<&str> = path.iter().map(|s| s.text()).collect();
+            if path.first() != Some(&"data") {
+                return None;
+            }
+            let alias = import.r#as.as_ref().map_or(path.last()?.to_string(), |a| a.text().to_string());
+            Some((alias, path.join(".")))
+        })
+        .collect()
 }
 
 fn rule_path(package: &str, refr: &Ref<Expr>) -> String {

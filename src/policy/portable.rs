@@ -26,21 +26,9 @@ use super::lint::Finding;
 pub fn warnings(engine: &mut Engine) -> Vec<Finding> {
     let mut findings = Vec::new();
     for module in engine.get_modules().iter() {
-        let data_aliases: BTreeSet<String> = module
-            .imports
-            .iter()
-            .filter_map(|import| {
-                let path = Parser::get_path_ref_components(&import.refr).ok()?;
-                let path: Vec<&str> = path.iter().map(|s| s.text()).collect();
-                if path.first() != Some(&"data") {
-                    return None;
-                }
-                Some(import.r#as.as_ref().map_or(path.last()?.to_string(), |a| a.text().to_string()))
-            })
-            .chain(["data".to_string()])
-            .collect();
+        let mut data_aliases: BTreeSet<String> =
+            super::lint::data_imports(module).into_keys().chain(["data".to_string()]).collect();
         // A rule that names a data document (`settings := data.treasury`) is as defined as it.
-        let mut data_aliases = data_aliases;
         for rule in &module.policy {
             if let Rule::Spec { head: RuleHead::Compr { refr, assign: Some(assign), .. }, bodies, .. } = rule.as_ref()
                 && bodies.iter().all(|b| b.query.stmts.is_empty())

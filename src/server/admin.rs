@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::listener::{self, Connections};
@@ -114,31 +113,21 @@ impl AdminState {
 }
 
 /// The running admin listener.
-pub struct Admin {
-    addr: SocketAddr,
-    stop: tokio::sync::watch::Sender<()>,
-    task: JoinHandle<()>,
-}
+pub struct Admin(listener::Background);
 
 impl Admin {
     pub fn start(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<AdminState>) -> Self {
         let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         tracing::info!(%addr, tls = tls.is_some(), "admin listening");
-        let (stop, mut stopped) = tokio::sync::watch::channel(());
-        let connections = Connections::default();
-        let task = tokio::spawn(listener::serve(listener, tls, router(state), connections, async move {
-            let _ = stopped.changed().await;
-        }));
-        Self { addr, stop, task }
+        Self(listener::Background::start(listener, tls, router(state), Connections::default()))
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.0.addr()
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
+        self.0.stop().await;
     }
 }
 

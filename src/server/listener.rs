@@ -1,6 +1,7 @@
 //! The accept loop: TLS handshakes and HTTP/1.1 connections with timeouts, and graceful shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,33 @@ pub struct Connections {
 impl Default for Connections {
     fn default() -> Self {
         Self { max: 64, read_timeout: Duration::from_secs(10), shutdown_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// A listener serving on a task of its own until stopped: the admin API, the Fireblocks webhooks.
+pub struct Background {
+    addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Background {
+    pub fn start(listener: TcpListener, tls: Option<TlsAcceptor>, app: axum::Router, limits: Connections) -> Self {
+        let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let (stop, mut stopped) = tokio::sync::watch::channel(());
+        let task = tokio::spawn(serve(listener, tls, app, limits, async move {
+            let _ = stopped.changed().await;
+        }));
+        Self { addr, stop, task }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }
 

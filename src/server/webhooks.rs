@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::listener::{self, Connections};
@@ -23,11 +22,7 @@ use crate::lifecycle::{Lifecycle, Received, Refused};
 const MAX_EVENT_BYTES: usize = 256 * 1024;
 
 /// The running webhook listener.
-pub struct WebhookListener {
-    addr: SocketAddr,
-    stop: tokio::sync::watch::Sender<()>,
-    task: JoinHandle<()>,
-}
+pub struct WebhookListener(listener::Background);
 
 impl WebhookListener {
     pub fn start(
@@ -42,20 +37,15 @@ impl WebhookListener {
         let router = Router::new()
             .route(path, post(deliver).layer(DefaultBodyLimit::max(MAX_EVENT_BYTES)))
             .with_state(lifecycle);
-        let (stop, mut stopped) = tokio::sync::watch::channel(());
-        let task = tokio::spawn(listener::serve(listener, tls, router, connections, async move {
-            let _ = stopped.changed().await;
-        }));
-        Self { addr, stop, task }
+        Self(listener::Background::start(listener, tls, router, connections))
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.0.addr()
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
+        self.0.stop().await;
     }
 }
 
