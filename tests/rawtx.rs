@@ -340,3 +340,55 @@ async fn attacks_through_the_gaps_between_checks_are_refused() {
     create["destinations"][0]["displayDstAddress"] = json!("");
     expect(&server, "contract creation", &create, "REJECT", "creates a contract").await;
 }
+
+/// The starter set checks raw transactions natively (the transfer view's conflicts), where
+/// `lib/rawtx.rego` spells the same checks out in Rego at twenty times the cost. Over every
+/// decision of the starter's fixtures and their mutants (fields removed and retyped), whenever the
+/// Rego specification finds a problem the native check finds one too: replacing it loosened
+/// nothing.
+#[test]
+fn the_native_raw_check_refuses_everything_the_rego_specification_does() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("decisions.jsonl");
+    let out = std::process::Command::new(crate::common::BIN)
+        .args(["test", "policies", "--mutate", "--export-decisions"])
+        .arg(&export)
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // The specification, asked of each decision's input: no problem, or a native conflict.
+    let set = dir.path().join("policies");
+    let copy = std::process::Command::new("cp").arg("-rL").arg(root.join("policies")).arg(&set).status().unwrap();
+    assert!(copy.success());
+    crate::common::write(
+        &set.join("spec_check.rego"),
+        "package spec_check\nimport rego.v1\nimport data.lib.rawtx\nimport data.lib.transfer\n\
+         agrees if count(rawtx.problems(transfer.request)) == 0\n\
+         agrees if count(input.context.transfer.conflicts) > 0\n\
+         found := count(rawtx.problems(transfer.request))\n",
+    );
+    let inputs: Vec<serde_json::Value> = std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|line| line["kind"] == "transaction")
+        .map(|line| line["input"].clone())
+        .collect();
+    let (checked, found) = cosigner_guard::policy::on_eval_stack(move || {
+        let options = cosigner_guard::policy::CompileOptions::default();
+        let snapshot = cosigner_guard::policy::PolicySnapshot::load(&set, &options).unwrap();
+        let mut found = 0;
+        for input in &inputs {
+            let value = regorus::Value::from_json_str(&input.to_string()).unwrap();
+            let (agrees, _) = snapshot.eval_rule("data.spec_check.agrees", Some(value.clone()));
+            assert_eq!(agrees.unwrap(), regorus::Value::Bool(true), "the native check missed a problem: {input}");
+            let (problems, _) = snapshot.eval_rule("data.spec_check.found", Some(value));
+            found += usize::from(problems.is_ok_and(|p| p != regorus::Value::from(0u64)));
+        }
+        (inputs.len(), found)
+    })
+    .unwrap();
+    assert!(checked > 1000 && found > 50, "{checked} decisions, {found} with a problem the specification found");
+}
