@@ -127,17 +127,17 @@ async fn an_ethereum_raw_transaction_that_disagrees_is_rejected_naming_the_probl
         (
             "stranger",
             json!({"rawTx": [eth_entry(&stranger)]}),
-            format!("rawTx[0] pays 0x{STRANGER}, not the destination"),
+            format!("the raw transaction pays 0x{STRANGER} 0.01, described as 0"),
         ),
         (
             "one wei more",
             json!({"rawTx": [eth_entry(&eip1559(DEST, 10_000_000_000_000_001, &[]))]}),
-            "rawTx[0] moves 10000000000000001 wei, not amountStr 0.01 ETH".into(),
+            "the raw transaction pays 0x5dc69b1fbb13bafd09af88a782f0f285772ad5f8 0.010000000000000001, described as 0.01".into(),
         ),
         (
             "twice the amount",
             json!({"rawTx": [eth_entry(&eip1559(DEST, 20_000_000_000_000_000, &[]))]}),
-            "moves 20000000000000000 wei".into(),
+            "pays 0x5dc69b1fbb13bafd09af88a782f0f285772ad5f8 0.02, described as 0.01".into(),
         ),
         (
             "calldata on a native transfer",
@@ -147,7 +147,7 @@ async fn an_ethereum_raw_transaction_that_disagrees_is_rejected_naming_the_probl
         (
             "a hash of other bytes",
             json!({"rawTx": [{"rawTx": to_hex(&eip1559(DEST, 10_000_000_000_000_000, &[])), "payload": to_hex(&keccak256(&stranger))}]}),
-            "payload is not the keccak-256 hash of its rawTx".into(),
+            "rawTx[0]: payload is not the hash of its rawTx".into(),
         ),
         ("not hex", json!({"rawTx": [{"rawTx": "0xzz", "payload": "00"}]}), "not hex".into()),
     ];
@@ -165,17 +165,17 @@ async fn a_token_transfer_that_disagrees_is_rejected_naming_the_problem() {
         (
             "another token contract",
             eip1559(USDT, 0, &erc20_transfer(DEST, amount)),
-            format!("not the USDC contract 0x{USDC}"),
+            format!("not the token contract 0x{USDC}"),
         ),
         (
             "another recipient",
             eip1559(USDC, 0, &erc20_transfer(STRANGER, amount)),
-            format!("transfers to 0x{STRANGER}"),
+            format!("the raw transaction pays 0x{STRANGER} 2500, described as 0"),
         ),
         (
             "one unit more",
             eip1559(USDC, 0, &erc20_transfer(DEST, amount + 1)),
-            "transfers 2500000001 units, not amountStr 2500 USDC (6 decimals)".into(),
+            "pays 0x5dc69b1fbb13bafd09af88a782f0f285772ad5f8 2500.000001, described as 2500".into(),
         ),
         (
             "ether attached",
@@ -209,17 +209,17 @@ async fn a_bitcoin_transaction_that_disagrees_is_rejected_naming_the_problem() {
         (
             "one satoshi more",
             format!("02{}{}", btc_output(87_601, PAY), btc_output(84_266, CHANGE)),
-            "rawTx pays 1DpivPqJkLxbRwm4GpxXsNPKS29ou1NYdC 87601 satoshis, described as 87600",
+            "the raw transaction pays 1DpivPqJkLxbRwm4GpxXsNPKS29ou1NYdC 0.00087601, described as 0.000876",
         ),
         (
             "another recipient",
             format!("02{}{}", btc_output(87_600, stranger), btc_output(84_267, CHANGE)),
-            "output 0 pays 87600 satoshis to 15fioDrrk36NmHdRCtGTu2TMj6rPXzG3sn",
+            "the raw transaction pays 15fioDrrk36NmHdRCtGTu2TMj6rPXzG3sn 0.000876, described as 0",
         ),
         (
             "an extra output",
             format!("03{}{}{}", btc_output(87_600, PAY), btc_output(83_267, CHANGE), btc_output(1_000, stranger)),
-            "3 outputs: more than the 1 destinations and one change",
+            "the raw transaction pays 15fioDrrk36NmHdRCtGTu2TMj6rPXzG3sn 0.00001, described as 0",
         ),
     ];
     for (name, outputs, reason) in cases {
@@ -229,8 +229,7 @@ async fn a_bitcoin_transaction_that_disagrees_is_rejected_naming_the_problem() {
     let mut wrong_hash = btc_entries(&btc, &documented);
     wrong_hash[1]["payload"] = wrong_hash[0]["payload"].clone();
     let request = variant(&btc, "wrong hash", json!({"rawTx": wrong_hash}));
-    expect(&server, "wrong hash", &request, "REJECT", "rawTx[1]: payload is not the double SHA-256 hash of its rawTx")
-        .await;
+    expect(&server, "wrong hash", &request, "REJECT", "rawTx[1]: payload is not the hash of its rawTx").await;
 }
 
 /// One truth per transaction: each attack that once got through the gaps between single-field
