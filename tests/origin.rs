@@ -430,3 +430,33 @@ async fn keygen_and_origin_sign_make_a_token_the_server_approves() {
     let exp = origin["claims"]["exp"].as_i64().unwrap() - origin["claims"]["iat"].as_i64().unwrap();
     assert_eq!(exp, 300, "--ttl 5m");
 }
+
+/// Across features: a transaction approved with a token that then FAILED in Fireblocks has its
+/// limits released — but its token stays used (a token moves one transaction, even one that
+/// failed), and the failed txId itself is never signed again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_transactions_token_stays_used() {
+    let fireblocks = cosigner_guard::keys::generate_rsa_2048().unwrap();
+    let jwks = tempfile::tempdir().unwrap().keep().join("jwks.json");
+    write(&jwks, &crate::lifecycle::jwks_of(&[("fb", &fireblocks)]));
+    let webhooks = format!("[fireblocks_webhooks]\nlisten = \"127.0.0.1:0\"\njwks = {:?}", jwks.display().to_string());
+    let server = spawn(required("").extra(&webhooks)).await;
+    let token = ed25519(&claims("j-failed"));
+    assert_eq!(decided(&server, &transfer("will-fail", &token)).await.0, "APPROVE");
+    let body = crate::lifecycle::event("e-1", "will-fail", "FAILED", 1_000);
+    let signature = crate::lifecycle::v2(&body, "fb", &fireblocks);
+    let addr = server.webhooks.unwrap();
+    let target = cosigner_guard::http_client::Target::new(
+        &format!("https://localhost:{}", addr.port()),
+        Some(crate::common::keys().tls_cert_pem.as_bytes()),
+    )
+    .await
+    .unwrap();
+    let headers = [("Fireblocks-Webhook-Signature", signature.as_str())];
+    let (status, _) = target.connect().await.unwrap().post_with("/fireblocks/webhook", &headers, body).await.unwrap();
+    assert!(status.is_success());
+    let (action, reason, origin) = decided(&server, &transfer("second-try", &token)).await;
+    assert_eq!((action.as_str(), &origin["reused"]), ("REJECT", &json!(true)), "{reason}");
+    let again = decide(&server, "jwt", TX, &transfer("will-fail", &token)).await;
+    assert_eq!(again["action"], "REJECT", "the failed transaction is not signed again: {again}");
+}
