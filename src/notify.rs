@@ -53,7 +53,8 @@ impl Notifier {
         self.webhook.is_some()
     }
 
-    /// Sends `event` (`hold_created`, `hold_approved`, `hold_rejected`, `hold_expired`) about
+    /// Sends `event` (`hold_created`, `hold_approved`, `hold_rejected`, `hold_expired`,
+    /// `hold_cancelled`) about
     /// `hold`, in the background.
     pub fn hold_event(&self, event: &'static str, hold: &Hold) {
         let Some(webhook) = self.webhook.clone() else { return };

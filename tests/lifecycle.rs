@@ -281,10 +281,42 @@ async fn a_cancelled_transactions_hold_refuses_verdicts() {
         .into();
     let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/lib/holds.rego")).unwrap();
     spec.policies.push(("lib/holds.rego", lib));
-    let server = spawn_in(spec.extra("[holds.approvers]\nalice = \"alice_public.pem\""), dir).await;
+    // The hold webhook: approvers hear that there is nothing left to approve.
+    let hooks = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let notify_url = format!("http://{}/hooks", hooks.local_addr().unwrap());
+    let (tx, mut notified) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = hooks.accept().await else { return };
+            let tx = tx.clone();
+            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let tx = tx.clone();
+                async move {
+                    use http_body_util::BodyExt;
+                    let body = request.into_body().collect().await.unwrap().to_bytes();
+                    tx.send(serde_json::from_slice(&body).unwrap()).unwrap();
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Empty::<axum::body::Bytes>::new(),
+                    ))
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
+        }
+    });
+    let holds = format!("[holds]\nnotify_url = {notify_url:?}\n[holds.approvers]\nalice = \"alice_public.pem\"");
+    let server = spawn_in(spec.extra(&holds), dir).await;
     assert_eq!(action(&server, &transfer("held", "1")).await, "RETRY");
     let (_, answer) = signed(&server, &event("e-1", "held", "CANCELLED", 1_000)).await;
     assert_eq!((&answer["result"], &answer["hold_cancelled"]), (&json!("applied"), &json!(true)), "{answer}");
+    let mut next =
+        async || tokio::time::timeout(std::time::Duration::from_secs(10), notified.recv()).await.unwrap().unwrap();
+    assert_eq!(next().await["event"], "hold_created");
+    let cancelled = next().await;
+    assert_eq!(
+        (cancelled["event"].as_str(), cancelled["hold"]["status"].as_str()),
+        (Some("hold_cancelled"), Some("cancelled"))
+    );
     let admin = format!("http://{}", server.admin);
     let key = server.dir.path().join("alice_private.pem");
     let out = std::process::Command::new(BIN)

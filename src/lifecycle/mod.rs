@@ -143,13 +143,22 @@ pub struct Lifecycle {
     holds: Holds,
     log: Arc<DecisionLog>,
     metrics: Arc<Metrics>,
+    /// Told of each hold cancelled (the hold webhook's `hold_cancelled`), when set.
+    on_cancelled: Option<Box<dyn Fn(&crate::holds::Hold) + Send + Sync>>,
 }
 
 impl Lifecycle {
     /// Without keys ([`Lifecycle::with_keys`]) only releases by hand are possible.
     pub fn new(state: Arc<StateStore>, holds: HoldSettings, log: Arc<DecisionLog>, metrics: Arc<Metrics>) -> Self {
         let holds = Holds::new(state.clone(), holds);
-        Self { keys: None, state, holds, log, metrics }
+        Self { keys: None, state, holds, log, metrics, on_cancelled: None }
+    }
+
+    /// `notice` hears of every hold this cancels (the server sends `hold_cancelled` to the hold
+    /// webhook with it: approvers waiting on it learn there is nothing left to approve).
+    pub fn on_cancelled(mut self, notice: impl Fn(&crate::holds::Hold) + Send + Sync + 'static) -> Self {
+        self.on_cancelled = Some(Box::new(notice));
+        self
     }
 
     /// Webhook deliveries are verified with `keys`.
@@ -256,7 +265,13 @@ impl Lifecycle {
     /// Cancels the transaction's pending hold; whether there was one.
     async fn cancel_hold(&self, tx_id: &str, reason: String) -> bool {
         match self.holds.cancel(tx_id, reason, Utc::now()).await {
-            Ok(cancelled) => cancelled.is_some(),
+            Ok(Some(hold)) => {
+                if let Some(notice) = &self.on_cancelled {
+                    notice(&hold);
+                }
+                true
+            }
+            Ok(None) => false,
             Err(error) => {
                 // The gate still refuses nothing it should not: a hold left pending only waits.
                 tracing::error!(%error, tx_id, "the transaction's hold could not be cancelled");

@@ -97,7 +97,10 @@ impl Server {
         let (lifecycle, webhooks, jwks_refresh) = start_lifecycle(
             webhooks,
             &server,
-            Lifecycle::new(state.clone(), holds.clone(), log.clone(), metrics.clone()),
+            Lifecycle::new(state.clone(), holds.clone(), log.clone(), metrics.clone()).on_cancelled({
+                let notifier = notifier.clone();
+                move |hold| notifier.hold_event("hold_cancelled", hold)
+            }),
         )
         .await?;
         admin_state.set_lifecycle(lifecycle, webhooks.as_ref().map(WebhookListener::addr));
