@@ -137,6 +137,9 @@ impl Received {
     }
 }
 
+/// Hears of each hold the lifecycle cancels.
+type CancellationNotice = Box<dyn Fn(&crate::holds::Hold) + Send + Sync>;
+
 pub struct Lifecycle {
     keys: Option<WebhookKeys>,
     state: Arc<StateStore>,
@@ -144,7 +147,7 @@ pub struct Lifecycle {
     log: Arc<DecisionLog>,
     metrics: Arc<Metrics>,
     /// Told of each hold cancelled (the hold webhook's `hold_cancelled`), when set.
-    on_cancelled: Option<Box<dyn Fn(&crate::holds::Hold) + Send + Sync>>,
+    on_cancelled: Option<CancellationNotice>,
 }
 
 impl Lifecycle {
