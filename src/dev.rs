@@ -34,6 +34,10 @@ dir = "../policies"
 [admin]
 listen = "127.0.0.1:9090"
 
+# The approval console, http://localhost:9090/console/: `cosigner-guard holds invite NAME`.
+[console]
+enabled = true
+
 # Demo approvers for held transfers: `cosigner-guard holds approve ID --key approvers/alice_private.pem`.
 [holds.approvers]
 alice = "approvers/alice_public.pem"
@@ -173,7 +177,8 @@ pub fn banner(dir: &Path, settings: &Settings) -> anyhow::Result<String> {
          Policies:               {policies}  (edits go live on save)\n\
          Status:                 http://{admin}/status\n\
          Held transfers:         cosigner-guard holds list; approve with\n                         \
-         cosigner-guard holds approve ID --key {dir}/approvers/alice_private.pem\n\n\
+         cosigner-guard holds approve ID --key {dir}/approvers/alice_private.pem\n\
+         Approval console:       {console}  (passkeys: cosigner-guard holds invite NAME)\n\n\
          Send a request as the Co-signer would, from another terminal:\n  \
          cosigner-guard send policies/payloads/eth_transfer.json   (in a clone: cargo run -- send …)\n",
         port = settings.server.listen.port(),
@@ -182,6 +187,10 @@ pub fn banner(dir: &Path, settings: &Settings) -> anyhow::Result<String> {
         pem = handler.public_pem(),
         policies = settings.policy.dir.display(),
         admin = settings.admin.as_ref().map_or("(disabled)".to_string(), |a| a.listen.to_string()),
+        console = match (&settings.console, &settings.admin) {
+            (Some(_), Some(admin)) => format!("http://localhost:{}/console/", admin.listen.port()),
+            _ => "(disabled)".to_string(),
+        },
     ))
 }
 

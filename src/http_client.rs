@@ -149,6 +149,14 @@ impl Connection {
         self.send(request).await
     }
 
+    /// DELETEs `path` (relative to the base URL).
+    pub async fn delete(&mut self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
+        let request = hyper::Request::delete(format!("{}{path}", self.base_path))
+            .header(hyper::header::HOST, &self.host)
+            .body(Full::new(Bytes::new()))?;
+        self.send(request).await
+    }
+
     async fn send(&mut self, request: hyper::Request<Full<Bytes>>) -> anyhow::Result<(StatusCode, Bytes)> {
         self.sender.ready().await?;
         let response = self.sender.send_request(request).await?;

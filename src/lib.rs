@@ -13,6 +13,7 @@ pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod decimal;
 pub mod decision;
 pub mod dev;

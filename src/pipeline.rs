@@ -265,8 +265,11 @@ impl Pipeline {
             }
         };
         // What the approvers are shown: computed only when a hold is created.
-        let summary =
-            || holds::summary(kind, identity, input["request"].as_object().unwrap_or(&serde_json::Map::new()));
+        let summary = || {
+            let empty = serde_json::Map::new();
+            let payload = input["request"].as_object().unwrap_or(&empty);
+            holds::summary(kind, identity, payload, input["context"].get("transfer"))
+        };
         let (decision, hold) = self.hold_if_asked(decision, hold, &trace.id, &digest_hex, summary, now).await;
         let mut input = input;
         log_reuse(&mut input, binding.as_ref(), &trace.reads);

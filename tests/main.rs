@@ -7,6 +7,7 @@ mod common;
 
 mod architecture;
 mod cli;
+mod console;
 mod deploy;
 mod docs;
 mod fail_closed;

@@ -67,7 +67,12 @@ pub struct VerdictRecord<'a> {
     pub signed_at: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub reason: &'a str,
+    /// A key-signed verdict: its signature (base64).
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub signature: &'a str,
+    /// A passkey verdict: the credential, its public key and the assertion (`console::reverify`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passkey: Option<serde_json::Value>,
     pub digest: &'a str,
     pub status: Status,
     pub approvals: usize,
@@ -265,6 +270,7 @@ mod tests {
                 signed_at: "t",
                 reason: "",
                 signature: "c2ln",
+                passkey: None,
                 digest: "ab",
                 status: Status::Pending,
                 approvals: 1,

@@ -17,6 +17,48 @@ use crate::config::Settings;
 use crate::policy::{CompileOptions, Fallbacks};
 use crate::replay::{Replayer, Report};
 
+/// Every passkey verdict (`hold_verdict` with `passkey`) checked again offline: the assertion
+/// against its statement and public key, and that key against the approver's enrolment when the
+/// files hold it (`approver_enrolled`). Prints how many; the first failure is the error.
+fn reverify_passkey_verdicts(files: &[PathBuf]) -> anyhow::Result<Result<(), String>> {
+    let mut enrolled: BTreeMap<String, Value> = BTreeMap::new();
+    let (mut checked, mut matched) = (0, 0);
+    for file in files {
+        let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
+        for (index, line) in text.lines().enumerate() {
+            let Ok(record) = serde_json::from_str::<Value>(line) else { continue };
+            let key = |passkey: &Value| json!([passkey["cred"]["cred_id"], passkey["cred"]["cred"]]);
+            match record["event"].as_str() {
+                Some("approver_enrolled") => {
+                    enrolled
+                        .insert(record["credential"].as_str().unwrap_or_default().to_owned(), key(&record["passkey"]));
+                }
+                Some("hold_verdict") if !record["passkey"].is_null() => {
+                    let at = format!("{}:{}", file.display(), index + 1);
+                    if let Err(e) = crate::console::reverify(&record) {
+                        return Ok(Err(format!("{at}: the passkey verdict does not verify: {e}")));
+                    }
+                    let proof = &record["passkey"];
+                    if let Some(enrolment) = enrolled.get(proof["credential"].as_str().unwrap_or_default()) {
+                        if *enrolment != key(&proof["passkey"]) {
+                            return Ok(Err(format!("{at}: the verdict's public key is not the one enrolled")));
+                        }
+                        matched += 1;
+                    }
+                    checked += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    if checked > 0 {
+        println!(
+            "{checked} passkey verdicts verified again offline ({matched} against their enrolment in these files)"
+        );
+    }
+    Ok(Ok(()))
+}
+
 /// `log verify [--key PEM [--checkpoint-every N]] FILE...`: exit 0 intact, 2 broken (with --key
 /// also: no checkpoint, or more than N records after the last one), 1 unreadable.
 pub fn verify(files: &[PathBuf], key: Option<&Path>, checkpoint_every: u64) -> anyhow::Result<ExitCode> {
@@ -34,6 +76,10 @@ pub fn verify(files: &[PathBuf], key: Option<&Path>, checkpoint_every: u64) -> a
             return Ok(ExitCode::from(2));
         }
     };
+    if let Err(broken) = reverify_passkey_verdicts(files)? {
+        eprintln!("broken: {broken}");
+        return Ok(ExitCode::from(2));
+    }
     let start = if verified.from_genesis { "from its first record" } else { "after rotated-away records" };
     let chains =
         if verified.segments > 1 { format!(" in {} chains (one per start)", verified.segments) } else { String::new() };

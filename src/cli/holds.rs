@@ -1,4 +1,5 @@
-//! `cosigner-guard holds list|show|approve|reject`: an approver's tool, talking to the admin API.
+//! `cosigner-guard holds list|show|approve|reject`: an approver's tool, talking to the admin API;
+//! `holds invite|approvers|revoke`: the operator's, for approvers with passkeys (the console).
 //! Before signing, it recomputes the hold's digest from the identity it shows, so what the
 //! approver reads is what the signature binds.
 
@@ -79,6 +80,23 @@ pub enum HoldsCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Invite an approver to enrol a passkey: prints a one-time link to the console's
+    /// registration page (`[console] enabled = true`; from the handler's host).
+    Invite {
+        /// The approver's name: one name space with the configured key approvers.
+        name: String,
+        /// How long the link works (e.g. 30m, 1h, 2d; at most 7d).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// List the approvers: configured keys and enrolled passkeys.
+    Approvers {
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a passkey approver: every passkey and session of theirs ends now.
+    Revoke { name: String },
 }
 
 pub fn run(args: HoldsArgs) -> anyhow::Result<ExitCode> {
@@ -98,6 +116,22 @@ pub fn run(args: HoldsArgs) -> anyhow::Result<ExitCode> {
                     bail!("--reason must say why");
                 }
                 verdict(&mut admin, &id, &key, Verdict::Reject, &reason).await
+            }
+            HoldsCommand::Invite { name, ttl } => {
+                let body = serde_json::json!({"name": name, "ttl": ttl});
+                let answer = call(admin.post_json("/approvers/invites", &body).await).await?;
+                println!("{}", answer["link"].as_str().unwrap_or_default());
+                eprintln!(
+                    "one-time link for {name}, valid until {}: send it to them over a channel you trust",
+                    answer["expires_at"].as_str().unwrap_or("?")
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            HoldsCommand::Approvers { json } => approvers(&mut admin, json).await,
+            HoldsCommand::Revoke { name } => {
+                call(admin.delete(&format!("/approvers/{}", path_segment(&name))).await).await?;
+                println!("revoked {name}: their passkeys and sessions no longer count");
+                Ok(ExitCode::SUCCESS)
             }
         }
     })
@@ -197,6 +231,33 @@ async fn list(admin: &mut Connection, status: Option<&str>, json: bool) -> anyho
     line(header.to_vec());
     for row in &rows {
         line(row.iter().map(String::as_str).collect());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn approvers(admin: &mut Connection, json: bool) -> anyhow::Result<ExitCode> {
+    let answer = call(admin.get("/approvers").await).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let approvers = answer["approvers"].as_array().cloned().unwrap_or_default();
+    if approvers.is_empty() {
+        println!("no approvers");
+    }
+    for approver in &approvers {
+        let name = approver["name"].as_str().unwrap_or("?");
+        if let Some(fingerprint) = approver["key"].as_str() {
+            println!("{name}  key  sha256:{fingerprint}");
+        }
+        for passkey in approver["passkeys"].as_array().into_iter().flatten() {
+            println!(
+                "{name}  passkey  {}  enrolled {}  last used {}",
+                passkey["id"].as_str().unwrap_or("?"),
+                passkey["enrolled_at"].as_str().unwrap_or("?"),
+                passkey["last_used"].as_str().unwrap_or("never"),
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

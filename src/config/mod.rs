@@ -73,6 +73,8 @@ pub struct Settings {
     pub webhooks: Option<WebhookSettings>,
     /// The backends whose tokens prove a transaction's origin (`[origin]`), if configured.
     pub origin: Option<Arc<crate::origin::Origin>>,
+    /// The approval console (`[console]`), served by the admin listener, if enabled.
+    pub console: Option<ConsoleConfig>,
     /// Problems that do not stop start-up (e.g. a private key readable by others), logged then.
     pub warnings: Vec<String>,
 }
@@ -84,6 +86,15 @@ pub struct WebhookSettings {
     pub keys: crate::lifecycle::WebhookKeys,
     /// The webhook listener's TLS: its own pair, else the Co-signer listener's.
     pub tls: Option<Arc<CertificateStore>>,
+}
+
+/// `[console]` as configured; the origin defaults, once the admin listener is bound, to
+/// `http(s)://localhost:<port>`.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    pub rp_id: Option<String>,
+    pub origin: Option<webauthn_rs::prelude::Url>,
+    pub session_ttl: Duration,
 }
 
 #[derive(Debug)]
@@ -172,9 +183,11 @@ impl Settings {
         let (holds, hold_webhook) = resolve_holds(raw.holds, &at, &mut warnings)?;
         let origin = raw.origin.map(|raw| resolve_origin(raw, &at, holds.ttl, &mut warnings)).transpose()?;
         let server = resolve_server(raw.server, &at, &mut warnings)?;
+        let console = raw.console.map(|raw| resolve_console(raw, admin.as_ref())).transpose()?.flatten();
         let webhooks =
             raw.fireblocks_webhooks.map(|raw| resolve_webhooks(raw, &at, &server, &mut warnings)).transpose()?;
         Ok(Self {
+            console,
             webhooks,
             origin: origin.map(Arc::new),
             server,

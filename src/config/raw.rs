@@ -34,6 +34,16 @@ pub(super) struct RawConfig {
     pub(super) holds: RawHolds,
     pub(super) origin: Option<RawOrigin>,
     pub(super) fireblocks_webhooks: Option<RawWebhooks>,
+    pub(super) console: Option<RawConsole>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConsole {
+    pub(super) enabled: Option<bool>,
+    pub(super) rp_id: Option<String>,
+    pub(super) origin: Option<String>,
+    pub(super) session_ttl: Option<String>,
 }
 
 #[derive(Deserialize)]

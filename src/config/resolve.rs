@@ -60,6 +60,62 @@ pub(super) fn resolve_admin(
     Ok(Some(AdminSettings { listen, tls }))
 }
 
+/// The console needs the admin listener, TLS off loopback (passkeys and session cookies cross
+/// the network), and an origin a browser treats as secure.
+pub(super) fn resolve_console(
+    raw: RawConsole,
+    admin: Option<&AdminSettings>,
+) -> Result<Option<ConsoleConfig>, ConfigError> {
+    if !raw.enabled.unwrap_or(false) {
+        return Ok(None);
+    }
+    let admin = admin.ok_or_else(|| {
+        key_error("console.enabled", "the console is served by the admin listener, and admin.enabled is false")
+    })?;
+    if admin.tls.is_none() && !admin.listen.ip().is_loopback() {
+        return Err(key_error(
+            "console.enabled",
+            format!(
+                "the admin listener {} is not loopback and has no TLS: approvers' sessions and passkey \
+                 ceremonies would cross the network in clear; set admin.tls_cert and admin.tls_key",
+                admin.listen
+            ),
+        ));
+    }
+    let origin = raw
+        .origin
+        .map(|text| {
+            let url = webauthn_rs::prelude::Url::parse(&text)
+                .map_err(|e| key_error("console.origin", format!("{text:?}: {e}")))?;
+            let local = url.host_str() == Some("localhost");
+            if url.scheme() != "https" && !(local && url.scheme() == "http") {
+                return Err(key_error(
+                    "console.origin",
+                    "browsers allow passkeys on https:// origins (or http://localhost)",
+                ));
+            }
+            if url.path() != "/" || url.query().is_some() {
+                return Err(key_error("console.origin", format!("{text:?}: scheme, host and port only")));
+            }
+            Ok(url)
+        })
+        .transpose()?;
+    if origin.is_none() && !admin.listen.ip().is_loopback() {
+        return Err(key_error(
+            "console.origin",
+            "the admin listener is not loopback: set console.origin to the https:// address approvers open",
+        ));
+    }
+    let session_ttl = match raw.session_ttl {
+        None => Duration::from_secs(15 * 60),
+        Some(text) => parse_window(&text).map_err(|e| key_error("console.session_ttl", e))?,
+    };
+    if session_ttl.is_zero() || session_ttl > Duration::from_secs(12 * 3600) {
+        return Err(key_error("console.session_ttl", "between 1s and 12h"));
+    }
+    Ok(Some(ConsoleConfig { rp_id: raw.rp_id, origin, session_ttl }))
+}
+
 pub(super) fn resolve_webhooks(
     raw: RawWebhooks,
     at: &impl Fn(&Path) -> PathBuf,

@@ -23,6 +23,35 @@ pub enum Verdict {
     Reject,
 }
 
+/// What an approver decides: the hold, the request it was made for, the verdict and a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictStatement {
+    pub hold: String,
+    pub digest: String,
+    pub verdict: Verdict,
+    pub at: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+impl VerdictStatement {
+    pub fn new(hold: &Hold, verdict: Verdict, reason: &str, now: DateTime<Utc>) -> Self {
+        Self {
+            hold: hold.id.clone(),
+            digest: hold.digest.clone(),
+            verdict,
+            at: timestamp(now),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The exact bytes an approver's key signs (a passkey signs their SHA-256).
+    pub fn message(&self) -> Vec<u8> {
+        SignedVerdict::message(&self.hold, &self.digest, self.verdict, &self.at, &self.reason)
+    }
+}
+
 /// A signed verdict as it travels to the admin API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +75,16 @@ impl SignedVerdict {
         };
         format!("cosigner-guard hold verdict v1\nhold: {hold}\ndigest: {digest}\nverdict: {verdict}\nat: {at}\nreason: {reason}\n")
             .into_bytes()
+    }
+
+    pub fn statement(&self) -> VerdictStatement {
+        VerdictStatement {
+            hold: self.hold.clone(),
+            digest: self.digest.clone(),
+            verdict: self.verdict,
+            at: self.at.clone(),
+            reason: self.reason.clone(),
+        }
     }
 
     /// Signs a verdict on `hold` with an approver's private key.

@@ -185,8 +185,15 @@ impl HoldTrace {
 
 /// What the people asked see of a request: the identity document whose digest they sign — for a
 /// transaction its canonical view: what moves, from where, to which addresses — and a headline
-/// drawn from that same document, so what is shown is what is signed.
-pub fn summary(kind: RequestKind, identity: Value, payload: &serde_json::Map<String, Value>) -> Value {
+/// drawn from that same document, so what is shown is what is signed. Beside it, for people:
+/// what Fireblocks states (USD value, names) and what the raw-transaction check found (`transfer`
+/// is the request's canonical view, `input.context.transfer`).
+pub fn summary(
+    kind: RequestKind,
+    identity: Value,
+    payload: &serde_json::Map<String, Value>,
+    transfer: Option<&Value>,
+) -> Value {
     let mut summary = match kind {
         RequestKind::Transaction => {
             let text = |v: &Value| v.as_str().map(str::to_owned);
@@ -211,6 +218,11 @@ pub fn summary(kind: RequestKind, identity: Value, payload: &serde_json::Map<Str
                 // Every destination, in one line: the identity beside it has each with its amount.
                 "destination": destinations.join(", "),
                 "note": payload.get("note").cloned().unwrap_or(Value::Null),
+                "usd": usd(payload),
+                "source_name": payload.get("sourceName").or_else(|| payload.get("source").and_then(|s| s.get("name")))
+                    .cloned().unwrap_or(Value::Null),
+                "destinations": named_destinations(&identity, payload),
+                "raw_check": raw_check(payload, transfer),
             })
         }
         RequestKind::ConfigChange => {
@@ -219,6 +231,48 @@ pub fn summary(kind: RequestKind, identity: Value, payload: &serde_json::Map<Str
     };
     summary["identity"] = identity;
     summary
+}
+
+/// The USD value Fireblocks states: the sum of `destinations[].amountUSD` (informative only; the
+/// decision binds the exact amount).
+fn usd(payload: &serde_json::Map<String, Value>) -> Value {
+    let values: Vec<f64> = payload
+        .get("destinations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("amountUSD").and_then(Value::as_f64))
+        .collect();
+    if values.is_empty() { Value::Null } else { json!(format!("{:.2}", values.iter().sum::<f64>())) }
+}
+
+/// Each destination of the identity, with the name and sub-type Fireblocks gives it.
+fn named_destinations(identity: &Value, payload: &serde_json::Map<String, Value>) -> Value {
+    let listed = payload.get("destinations").and_then(Value::as_array);
+    let destinations = identity["destinations"].as_array().cloned().unwrap_or_default();
+    destinations
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let given = listed.and_then(|l| l.get(i));
+            let field = |name: &str| given.and_then(|g| g.get(name)).cloned().unwrap_or(Value::Null);
+            json!({"type": d["type"], "id": d["id"], "address": d["address"], "amount": d["amount"],
+                "name": field("dstName"), "sub_type": field("dstSubType")})
+        })
+        .collect()
+}
+
+/// What the raw-transaction check found: whether a raw transaction came, whether the check could
+/// read it (its asset is in `data.rawtx.assets`), what it pays, and every conflict with the
+/// description.
+fn raw_check(payload: &serde_json::Map<String, Value>, transfer: Option<&Value>) -> Value {
+    let raw = transfer.map_or(Value::Null, |t| t["raw"].clone());
+    json!({
+        "supplied": !matches!(payload.get("rawTx"), None | Some(Value::Null)),
+        "decoded": !raw.is_null(),
+        "raw": raw,
+        "conflicts": transfer.map_or(Value::Null, |t| t["conflicts"].clone()),
+    })
 }
 
 #[cfg(test)]

@@ -149,59 +149,78 @@ impl Holds {
         Ok(won)
     }
 
-    /// Counts a signed verdict: verified against the approver keys, bound to this hold and
-    /// request, once per approver, only while pending. Returns the hold after it and who signed.
+    /// Counts a verdict signed by an approver's key: verified against the approver keys, then
+    /// counted like any other. Returns the hold after it and who signed.
     pub async fn verdict(
         &self,
         id: &str,
         signed: &SignedVerdict,
         now: DateTime<Utc>,
     ) -> Result<(Hold, String), Refused> {
+        let statement = signed.statement();
+        // A verdict made for another hold or request says so, whoever signed it.
+        let hold = self.get(id).await?.ok_or_else(|| Refused::NoSuchHold(id.to_string()))?;
+        if statement.hold != hold.id || statement.digest != hold.digest {
+            return Err(Refused::AnotherHold { hold: statement.hold, digest: statement.digest });
+        }
+        let signature = BASE64.decode(&signed.signature).map_err(|_| Refused::NotAnApprover)?;
+        let message = statement.message();
+        let approver = self
+            .settings
+            .approvers
+            .iter()
+            .find(|key| key.verifies(&message, &signature))
+            .ok_or(Refused::NotAnApprover)?
+            .name
+            .clone();
+        Ok((self.count(id, &statement, &approver, now).await?, approver))
+    }
+
+    /// Counts `approver`'s verdict, however it was proven (a key's signature, a passkey's
+    /// assertion): bound to this hold and request, recent, once per approver, only while
+    /// pending. Returns the hold after it.
+    pub async fn count(
+        &self,
+        id: &str,
+        statement: &VerdictStatement,
+        approver: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Hold, Refused> {
         loop {
             let (revision, mut hold): (u64, Hold) =
                 self.store.hold(id).await?.ok_or_else(|| Refused::NoSuchHold(id.to_string()))?;
-            if signed.hold != hold.id || signed.digest != hold.digest {
-                return Err(Refused::AnotherHold { hold: signed.hold.clone(), digest: signed.digest.clone() });
+            if statement.hold != hold.id || statement.digest != hold.digest {
+                return Err(Refused::AnotherHold { hold: statement.hold.clone(), digest: statement.digest.clone() });
             }
-            let message = SignedVerdict::message(&hold.id, &hold.digest, signed.verdict, &signed.at, &signed.reason);
-            let signature = BASE64.decode(&signed.signature).map_err(|_| Refused::NotAnApprover)?;
-            let approver = self
-                .settings
-                .approvers
-                .iter()
-                .find(|key| key.verifies(&message, &signature))
-                .ok_or(Refused::NotAnApprover)?
-                .name
-                .clone();
-            let at = parse_time(&signed.at).ok_or_else(|| Refused::Stale(signed.at.clone()))?;
+            let at = parse_time(&statement.at).ok_or_else(|| Refused::Stale(statement.at.clone()))?;
             if (at - now).abs() > chrono::Duration::from_std(CLOCK_SKEW).unwrap_or(chrono::Duration::zero()) {
-                return Err(Refused::Stale(signed.at.clone()));
+                return Err(Refused::Stale(statement.at.clone()));
             }
             match hold.status(now) {
                 Status::Pending => {}
                 other => return Err(Refused::NotPending(other)),
             }
             let counted = hold.approvals.iter().map(|a| &a.approver).chain(hold.rejections.iter().map(|r| &r.approver));
-            if counted.into_iter().any(|name| *name == approver) {
-                return Err(Refused::AlreadyCounted(approver));
+            if counted.into_iter().any(|name| name == approver) {
+                return Err(Refused::AlreadyCounted(approver.to_string()));
             }
-            match signed.verdict {
+            match statement.verdict {
                 Verdict::Approve => {
-                    hold.approvals.push(Approval { approver: approver.clone(), at: timestamp(now) });
+                    hold.approvals.push(Approval { approver: approver.to_string(), at: timestamp(now) });
                     if hold.approvals.len() >= hold.required as usize {
                         hold.decided = Some(Status::Approved);
                     }
                 }
-                Verdict::Reject if signed.reason.trim().is_empty() => return Err(Refused::NoReason),
+                Verdict::Reject if statement.reason.trim().is_empty() => return Err(Refused::NoReason),
                 Verdict::Reject => {
-                    let reason = signed.reason.clone();
-                    hold.rejections.push(Rejection { approver: approver.clone(), at: timestamp(now), reason });
+                    let reason = statement.reason.clone();
+                    hold.rejections.push(Rejection { approver: approver.to_string(), at: timestamp(now), reason });
                     hold.decided = Some(Status::Rejected);
                 }
             }
             // Compare-and-set: a concurrent verdict makes this one start again from the new state.
             if keep(&self.store, &hold, revision).await? {
-                return Ok((hold, approver));
+                return Ok(hold);
             }
         }
     }

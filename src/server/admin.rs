@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::listener::{self, Connections};
 use crate::audit::DecisionLog;
+use crate::console::Console;
 use crate::envelope::Mode;
 use crate::holds::Status;
 use crate::lifecycle::Lifecycle;
@@ -40,6 +41,9 @@ pub struct AdminState {
     /// The transaction lifecycle (releases by hand; webhooks), and the webhook listener's address.
     lifecycle: OnceLock<(Arc<Lifecycle>, Option<SocketAddr>)>,
     listening: AtomicBool,
+    /// The approval console (`[console]`), once the state store is open.
+    console: OnceLock<Arc<Console>>,
+    console_limiter: super::console_api::Limiter,
 }
 
 impl AdminState {
@@ -59,6 +63,8 @@ impl AdminState {
             shadow_error: OnceLock::new(),
             lifecycle: OnceLock::new(),
             listening: AtomicBool::new(false),
+            console: OnceLock::new(),
+            console_limiter: Default::default(),
         })
     }
 
@@ -75,6 +81,18 @@ impl AdminState {
 
     pub fn set_lifecycle(&self, lifecycle: Arc<Lifecycle>, webhooks: Option<SocketAddr>) {
         let _ = self.lifecycle.set((lifecycle, webhooks));
+    }
+
+    pub fn set_console(&self, console: Arc<Console>) {
+        let _ = self.console.set(console);
+    }
+
+    pub fn console(&self) -> Option<&Arc<Console>> {
+        self.console.get()
+    }
+
+    pub fn console_limiter(&self) -> &super::console_api::Limiter {
+        &self.console_limiter
     }
 
     pub fn lifecycle(&self) -> Option<&Arc<Lifecycle>> {
@@ -139,6 +157,7 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .merge(super::holds_api::router())
         .merge(super::state_api::router())
+        .merge(super::console_api::router())
         .with_state(state)
 }
 

@@ -13,8 +13,9 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::admin::AdminState;
+use crate::audit::DecisionLog;
 use crate::audit::records::VerdictRecord;
-use crate::holds::{Refused, SignedVerdict, Status, Verdict, timestamp};
+use crate::holds::{Hold, Refused, SignedVerdict, Status, Verdict, VerdictStatement, timestamp};
 
 /// A verdict is a few hundred bytes.
 const MAX_VERDICT_BYTES: usize = 16 * 1024;
@@ -78,16 +79,34 @@ async fn verdict(State(state): State<Arc<AdminState>>, Path(id): Path<String>, b
             return error(status, code, refused);
         }
     };
+    counted(&state, log, &hold, &approver, &signed.statement(), &signed.signature, None, now).await;
+    axum::Json(json!({"approver": approver, "hold": hold.view(now)})).into_response()
+}
+
+/// After a verdict is counted, however it was proven: the decision log's `hold_verdict` record
+/// (with the proof, so the audit trail can be re-verified), the metrics, the hold webhook.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn counted(
+    state: &AdminState,
+    log: &DecisionLog,
+    hold: &Hold,
+    approver: &str,
+    statement: &VerdictStatement,
+    signature: &str,
+    passkey: Option<serde_json::Value>,
+    now: chrono::DateTime<Utc>,
+) {
     let status = hold.status(now);
     let record = VerdictRecord {
         event: "hold_verdict",
         timestamp: timestamp(now),
         hold: &hold.id,
-        approver: &approver,
-        verdict: signed.verdict,
-        signed_at: &signed.at,
-        reason: &signed.reason,
-        signature: &signed.signature,
+        approver,
+        verdict: statement.verdict,
+        signed_at: &statement.at,
+        reason: &statement.reason,
+        signature,
+        passkey,
         digest: &hold.digest,
         status,
         approvals: hold.approvals.len(),
@@ -95,23 +114,22 @@ async fn verdict(State(state): State<Arc<AdminState>>, Path(id): Path<String>, b
     };
     // The verdict is counted already: a log failure is reported, not undone.
     if let Err(e) = log.append(&record).await {
-        tracing::error!(error = %e, hold = id, approver, "hold verdict not recorded in the decision log");
+        tracing::error!(error = %e, hold = hold.id, approver, "hold verdict not recorded in the decision log");
     }
-    tracing::info!(hold = id, approver, verdict = ?signed.verdict, status = ?status, "hold verdict counted");
-    state.metrics().verdict(match signed.verdict {
+    tracing::info!(hold = hold.id, approver, verdict = ?statement.verdict, status = ?status, "hold verdict counted");
+    state.metrics().verdict(match statement.verdict {
         Verdict::Approve => "approve",
         Verdict::Reject => "reject",
     });
     match status {
-        Status::Approved => state.notifier().hold_event("hold_approved", &hold),
-        Status::Rejected => state.notifier().hold_event("hold_rejected", &hold),
+        Status::Approved => state.notifier().hold_event("hold_approved", hold),
+        Status::Rejected => state.notifier().hold_event("hold_rejected", hold),
         Status::Pending | Status::Expired | Status::Cancelled => {}
     }
-    axum::Json(json!({"approver": approver, "hold": hold.view(now)})).into_response()
 }
 
 /// The one place a refused verdict gets its HTTP status and code.
-fn refusal_status(refused: &Refused) -> (StatusCode, &'static str) {
+pub(super) fn refusal_status(refused: &Refused) -> (StatusCode, &'static str) {
     match refused {
         Refused::NoSuchHold(_) => (StatusCode::NOT_FOUND, "no_such_hold"),
         Refused::NotAnApprover => (StatusCode::FORBIDDEN, "not_an_approver"),

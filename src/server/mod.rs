@@ -1,6 +1,7 @@
 //! The HTTPS front end: the Co-signer listener, the admin listener, and the reload watchers.
 
 mod admin;
+mod console_api;
 mod holds_api;
 mod listener;
 mod reload;
@@ -21,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::audit::DecisionLog;
 use crate::config::{AdminSettings, PolicySettings, Settings, WebhookSettings};
+use crate::console::Console;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -70,6 +72,7 @@ impl Server {
             hold_webhook,
             origin,
             webhooks,
+            console,
             warnings,
         } = settings;
         for warning in warnings {
@@ -79,6 +82,7 @@ impl Server {
         let notifier = Notifier::new(hold_webhook, protocol.handler_key.clone(), metrics.clone());
         let admin_state = AdminState::new(&protocol.modes, server.tls.clone(), metrics.clone(), notifier.clone());
         let admin_certs = admin.as_ref().and_then(|settings| settings.tls.clone());
+        let admin_tls = admin_certs.is_some();
         let admin = match admin {
             Some(settings) => Some(start_admin(settings, admin_state.clone()).await?),
             None => None,
@@ -104,6 +108,12 @@ impl Server {
         )
         .await?;
         admin_state.set_lifecycle(lifecycle, webhooks.as_ref().map(WebhookListener::addr));
+        if let (Some(config), Some(admin)) = (console, &admin) {
+            let settings = console_api::settings(config, admin.addr(), admin_tls).map_err(anyhow::Error::msg)?;
+            tracing::info!(origin = %settings.origin, rp_id = settings.rp_id, "approval console at /console/");
+            let console = Console::new(settings, state.clone()).map_err(anyhow::Error::msg)?;
+            admin_state.set_console(Arc::new(console));
+        }
         let pipeline = Arc::new(
             Pipeline::new(protocol.cosigner_keys, protocol.handler_key, store.clone(), evaluator, state.clone(), holds)
                 .with_origin(origin),

@@ -33,6 +33,8 @@ const HOLDS: TableDefinition<&str, (u64, u64, &str)> = TableDefinition::new("hol
 const WEBHOOK_EVENTS: TableDefinition<&str, u64> = TableDefinition::new("webhook_events");
 /// txId → (lastUpdated ms of the status applied, when µs, its final state as JSON).
 const TX_STATUS: TableDefinition<&str, (u64, u64, &str)> = TableDefinition::new("tx_status");
+/// (kind, id) → (revision, expires µs (0: kept), JSON; empty: deleted): small documents.
+const DOCUMENTS: TableDefinition<(&str, &str), (u64, u64, &str)> = TableDefinition::new("documents");
 /// Small facts kept across restarts: the longest window ever read.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const LONGEST_WINDOW: &str = "longest_window_us";
@@ -60,10 +62,19 @@ enum Op {
         reply: Reply<Seen>,
     },
     Prune {
+        now_us: u64,
         events_before: u64,
         marks_before: u64,
         longest: u64,
         reply: Reply<()>,
+    },
+    PutDocument {
+        kind: String,
+        id: String,
+        revision: u64,
+        expires_us: u64,
+        json: String,
+        reply: Reply<bool>,
     },
     PutHold {
         id: String,
@@ -237,7 +248,7 @@ impl Embedded {
 
     pub async fn prune(&self, now_us: u64, horizon_us: u64, marks_us: u64, longest: u64) -> Result<(), StateError> {
         let (events_before, marks_before) = (now_us.saturating_sub(horizon_us), now_us.saturating_sub(marks_us));
-        self.send(|reply| Op::Prune { events_before, marks_before, longest, reply }).await
+        self.send(|reply| Op::Prune { now_us, events_before, marks_before, longest, reply }).await
     }
 
     pub fn hold(&self, id: &str) -> Result<Option<(u64, String)>, StateError> {
@@ -251,6 +262,46 @@ impl Embedded {
 
     pub async fn put_hold(&self, id: &str, revision: u64, created_us: u64, json: String) -> Result<bool, StateError> {
         self.send(|reply| Op::PutHold { id: id.to_string(), revision, created_us, json, reply }).await
+    }
+
+    /// The document's revision (0: never written) and its JSON unless deleted or expired.
+    pub fn document(&self, kind: &str, id: &str, now_us: u64) -> Result<(u64, Option<String>), StateError> {
+        let txn = self.db.begin_read().or_fail()?;
+        let documents = txn.open_table(DOCUMENTS).or_fail()?;
+        Ok(documents.get((kind, id)).or_fail()?.map_or((0, None), |v| {
+            let (revision, expires, json) = v.value();
+            let live = !json.is_empty() && (expires == 0 || expires > now_us);
+            (revision, live.then(|| json.to_string()))
+        }))
+    }
+
+    pub async fn put_document(
+        &self,
+        kind: &str,
+        id: &str,
+        revision: u64,
+        expires_us: u64,
+        json: String,
+    ) -> Result<bool, StateError> {
+        let (kind, id) = (kind.to_string(), id.to_string());
+        self.send(|reply| Op::PutDocument { kind, id, revision, expires_us, json, reply }).await
+    }
+
+    pub fn documents(&self, kind: &str, now_us: u64) -> Result<Vec<String>, StateError> {
+        let txn = self.db.begin_read().or_fail()?;
+        let documents = txn.open_table(DOCUMENTS).or_fail()?;
+        let mut found = Vec::new();
+        for entry in documents.range((kind, "")..).or_fail()? {
+            let (key, value) = entry.or_fail()?;
+            if key.value().0 != kind {
+                break;
+            }
+            let (_, expires, json) = value.value();
+            if !json.is_empty() && (expires == 0 || expires > now_us) {
+                found.push(json.to_string());
+            }
+        }
+        Ok(found)
     }
 
     pub fn holds(&self) -> Result<Vec<String>, StateError> {
@@ -294,6 +345,7 @@ fn open_tables(txn: &WriteTransaction) -> Result<(), StateError> {
     txn.open_table(HOLDS).or_fail()?;
     txn.open_table(WEBHOOK_EVENTS).or_fail()?;
     txn.open_table(TX_STATUS).or_fail()?;
+    txn.open_table(DOCUMENTS).or_fail()?;
     Ok(())
 }
 
@@ -370,9 +422,12 @@ fn apply_batch(db: &Database, batch: Vec<Op>, durable: bool, done: &mut Vec<Done
             Op::Remember { request_id, tx_id, digest, at_us, reply } => {
                 Done::Remember(reply, apply_remember(&txn, &request_id, tx_id.as_deref(), &digest, at_us)?)
             }
-            Op::Prune { events_before, marks_before, longest, reply } => {
-                apply_prune(&txn, events_before, marks_before, longest)?;
+            Op::Prune { now_us, events_before, marks_before, longest, reply } => {
+                apply_prune(&txn, now_us, events_before, marks_before, longest)?;
                 Done::Unit(reply)
+            }
+            Op::PutDocument { kind, id, revision, expires_us, json, reply } => {
+                Done::Put(reply, apply_put_document(&txn, (&kind, &id), revision, expires_us, &json)?)
             }
             Op::PutHold { id, revision, created_us, json, reply } => {
                 Done::Put(reply, apply_put_hold(&txn, &id, revision, created_us, &json)?)
@@ -490,6 +545,24 @@ fn apply_put_hold(
     Ok(true)
 }
 
+/// Compare-and-set on the revision, which keeps counting across deletions (a deleted document
+/// stays as an empty tombstone until pruned), so a stale writer never overwrites a new one.
+fn apply_put_document(
+    txn: &WriteTransaction,
+    key: (&str, &str),
+    revision: u64,
+    expires_us: u64,
+    json: &str,
+) -> Result<bool, StateError> {
+    let mut documents = txn.open_table(DOCUMENTS).or_fail()?;
+    let stored = documents.get(key).or_fail()?.map_or(0, |v| v.value().0);
+    if stored != revision {
+        return Ok(false);
+    }
+    documents.insert(key, (revision + 1, expires_us, json)).or_fail()?;
+    Ok(true)
+}
+
 /// What an id already known is bound to, against the request's identity.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Known {
@@ -550,7 +623,13 @@ fn apply_remember(
     Ok(if known_request.is_none() { Seen::First } else { Seen::Same })
 }
 
-fn apply_prune(txn: &WriteTransaction, events_before: u64, marks_before: u64, longest: u64) -> Result<(), StateError> {
+fn apply_prune(
+    txn: &WriteTransaction,
+    now_us: u64,
+    events_before: u64,
+    marks_before: u64,
+    longest: u64,
+) -> Result<(), StateError> {
     let mut events = txn.open_table(EVENTS).or_fail()?;
     events.retain(|(_, at, _), _| at >= events_before).or_fail()?;
     // A key left with no events forgets its version too (a reader that saw the old version then
@@ -576,6 +655,7 @@ fn apply_prune(txn: &WriteTransaction, events_before: u64, marks_before: u64, lo
     txn.open_table(HOLDS).or_fail()?.retain(|_, (_, created, _)| created >= marks_before).or_fail()?;
     txn.open_table(WEBHOOK_EVENTS).or_fail()?.retain(|_, at| at >= marks_before).or_fail()?;
     txn.open_table(TX_STATUS).or_fail()?.retain(|_, (_, at, _)| at >= marks_before).or_fail()?;
+    txn.open_table(DOCUMENTS).or_fail()?.retain(|_, (_, expires, _)| expires == 0 || expires >= now_us).or_fail()?;
     let mut meta = txn.open_table(META).or_fail()?;
     let known = meta.get(LONGEST_WINDOW).or_fail()?.map_or(0, |v| v.value());
     if longest > known {

@@ -353,6 +353,50 @@ impl StateStore {
         self.observe(result)?.iter().map(|json| serde_json::from_str(json).or_fail()).collect()
     }
 
+    /// A small document kept beside the holds (the console's approvers, invitations, sessions):
+    /// its revision (0: never written) and its value, unless deleted or expired.
+    pub async fn document<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        id: &str,
+    ) -> Result<(u64, Option<T>), StateError> {
+        let result = match &self.store {
+            Store::Embedded(db) => db.document(kind, id, now_us()),
+            Store::Redis(redis) => redis.document(kind, id).await,
+        };
+        let (revision, json) = self.observe(result)?;
+        Ok((revision, json.map(|json| serde_json::from_str(&json).or_fail()).transpose()?))
+    }
+
+    /// Writes (`Some`) or deletes (`None`) document `id` of `kind` if its revision is still
+    /// `revision`; it is gone after `expires_us` (µs since the epoch, 0: kept). False if not.
+    pub async fn put_document(
+        &self,
+        kind: &str,
+        id: &str,
+        document: Option<&impl Serialize>,
+        revision: u64,
+        expires_us: u64,
+    ) -> Result<bool, StateError> {
+        let json = document.map(serde_json::to_string).transpose().or_fail()?.unwrap_or_default();
+        // A tombstone outlives in-flight writers that read the deleted revision.
+        let expires_us = if json.is_empty() { now_us() + 86_400_000_000 } else { expires_us };
+        let result = match &self.store {
+            Store::Embedded(db) => db.put_document(kind, id, revision, expires_us, json).await,
+            Store::Redis(redis) => redis.put_document(kind, id, revision, expires_us, &json).await,
+        };
+        self.observe(result)
+    }
+
+    /// Every live document of `kind`, in no particular order.
+    pub async fn documents<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, StateError> {
+        let result = match &self.store {
+            Store::Embedded(db) => db.documents(kind, now_us()),
+            Store::Redis(redis) => redis.documents(kind).await,
+        };
+        self.observe(result)?.iter().map(|json| serde_json::from_str(json).or_fail()).collect()
+    }
+
     /// Checks the backend is reachable; what the recovery probe runs while the store is down.
     pub async fn probe(&self) -> Result<(), StateError> {
         let result = match &self.store {
@@ -468,3 +512,7 @@ const MAX_WINDOW_SECONDS: u64 = 400 * 86_400;
 
 #[cfg(test)]
 mod tests;
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}

@@ -13,7 +13,9 @@
 //! - `{p}:rid:<requestId>`: the identity digest the request id first came with;
 //! - `{p}:horizon`: the longest prune horizon any replica asked for;
 //! - `{p}:hold:<transaction>`: a hold, `{rev, json}` (compare-and-set on `rev`), and `{p}:holds`
-//!   the kept holds by creation time.
+//!   the kept holds by creation time;
+//! - `{p}:doc:<kind>:<id>`: a small document, `{rev, json}` (compare-and-set on `rev`; deleted:
+//!   `json` empty, kept a day), and `{p}:docs:<kind>` the set of its ids.
 //!
 //! Events past the horizon are pruned from a key whenever it is written, and a key's structures
 //! expire once it has been idle longer than the horizon, so memory stays bounded without a sweeper.
@@ -141,6 +143,33 @@ end
 return found
 ";
 
+/// KEYS: the document, the kind's index; ARGV: expected revision, JSON ('' deletes), expires ms
+/// since the epoch (0: kept), id.
+const PUT_DOCUMENT: &str = r"
+local revision = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
+if revision ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'rev', revision + 1, 'json', ARGV[2])
+if ARGV[2] == '' then
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+  redis.call('SREM', KEYS[2], ARGV[4])
+  return 1
+end
+if tonumber(ARGV[3]) > 0 then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
+redis.call('SADD', KEYS[2], ARGV[4])
+return 1
+";
+
+/// KEYS: the kind's index; ARGV: the kind's key prefix. Every live document's JSON (the ids of
+/// expired ones are dropped from the index on the way).
+const DOCUMENTS: &str = r"
+local found = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local json = redis.call('HGET', ARGV[1] .. id, 'json')
+  if json and json ~= '' then table.insert(found, json) else redis.call('SREM', KEYS[1], id) end
+end
+return found
+";
+
 pub struct Shared {
     connection: ConnectionManager,
     /// The runtime the connection lives on; blocking reads from evaluation threads run on it.
@@ -154,6 +183,8 @@ pub struct Shared {
     apply_status: Script,
     put_hold: Script,
     holds: Script,
+    put_document: Script,
+    documents: Script,
 }
 
 impl Shared {
@@ -181,6 +212,8 @@ impl Shared {
             apply_status: Script::new(APPLY_STATUS),
             put_hold: Script::new(PUT_HOLD),
             holds: Script::new(HOLDS),
+            put_document: Script::new(PUT_DOCUMENT),
+            documents: Script::new(DOCUMENTS),
         })
     }
 
@@ -362,6 +395,44 @@ impl Shared {
     pub async fn holds(&self) -> Result<Vec<String>, StateError> {
         let mut invocation = self.holds.prepare_invoke();
         invocation.key(format!("{{{}}}:holds", self.prefix)).arg(self.key("hold", ""));
+        self.run(invocation).await
+    }
+
+    pub async fn document(&self, kind: &str, id: &str) -> Result<(u64, Option<String>), StateError> {
+        let mut connection = self.connection.clone();
+        let mut get = redis::cmd("HMGET");
+        get.arg(self.key("doc", &format!("{kind}:{id}"))).arg("rev").arg("json");
+        let found =
+            tokio::time::timeout(self.timeout, get.query_async::<(Option<u64>, Option<String>)>(&mut connection));
+        match found.await {
+            Ok(Ok((revision, json))) => Ok((revision.unwrap_or(0), json.filter(|json| !json.is_empty()))),
+            Ok(Err(e)) => Err(StateError(format!("redis: {e}"))),
+            Err(_) => Err(StateError(format!("redis did not answer within {:?}", self.timeout))),
+        }
+    }
+
+    pub async fn put_document(
+        &self,
+        kind: &str,
+        id: &str,
+        revision: u64,
+        expires_us: u64,
+        json: &str,
+    ) -> Result<bool, StateError> {
+        let mut invocation = self.put_document.prepare_invoke();
+        invocation
+            .key(self.key("doc", &format!("{kind}:{id}")))
+            .key(self.key("docs", kind))
+            .arg(revision)
+            .arg(json)
+            .arg(expires_us / 1000)
+            .arg(id);
+        Ok(self.run::<i64>(invocation).await? == 1)
+    }
+
+    pub async fn documents(&self, kind: &str) -> Result<Vec<String>, StateError> {
+        let mut invocation = self.documents.prepare_invoke();
+        invocation.key(self.key("docs", kind)).arg(self.key("doc", &format!("{kind}:")));
         self.run(invocation).await
     }
 

@@ -350,7 +350,7 @@ pub(super) fn hold_of(spec: &fixtures::HoldSpec, request: &CosignerRequest, now:
             .iter()
             .map(|r| Rejection { approver: r.approver.clone(), at: at.clone(), reason: r.reason.clone() })
             .collect(),
-        summary: crate::holds::summary(request.kind, identity, &request.payload),
+        summary: crate::holds::summary(request.kind, identity, &request.payload, None),
         cancelled: (spec.status == Status::Cancelled).then(|| crate::holds::Cancellation {
             at: at.clone(),
             reason: "the transaction FAILED in Fireblocks".into(),

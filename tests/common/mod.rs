@@ -1,6 +1,8 @@
 //! Test harness: the real server on an ephemeral port, real TLS, real RSA keys generated at test
 //! time, and a client that speaks the protocol as the Co-signer does.
 
+pub mod browser;
+
 use std::io::BufRead;
 use std::path::Path;
 use std::sync::OnceLock;
