@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::browser::{Browser, Tab};
-use crate::common::{BIN, Spec, TestServer, decide, payload, spawn_in};
+use crate::common::{BIN, RedisServer, Spec, TestServer, decide, payload, spawn_in};
 
 const TX: &str = "tx_sign_request";
 
@@ -227,6 +227,69 @@ async fn two_approvers_enrolled_by_invitation_release_a_hold_in_chromium_and_the
     browser.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_on_redis_share_the_console_an_approver_enrolled_on_one_signs_in_and_approves_on_the_other() {
+    let redis = RedisServer::start();
+    let (a, b) = (console_server(&redis.state_toml()).await, console_server(&redis.state_toml()).await);
+    let mut browser = Browser::launch().await;
+    let tab = browser.tab().await;
+    // Enrolled through A (passkeys belong to the relying party `localhost`, whatever the port) ...
+    assert!(register(&mut browser, &tab, &invite(&a, "alice").await).await.contains("registered for alice"));
+    assert_eq!(decide(&a, "json", TX, &transfer("r1")).await["action"], "RETRY", "held by A");
+    // ... signs in through B: the sign-in ceremony, the session and the counter live in Redis.
+    sign_in(&mut browser, &tab, &b, "alice").await;
+    browser.wait_text(&tab, r#"[data-id="r1"] .headline"#, "0.01 ETH").await;
+    browser.click(&tab, r#"[data-id="r1"] .approve"#).await;
+    browser.wait_text(&tab, r#"[data-id="r1"] .outcome"#, "Approved by alice (1 of 2)").await;
+    assert_eq!(hold(&a, "r1").await["approvals"][0]["approver"], "alice", "A sees B's verdict");
+    // A revocation through A ends the session held on B.
+    let (ok, out, err) = cli(&["holds", "revoke", "alice", "--admin", &format!("http://{}", a.admin)]).await;
+    assert!(ok, "{out}{err}");
+    let (status, _) = page_fetch(&mut browser, &tab, "GET", "/console/api/holds", None).await;
+    assert_eq!(status, 401);
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_tls_the_session_cookie_is_secure_host_only_and_a_passkey_approves() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = Spec::new(HOLD_FOR_TWO, r#"decision := {"action": "REJECT"}"#);
+    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/lib/holds.rego")).unwrap();
+    spec.policies.push(("lib/holds.rego", lib));
+    let config = spec.extra("[console]\nenabled = true\n").write(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[admin]\nlisten = \"127.0.0.1:0\"",
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = crate::common::spawn_config(&config, dir).await;
+    // The test certificate (for `localhost`), trusted by its public key.
+    let key = rcgen::KeyPair::from_pem(&crate::common::keys().tls_key_pem).unwrap();
+    let spki = pem::parse(key.public_key_pem()).unwrap();
+    let spki = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki.contents());
+    let mut browser = Browser::launch_trusting(Some(&base64::engine::general_purpose::STANDARD.encode(spki))).await;
+    let tab = browser.tab().await;
+    let admin = format!("https://localhost:{}", server.admin.port());
+    let ca = server.dir.path().join("tls/cert.pem");
+    let (ok, link, err) =
+        cli(&["holds", "invite", "alice", "--admin", &admin, "--admin-ca", ca.to_str().unwrap()]).await;
+    assert!(ok && link.starts_with(&format!("{admin}/console/register?token=")), "{link}{err}");
+    assert!(register(&mut browser, &tab, link.trim()).await.contains("registered for alice"));
+    assert_eq!(decide(&server, "json", TX, &transfer("s1")).await["action"], "RETRY");
+    browser.open(&tab, &format!("{admin}/console/")).await;
+    browser.click(&tab, "#signin").await;
+    browser.wait_text(&tab, "#who", "Signed in as alice").await;
+    let cookies = browser.call(Some(&tab.session), "Network.getCookies", json!({"urls": [admin]})).await;
+    let session = cookies["cookies"].as_array().unwrap().iter().find(|c| c["name"] == "__Host-cg_session").cloned();
+    let session = session.unwrap_or_else(|| panic!("the session cookie: {cookies}"));
+    assert_eq!((session["secure"].as_bool(), session["httpOnly"].as_bool()), (Some(true), Some(true)), "{session}");
+    assert_eq!(session["sameSite"], "Strict");
+    browser.click(&tab, r#"[data-id="s1"] .approve"#).await;
+    browser.wait_text(&tab, r#"[data-id="s1"] .outcome"#, "Approved by alice (1 of 2)").await;
+    browser.close().await;
+}
+
 /// A raw HTTP/1.1 exchange with the admin listener: the response head and body as text.
 async fn raw(server: &TestServer, request: String) -> String {
     let mut stream = tokio::net::TcpStream::connect(server.admin).await.unwrap();
@@ -284,6 +347,25 @@ async fn the_console_is_served_hardened_refuses_other_origins_and_limits_sign_in
     }
     let expected: Vec<&str> = [["200"; 16].as_slice(), ["429"; 4].as_slice()].concat();
     assert_eq!(statuses, expected);
+    // What trusts a loopback peer trusts no web page: not a cross-site form (Origin, Sec-Fetch-*)
+    // nor a page on a rebound DNS name (Host) — for managing approvers and for unsigned releases.
+    let invite = r#"{"name":"mallory"}"#;
+    let from_page = [
+        post(&server, "/approvers/invites", Some("https://evil.example"), invite),
+        post(&server, "/approvers/invites", None, invite).replace("Host: localhost", "Host: evil.example"),
+        post(&server, "/approvers/invites", None, invite)
+            .replace("Connection:", "Sec-Fetch-Site: cross-site\r\nConnection:"),
+        post(&server, "/state/release/t1", Some("null"), r#"{"reason":"csrf"}"#),
+    ];
+    for request in from_page {
+        let answer = raw(&server, request.clone()).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{request}\n{answer}");
+    }
+    let answer = raw(&server, post(&server, "/approvers/invites", None, invite)).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("/console/register?token="),
+        "the CLI's way: {answer}"
+    );
     // A made-up invitation.
     let answer = raw(&server, post(&server, "/console/api/register/start", Some(&own), r#"{"token":"made-up"}"#)).await;
     assert!(answer.starts_with("HTTP/1.1 429") || answer.contains("bad_invite"), "{answer}");

@@ -156,3 +156,32 @@ fn a_file_that_is_not_toml_or_has_an_unknown_key_is_a_parse_error_naming_the_fil
         }
     }
 }
+
+#[test]
+fn the_console_section_is_checked_before_anything_is_served() {
+    let (dir, base) = project();
+    let settings = load(&dir, &base).unwrap();
+    let console = settings.console.expect("the development project has the console on");
+    assert_eq!((console.origin, console.rp_id, console.session_ttl), (None, None, Duration::from_secs(900)));
+    let with = |lines: &str| replaced(&base, "enabled = true", &format!("enabled = true\n{lines}"));
+    let cases = [
+        (with("origin = \"ftp://approvals.example.com\""), "console.origin"),
+        (with("origin = \"http://approvals.example.com\""), "console.origin"),
+        (with("origin = \"https://approvals.example.com/console\""), "console.origin"),
+        (with("session_ttl = \"0s\""), "console.session_ttl"),
+        (with("session_ttl = \"13h\""), "console.session_ttl"),
+        (replaced(&base, "[admin]", "[admin]\nenabled = false"), "console.enabled"),
+        (
+            replaced(&base, "listen = \"127.0.0.1:9090\"", "listen = \"0.0.0.0:9090\"\nallow_plaintext = true"),
+            "console.enabled",
+        ),
+    ];
+    for (text, key) in cases {
+        match load(&dir, &text) {
+            Err(ConfigError::Key { key: named, .. }) => assert_eq!(named, key, "{text}"),
+            other => panic!("{key}: expected an error, got {:?}", other.map(|s| s.console)),
+        }
+    }
+    let https = load(&dir, &with("origin = \"https://approvals.example.com:9090\"\nrp_id = \"example.com\"")).unwrap();
+    assert_eq!(https.console.unwrap().rp_id.as_deref(), Some("example.com"));
+}

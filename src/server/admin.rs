@@ -130,6 +130,24 @@ impl AdminState {
     }
 }
 
+/// Whether a request comes from an operator on this host: a loopback peer, addressed by a
+/// loopback name, and not from a web page (a browser adds `Origin` or `Sec-Fetch-*` to what a
+/// page sends; the CLI never does). A page open in an operator's browser can reach a loopback
+/// listener — by a cross-site form, or by DNS rebinding — so the peer address alone is not enough
+/// for what trusts it (unsigned releases, managing approvers).
+pub(super) fn from_operator(peer: SocketAddr, headers: &axum::http::HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let loopback_name =
+        matches!(name, "localhost" | "[::1]") || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+    let from_page =
+        headers.contains_key(header::ORIGIN) || headers.keys().any(|name| name.as_str().starts_with("sec-fetch-"));
+    peer.ip().is_loopback() && loopback_name && !from_page
+}
+
 /// The running admin listener.
 pub struct Admin(listener::Background);
 

@@ -449,10 +449,10 @@ async fn verdict(
     ok(json!({"approver": approver, "hold": hold.view(now)}))
 }
 
-/// Managing approvers changes who can release money: from this host only (an operator on the
-/// machine, or through `kubectl port-forward` / an SSH tunnel).
-fn local_only(peer: SocketAddr) -> Result<(), Refusal> {
-    match peer.ip().is_loopback() {
+/// Managing approvers changes who can release money: by an operator on this host only (the CLI on
+/// the machine, or through `kubectl port-forward` / an SSH tunnel), never from a web page.
+fn local_only(peer: SocketAddr, headers: &HeaderMap) -> Result<(), Refusal> {
+    match super::admin::from_operator(peer, headers) {
         true => Ok(()),
         false => Err(error(StatusCode::FORBIDDEN, "not_local", "approvers are managed from the handler's host only")),
     }
@@ -470,9 +470,10 @@ struct InviteRequest {
 async fn invite(
     State(state): State<Arc<AdminState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Answer {
-    local_only(peer)?;
+    local_only(peer, &headers)?;
     let console = console(&state)?;
     let request: InviteRequest =
         serde_json::from_slice(&body).map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", e))?;
@@ -489,8 +490,12 @@ async fn invite(
 }
 
 /// `GET /approvers`: every approver, by key (configured) or by passkey (enrolled), one name each.
-async fn approvers(State(state): State<Arc<AdminState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Answer {
-    local_only(peer)?;
+async fn approvers(
+    State(state): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Answer {
+    local_only(peer, &headers)?;
     let mut names: BTreeMap<String, Value> = BTreeMap::new();
     if let Some((pipeline, _)) = state.loaded() {
         for key in &pipeline.holds().settings().approvers {
@@ -514,8 +519,9 @@ async fn revoke(
     State(state): State<Arc<AdminState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Answer {
-    local_only(peer)?;
+    local_only(peer, &headers)?;
     let console = console(&state)?;
     if !console.revoke(&name).await? {
         return Err(error(StatusCode::NOT_FOUND, "no_such_approver", format!("no passkey approver {name}")));

@@ -287,7 +287,7 @@ impl Embedded {
         self.send(|reply| Op::PutDocument { kind, id, revision, expires_us, json, reply }).await
     }
 
-    pub fn documents(&self, kind: &str, now_us: u64) -> Result<Vec<String>, StateError> {
+    pub fn documents(&self, kind: &str) -> Result<Vec<String>, StateError> {
         let txn = self.db.begin_read().or_fail()?;
         let documents = txn.open_table(DOCUMENTS).or_fail()?;
         let mut found = Vec::new();
@@ -297,7 +297,7 @@ impl Embedded {
                 break;
             }
             let (_, expires, json) = value.value();
-            if !json.is_empty() && (expires == 0 || expires > now_us) {
+            if !json.is_empty() && expires == 0 {
                 found.push(json.to_string());
             }
         }

@@ -388,10 +388,11 @@ impl StateStore {
         self.observe(result)
     }
 
-    /// Every live document of `kind`, in no particular order.
+    /// Every document of `kind` kept without expiry (the approvers), in no particular order;
+    /// expiring ones (sessions, ceremonies, invitations) are only looked up by id.
     pub async fn documents<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, StateError> {
         let result = match &self.store {
-            Store::Embedded(db) => db.documents(kind, now_us()),
+            Store::Embedded(db) => db.documents(kind),
             Store::Redis(redis) => redis.documents(kind).await,
         };
         self.observe(result)?.iter().map(|json| serde_json::from_str(json).or_fail()).collect()

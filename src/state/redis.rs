@@ -15,7 +15,8 @@
 //! - `{p}:hold:<transaction>`: a hold, `{rev, json}` (compare-and-set on `rev`), and `{p}:holds`
 //!   the kept holds by creation time;
 //! - `{p}:doc:<kind>:<id>`: a small document, `{rev, json}` (compare-and-set on `rev`; deleted:
-//!   `json` empty, kept a day), and `{p}:docs:<kind>` the set of its ids.
+//!   `json` empty, kept a day), and `{p}:docs:<kind>` the ids of the kind's documents kept
+//!   without expiry (the ones listed; expiring ones — sessions, ceremonies — are only looked up).
 //!
 //! Events past the horizon are pruned from a key whenever it is written, and a key's structures
 //! expire once it has been idle longer than the horizon, so memory stays bounded without a sweeper.
@@ -154,8 +155,13 @@ if ARGV[2] == '' then
   redis.call('SREM', KEYS[2], ARGV[4])
   return 1
 end
-if tonumber(ARGV[3]) > 0 then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
-redis.call('SADD', KEYS[2], ARGV[4])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+  redis.call('SREM', KEYS[2], ARGV[4])
+else
+  redis.call('PERSIST', KEYS[1])
+  redis.call('SADD', KEYS[2], ARGV[4])
+end
 return 1
 ";
 

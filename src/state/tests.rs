@@ -165,3 +165,33 @@ async fn a_releasing_status_takes_a_transaction_out_of_its_windows_once() {
     assert_eq!(kept, StatusApplied::Applied { released: vec![] }, "a status that releases nothing");
     assert_eq!(hour(&store, "k", T0 + 10, "x").1, 1);
 }
+
+#[tokio::test]
+async fn documents_are_compare_and_set_and_a_deleted_one_never_takes_a_stale_write() {
+    let store = StateStore::in_memory().unwrap();
+    assert_eq!(store.document::<String>("k", "a").await.unwrap(), (0, None));
+    assert!(store.put_document("k", "a", Some(&"one"), 0, 0).await.unwrap());
+    assert!(!store.put_document("k", "a", Some(&"again"), 0, 0).await.unwrap(), "created once");
+    assert_eq!(store.document::<String>("k", "a").await.unwrap(), (1, Some("one".into())));
+    assert!(store.put_document("k", "a", None::<&String>, 1, 0).await.unwrap(), "deleted at its revision");
+    assert_eq!(store.document::<String>("k", "a").await.unwrap(), (2, None), "a tombstone keeps counting");
+    assert!(!store.put_document("k", "a", Some(&"stale"), 1, 0).await.unwrap(), "a writer that read it before");
+    assert!(!store.put_document("k", "a", Some(&"new"), 0, 0).await.unwrap(), "nor as new over the tombstone");
+    assert!(store.put_document("k", "a", Some(&"new"), 2, 0).await.unwrap());
+    assert_eq!(store.documents::<String>("k").await.unwrap(), vec!["new".to_string()]);
+}
+
+#[tokio::test]
+async fn an_expiring_document_is_gone_at_its_time_and_is_never_listed() {
+    let store = StateStore::in_memory().unwrap();
+    let now = now_us();
+    assert!(store.put_document("k", "past", Some(&"x"), 0, now - 1).await.unwrap());
+    assert!(store.put_document("k", "future", Some(&"y"), 0, now + HOUR).await.unwrap());
+    assert_eq!(store.document::<String>("k", "past").await.unwrap().1, None, "expired");
+    assert_eq!(store.document::<String>("k", "future").await.unwrap().1, Some("y".into()));
+    assert!(
+        store.documents::<String>("k").await.unwrap().is_empty(),
+        "sessions and ceremonies are looked up, not listed"
+    );
+    assert!(store.documents::<String>("other").await.unwrap().is_empty());
+}

@@ -34,6 +34,13 @@ pub struct Tab {
 impl Browser {
     /// Starts Chromium (`CHROMIUM` or /usr/bin/chromium); `.ci/run` installs it.
     pub async fn launch() -> Self {
+        Self::launch_trusting(None).await
+    }
+
+    /// As [`Browser::launch`], trusting a TLS certificate by the base64 SHA-256 of its public key
+    /// (a certificate it trusts makes a secure context, where WebAuthn works; one it merely
+    /// ignores errors for does not).
+    pub async fn launch_trusting(spki_sha256: Option<&str>) -> Self {
         let program = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let profile = tempfile::tempdir().unwrap();
         let mut child = tokio::process::Command::new(&program)
@@ -48,6 +55,7 @@ impl Browser {
                 "--window-size=1000,1000",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(spki_sha256.map(|hash| format!("--ignore-certificate-errors-spki-list={hash}")))
             .arg("about:blank")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
