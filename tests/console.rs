@@ -285,6 +285,7 @@ async fn over_tls_the_session_cookie_is_secure_host_only_and_a_passkey_approves(
     let session = session.unwrap_or_else(|| panic!("the session cookie: {cookies}"));
     assert_eq!((session["secure"].as_bool(), session["httpOnly"].as_bool()), (Some(true), Some(true)), "{session}");
     assert_eq!(session["sameSite"], "Strict");
+    browser.wait_text(&tab, r#"[data-id="s1"] .headline"#, "0.01 ETH").await;
     browser.click(&tab, r#"[data-id="s1"] .approve"#).await;
     browser.wait_text(&tab, r#"[data-id="s1"] .outcome"#, "Approved by alice (1 of 2)").await;
     browser.close().await;

@@ -299,7 +299,8 @@ async fn the_units_syscall_filter_allows_every_syscall_of_a_full_feature_run() {
             at("alice_public.pem")
         ))
         .extra(&format!("[origin]\n[origin.keys]\nbackend = {:?}", at("backend.pem")))
-        .extra(&format!("[fireblocks_webhooks]\nlisten = \"127.0.0.1:0\"\njwks = {:?}", at("jwks.json")));
+        .extra(&format!("[fireblocks_webhooks]\nlisten = \"127.0.0.1:0\"\njwks = {:?}", at("jwks.json")))
+        .extra("[console]\nenabled = true");
     let config = spec.write(dir.path());
     let summary = dir.path().join("strace.txt");
     let mut command = std::process::Command::new("strace");
@@ -344,6 +345,14 @@ async fn the_units_syscall_filter_allows_every_syscall_of_a_full_feature_run() {
         .post_json(&format!("/holds/{id}/verdicts"), &serde_json::to_value(&verdict).unwrap())
         .await
         .unwrap();
+    assert!(status.is_success());
+    // The console: its page, an invitation, a passkey sign-in begun (state documents in Redis).
+    let mut console = admin_target.connect().await.unwrap();
+    assert!(console.get("/console/").await.unwrap().0.is_success());
+    let (status, _) = console.post_json("/approvers/invites", &serde_json::json!({"name": "bob"})).await.unwrap();
+    assert!(status.is_success());
+    let origin = format!("http://localhost:{}", admin.rsplit(':').next().unwrap());
+    let (status, _) = console.post_with("/console/api/signin/start", &[("Origin", &origin)], "{}").await.unwrap();
     assert!(status.is_success());
     let body = crate::lifecycle::event("e-1", tx["txId"].as_str().unwrap(), "COMPLETED", 1);
     let signature = crate::lifecycle::v2(&body, "fb", &fireblocks);
