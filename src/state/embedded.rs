@@ -17,6 +17,10 @@ use crate::decimal::Amount;
 
 /// (key, at µs, transaction) → amount in units of 10⁻¹⁸.
 const EVENTS: TableDefinition<(&str, u64, &str), u128> = TableDefinition::new("events");
+/// (key, at µs, transaction) → the key's running sum (units) and count up to and including this
+/// event: a window's total is the difference of two entries, however busy the key (see
+/// [`Embedded::window`]).
+const TOTALS: TableDefinition<(&str, u64, &str), (u128, u64)> = TableDefinition::new("event_totals");
 /// (transaction, key) → at µs: the exactly-once mark.
 const RECORDED: TableDefinition<(&str, &str), u64> = TableDefinition::new("recorded");
 /// key → version, bumped by every change of the key's events.
@@ -38,6 +42,8 @@ const DOCUMENTS: TableDefinition<(&str, &str), (u64, u64, &str)> = TableDefiniti
 /// Small facts kept across restarts: the longest window ever read.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const LONGEST_WINDOW: &str = "longest_window_us";
+/// Set once the running totals cover every event (a file from before them is brought up to date).
+const TOTALS_BUILT: &str = "event_totals_built";
 
 const FILE_NAME: &str = "cosigner-guard.redb";
 /// Operations waiting for the writer beyond this are refused (the decision falls back).
@@ -141,6 +147,7 @@ impl Embedded {
         };
         let txn = db.begin_write().or_fail()?;
         open_tables(&txn)?;
+        build_totals(&txn)?;
         txn.commit().or_fail()?;
         let db = std::sync::Arc::new(db);
         let (ops, queue) = sync_channel(QUEUE_DEPTH);
@@ -158,28 +165,36 @@ impl Embedded {
         Ok(meta.get(LONGEST_WINDOW).or_fail()?.map_or(0, |v| v.value()))
     }
 
+    /// The events of `key` after `since_us`, but `exclude`'s: from the running totals of the
+    /// window's first and last events, and `exclude`'s own event — a few lookups, exact, whatever
+    /// the number of events in the window.
     pub fn window(&self, key: &str, since_us: u64, exclude: &str) -> Result<WindowTotal, StateError> {
         let txn = self.db.begin_read().or_fail()?;
         let versions = txn.open_table(VERSIONS).or_fail()?;
-        let events = txn.open_table(EVENTS).or_fail()?;
         let version = versions.get(key).or_fail()?.map_or(0, |v| v.value());
         let mut total = WindowTotal { version, ..WindowTotal::default() };
+        let totals = txn.open_table(TOTALS).or_fail()?;
+        let events = txn.open_table(EVENTS).or_fail()?;
         let from = since_us.saturating_add(1);
-        for entry in events.range((key, from, "")..).or_fail()? {
-            let (event, units) = entry.or_fail()?;
-            let (event_key, _, id) = event.value();
-            if event_key != key {
-                break;
-            }
-            if id == exclude {
-                continue;
-            }
-            total.sum = total
-                .sum
-                .checked_add(Amount::from_units(units.value()))
-                .ok_or_else(|| StateError(format!("the sum under {key:?} overflows")))?;
-            total.count += 1;
+        let mut window = totals.range((key, from, "")..(key, u64::MAX, "")).or_fail()?;
+        let Some(first) = window.next().transpose().or_fail()? else { return Ok(total) };
+        let last = window.next_back().transpose().or_fail()?.map_or(first.1.value(), |(_, last)| last.value());
+        let (first_event, (first_sum, first_count)) = (first.0.value(), first.1.value());
+        let first_units = events.get(first_event).or_fail()?.map_or(0, |v| v.value());
+        let broken = || StateError(format!("the running totals of {key:?} do not add up"));
+        let mut sum = last.0.checked_sub(first_sum - first_units.min(first_sum)).ok_or_else(broken)?;
+        let mut count = last.1.checked_sub(first_count.saturating_sub(1)).ok_or_else(broken)?;
+        // The transaction being decided never counts against itself (a retry, a signing stage).
+        let recorded = txn.open_table(RECORDED).or_fail()?;
+        if let Some(at) = recorded.get((exclude, key)).or_fail()?.map(|v| v.value())
+            && at >= from
+            && let Some(units) = events.get((key, at, exclude)).or_fail()?.map(|v| v.value())
+        {
+            sum = sum.checked_sub(units).ok_or_else(broken)?;
+            count = count.checked_sub(1).ok_or_else(broken)?;
         }
+        total.sum = Amount::from_units(sum);
+        total.count = count;
         Ok(total)
     }
 
@@ -337,6 +352,7 @@ impl Embedded {
 
 fn open_tables(txn: &WriteTransaction) -> Result<(), StateError> {
     txn.open_table(EVENTS).or_fail()?;
+    txn.open_table(TOTALS).or_fail()?;
     txn.open_table(RECORDED).or_fail()?;
     txn.open_table(VERSIONS).or_fail()?;
     txn.open_table(REQUEST_IDS).or_fail()?;
@@ -450,7 +466,7 @@ fn apply_commit(txn: &WriteTransaction, commit: &Commit) -> Result<Committed, St
         }
     }
     let mut recorded = txn.open_table(RECORDED).or_fail()?;
-    let mut events = txn.open_table(EVENTS).or_fail()?;
+    let mut events = Events::open(txn)?;
     let mut new = Vec::new();
     for record in &commit.records {
         let key = record.key.as_str();
@@ -458,7 +474,7 @@ fn apply_commit(txn: &WriteTransaction, commit: &Commit) -> Result<Committed, St
             continue;
         }
         recorded.insert((commit.id.as_str(), key), commit.at_us).or_fail()?;
-        events.insert((key, commit.at_us, commit.id.as_str()), record.amount.units()).or_fail()?;
+        events.add((key, commit.at_us, commit.id.as_str()), record.amount.units())?;
         bump(&mut versions, key)?;
         new.push(record.key.clone());
     }
@@ -468,11 +484,11 @@ fn apply_commit(txn: &WriteTransaction, commit: &Commit) -> Result<Committed, St
 fn apply_revert(txn: &WriteTransaction, id: &str, records: &[(String, Amount)]) -> Result<(), StateError> {
     let mut versions = txn.open_table(VERSIONS).or_fail()?;
     let mut recorded = txn.open_table(RECORDED).or_fail()?;
-    let mut events = txn.open_table(EVENTS).or_fail()?;
+    let mut events = Events::open(txn)?;
     for (key, _) in records {
         let at = recorded.remove((id, key.as_str())).or_fail()?.map(|v| v.value());
         if let Some(at) = at {
-            events.remove((key.as_str(), at, id)).or_fail()?;
+            events.remove((key.as_str(), at, id))?;
             bump(&mut versions, key)?;
         }
     }
@@ -511,16 +527,94 @@ fn apply_release(txn: &WriteTransaction, tx_id: &str, at_us: u64) -> Result<Vec<
             marks.push((key.to_string(), at.value()));
         }
     }
-    let mut events = txn.open_table(EVENTS).or_fail()?;
+    let mut events = Events::open(txn)?;
     let mut versions = txn.open_table(VERSIONS).or_fail()?;
     let mut released = Vec::new();
     for (key, at) in marks {
-        if events.remove((key.as_str(), at, tx_id)).or_fail()?.is_some() {
+        if events.remove((key.as_str(), at, tx_id))? {
             bump(&mut versions, &key)?;
             released.push(key);
         }
     }
     Ok(released)
+}
+
+type EventKey<'a> = (&'a str, u64, &'a str);
+
+/// The events table with its running totals, changed together.
+struct Events<'t> {
+    events: redb::Table<'t, EventKey<'static>, u128>,
+    totals: redb::Table<'t, EventKey<'static>, (u128, u64)>,
+}
+
+impl<'t> Events<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, StateError> {
+        Ok(Self { events: txn.open_table(EVENTS).or_fail()?, totals: txn.open_table(TOTALS).or_fail()? })
+    }
+
+    /// Adds an event; its running total follows the one before it, and the key's later events
+    /// (a decision committed after a later one) carry it too.
+    fn add(&mut self, event: EventKey<'_>, units: u128) -> Result<(), StateError> {
+        let (key, _, _) = event;
+        self.events.insert(event, units).or_fail()?;
+        let before = self.totals.range((key, 0, "")..event).or_fail()?.next_back().transpose().or_fail();
+        let (sum, count) = before?.map_or((0, 0), |(_, total)| total.value());
+        let sum = sum.checked_add(units).ok_or_else(|| StateError(format!("the sum under {key:?} overflows")))?;
+        self.totals.insert(event, (sum, count + 1)).or_fail()?;
+        self.shift_after(event, |(sum, count)| Some((sum.checked_add(units)?, count + 1)))
+    }
+
+    /// Removes an event, if there; whether it was.
+    fn remove(&mut self, event: EventKey<'_>) -> Result<bool, StateError> {
+        let Some(units) = self.events.remove(event).or_fail()?.map(|v| v.value()) else { return Ok(false) };
+        self.totals.remove(event).or_fail()?;
+        self.shift_after(event, |(sum, count)| Some((sum.checked_sub(units)?, count.checked_sub(1)?)))?;
+        Ok(true)
+    }
+
+    fn shift_after(
+        &mut self,
+        event: EventKey<'_>,
+        change: impl Fn((u128, u64)) -> Option<(u128, u64)>,
+    ) -> Result<(), StateError> {
+        use std::ops::Bound::Excluded;
+        let (key, _, _) = event;
+        let mut later = Vec::new();
+        for entry in self.totals.range::<EventKey<'_>>((Excluded(event), Excluded((key, u64::MAX, "")))).or_fail()? {
+            let (at, total) = entry.or_fail()?;
+            let (_, at, id) = at.value();
+            later.push((at, id.to_string(), total.value()));
+        }
+        for (at, id, total) in later {
+            let total =
+                change(total).ok_or_else(|| StateError(format!("the running totals of {key:?} do not add up")))?;
+            self.totals.insert((key, at, id.as_str()), total).or_fail()?;
+        }
+        Ok(())
+    }
+}
+
+/// Brings the running totals up to date with the events of a file written before them, once.
+fn build_totals(txn: &WriteTransaction) -> Result<(), StateError> {
+    let mut meta = txn.open_table(META).or_fail()?;
+    if meta.get(TOTALS_BUILT).or_fail()?.is_some() {
+        return Ok(());
+    }
+    let events = txn.open_table(EVENTS).or_fail()?;
+    let mut totals = txn.open_table(TOTALS).or_fail()?;
+    let mut running: Option<(String, u128, u64)> = None;
+    for entry in events.iter().or_fail()? {
+        let (event, units) = entry.or_fail()?;
+        let (key, at, id) = event.value();
+        let (sum, count) = match &running {
+            Some((last, sum, count)) if last == key => (sum.saturating_add(units.value()), count + 1),
+            _ => (units.value(), 1),
+        };
+        totals.insert((key, at, id), (sum, count)).or_fail()?;
+        running = Some((key.to_string(), sum, count));
+    }
+    meta.insert(TOTALS_BUILT, 1).or_fail()?;
+    Ok(())
 }
 
 fn bump(versions: &mut redb::Table<&str, u64>, key: &str) -> Result<(), StateError> {
@@ -630,6 +724,8 @@ fn apply_prune(
     marks_before: u64,
     longest: u64,
 ) -> Result<(), StateError> {
+    // Running totals stay right when the oldest events go: a window takes differences.
+    txn.open_table(TOTALS).or_fail()?.retain(|(_, at, _), _| at >= events_before).or_fail()?;
     let mut events = txn.open_table(EVENTS).or_fail()?;
     events.retain(|(_, at, _), _| at >= events_before).or_fail()?;
     // A key left with no events forgets its version too (a reader that saw the old version then
