@@ -139,6 +139,14 @@ async fn two_approvers_enrolled_by_invitation_release_a_hold_in_chromium_and_the
     let shot = browser.screenshot(&alice).await;
     assert!(shot.starts_with(b"\x89PNG"), "a PNG");
     std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png"), &shot).unwrap();
+    // At phone width the facts stack under their labels and nothing scrolls sideways.
+    let phone = json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true});
+    browser.call(Some(&alice.session), "Emulation.setDeviceMetricsOverride", phone).await;
+    let fits = browser.eval(&alice, "document.documentElement.scrollWidth <= window.innerWidth").await;
+    assert_eq!(fits, json!(true), "no horizontal scrolling at 390 px");
+    let shot = browser.screenshot(&alice).await;
+    std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-phone.png"), &shot).unwrap();
+    browser.call(Some(&alice.session), "Emulation.clearDeviceMetricsOverride", json!({})).await;
 
     // Approve: alice, then bob; the Co-signer's next retry is approved.
     browser.click(&alice, &format!("{card} .approve")).await;
