@@ -4,6 +4,8 @@
 //! Layout, every key under one hash tag `{prefix}` so that a cluster keeps them in one slot (the
 //! scripts touch several):
 //! - `{p}:ev:<key>`: sorted set of events, score = µs, member = `<units>:<transaction>`;
+//! - `{p}:tot:<key>`: hash, member → `<running sum>:<running count>` of the key's events up to
+//!   and including it (in the set's order), so a window is read in a few lookups;
 //! - `{p}:ver:<key>`: the key's version, bumped with every change of its events;
 //! - `{p}:rec:<length of transaction>:<transaction>:<key>`: the exactly-once mark;
 //! - `{p}:txrec:<length of transaction>:<transaction>`: hash of the transaction's records, key →
@@ -30,12 +32,107 @@ use tokio::runtime::Handle;
 use super::{Commit, Committed, OrFail, Record, Seen, StateError, StatusApplied, StatusUpdate, WindowTotal};
 use crate::decimal::Amount;
 
+/// Running totals, shared by the scripts that change or read events. Sums are decimal strings:
+/// units of 10⁻¹⁸ do not fit Lua's numbers (doubles) exactly.
+const TOTALS: &str = r"
+local function strip(digits)
+  local out = string.gsub(table.concat(digits), '^0+', '')
+  if out == '' then return '0' end
+  return out
+end
+local function dadd(a, b)
+  local r, carry, i, j = {}, 0, #a, #b
+  while i > 0 or j > 0 or carry > 0 do
+    local d = carry + (i > 0 and a:byte(i) - 48 or 0) + (j > 0 and b:byte(j) - 48 or 0)
+    r[#r + 1], carry, i, j = d % 10, math.floor(d / 10), i - 1, j - 1
+  end
+  local out = {}
+  for k = #r, 1, -1 do out[#out + 1] = r[k] end
+  return strip(out)
+end
+local function dsub(a, b)
+  local r, borrow, i, j = {}, 0, #a, #b
+  while i > 0 do
+    local d = a:byte(i) - 48 - borrow - (j > 0 and b:byte(j) - 48 or 0)
+    if d < 0 then d, borrow = d + 10, 1 else borrow = 0 end
+    r[#r + 1], i, j = d, i - 1, j - 1
+  end
+  if borrow ~= 0 or j > 0 then error('running totals do not add up') end
+  local out = {}
+  for k = #r, 1, -1 do out[#out + 1] = r[k] end
+  return strip(out)
+end
+local function units_of(member) return string.match(member, '^(%d+):') end
+local function totals(tot, member)
+  local s, c = string.match(redis.call('HGET', tot, member) or '0:0', '^(%d+):(%d+)$')
+  return s, tonumber(c)
+end
+-- Events written before the totals existed get theirs, once per key.
+local function ensure(events, tot)
+  if redis.call('HLEN', tot) == redis.call('ZCARD', events) then return end
+  redis.call('DEL', tot)
+  local sum, count = '0', 0
+  for _, member in ipairs(redis.call('ZRANGE', events, 0, -1)) do
+    sum, count = dadd(sum, units_of(member)), count + 1
+    redis.call('HSET', tot, member, sum .. ':' .. count)
+  end
+end
+local function shift(events, tot, from, units, sign)
+  for _, member in ipairs(redis.call('ZRANGE', events, from, -1)) do
+    local s, c = totals(tot, member)
+    if sign > 0 then s = dadd(s, units) else s = dsub(s, units) end
+    redis.call('HSET', tot, member, s .. ':' .. (c + sign))
+  end
+end
+local function add_event(events, tot, at, member)
+  ensure(events, tot)
+  redis.call('ZADD', events, at, member)
+  local rank = redis.call('ZRANK', events, member)
+  local s, c = '0', 0
+  if rank > 0 then s, c = totals(tot, redis.call('ZRANGE', events, rank - 1, rank - 1)[1]) end
+  redis.call('HSET', tot, member, dadd(s, units_of(member)) .. ':' .. (c + 1))
+  shift(events, tot, rank + 1, units_of(member), 1)
+end
+local function remove_event(events, tot, member)
+  ensure(events, tot)
+  local rank = redis.call('ZRANK', events, member)
+  if not rank then return false end
+  redis.call('ZREM', events, member)
+  redis.call('HDEL', tot, member)
+  shift(events, tot, rank, units_of(member), -1)
+  return true
+end
+local function prune(events, tot, cutoff)
+  ensure(events, tot)
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', events, '-inf', '(' .. cutoff)) do
+    redis.call('HDEL', tot, member)
+  end
+  redis.call('ZREMRANGEBYSCORE', events, '-inf', '(' .. cutoff)
+end
+";
+
+/// KEYS: events, version, totals, the excluded transaction's record index; ARGV: `(since`, the
+/// key's name, since. {version, sum, count} of the window without the excluded transaction's
+/// event: its first event's running totals, its last's, and that one event.
 const READ: &str = r"
-return {redis.call('GET', KEYS[2]) or '0', redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')}
+ensure(KEYS[1], KEYS[3])
+local version = redis.call('GET', KEYS[2]) or '0'
+local first = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'LIMIT', 0, 1)[1]
+if not first then return {version, '0', '0'} end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1)[1]
+local fs, fc = totals(KEYS[3], first)
+local ls, lc = totals(KEYS[3], last)
+local sum, count = dsub(ls, dsub(fs, units_of(first))), lc - fc + 1
+local own = redis.call('HGET', KEYS[4], ARGV[2])
+if own then
+  local at = redis.call('ZSCORE', KEYS[1], own)
+  if at and tonumber(at) > tonumber(ARGV[3]) then sum, count = dsub(sum, units_of(own)), count - 1 end
+end
+return {version, sum, tostring(count)}
 ";
 
 /// KEYS: horizon, the transaction's record index, then the version key of each read, then (events,
-/// version, mark) per record. ARGV: reads count, the versions seen, at µs, horizon µs, marks ttl
+/// version, mark, totals) per record. ARGV: reads count, the versions seen, at µs, horizon µs, marks ttl
 /// ms, then (record key, member) per record.
 const COMMIT: &str = r"
 local reads = tonumber(ARGV[1])
@@ -50,29 +147,30 @@ local idle_ms = string.format('%d', math.floor(horizon / 1000) + 60000)
 local result = {1}
 local k, a, n = reads + 3, reads + 5, 1
 while k <= #KEYS do
-  local events, version, mark = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local events, version, mark, tot = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   if redis.call('SET', mark, at, 'NX', 'PX', marks_ttl) then
-    redis.call('ZADD', events, at, ARGV[a + 1])
+    add_event(events, tot, at, ARGV[a + 1])
     redis.call('INCR', version)
     redis.call('HSET', KEYS[2], ARGV[a], ARGV[a + 1])
     redis.call('PEXPIRE', KEYS[2], marks_ttl)
     table.insert(result, n)
   end
-  redis.call('ZREMRANGEBYSCORE', events, '-inf', '(' .. cutoff)
+  prune(events, tot, cutoff)
   redis.call('PEXPIRE', events, idle_ms)
+  redis.call('PEXPIRE', tot, idle_ms)
   redis.call('PEXPIRE', version, idle_ms)
-  k, a, n = k + 3, a + 2, n + 1
+  k, a, n = k + 4, a + 2, n + 1
 end
 return result
 ";
 
-/// KEYS: the transaction's record index, then (events, version, mark) per record; ARGV: (record
-/// key, member) per record.
+/// KEYS: the transaction's record index, then (events, version, mark, totals) per record; ARGV:
+/// (record key, member) per record.
 const REVERT: &str = r"
-for i = 1, (#KEYS - 1) / 3 do
-  local events, version, mark = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
+for i = 1, (#KEYS - 1) / 4 do
+  local events, version, mark, tot = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
   if redis.call('DEL', mark) == 1 then
-    redis.call('ZREM', events, ARGV[2 * i])
+    remove_event(events, tot, ARGV[2 * i])
     redis.call('INCR', version)
     redis.call('HDEL', KEYS[1], ARGV[2 * i - 1])
   end
@@ -82,7 +180,7 @@ return 1
 
 /// KEYS: the transaction's record index, its status, its txId binding, then the event id's key
 /// (none for a release by hand). ARGV: events prefix, version prefix, the origin binding prefix
-/// (never released), release 1/0, keep ms, lastUpdated, the status JSON. A release marks the txId
+/// (never released), release 1/0, keep ms, lastUpdated, the status JSON, totals prefix. A release marks the txId
 /// ended. The events and version keys are built here from the prefix: all live under one hash
 /// tag, in the same slot.
 const APPLY_STATUS: &str = r"
@@ -99,7 +197,7 @@ if ARGV[4] == '1' then
   local fields = redis.call('HGETALL', KEYS[1])
   for i = 1, #fields, 2 do
     local key, member = fields[i], fields[i + 1]
-    if string.sub(key, 1, #ARGV[3]) ~= ARGV[3] and redis.call('ZREM', ARGV[1] .. key, member) == 1 then
+    if string.sub(key, 1, #ARGV[3]) ~= ARGV[3] and remove_event(ARGV[1] .. key, ARGV[8] .. key, member) then
       redis.call('INCR', ARGV[2] .. key)
       table.insert(result, key)
     end
@@ -211,11 +309,11 @@ impl Shared {
             runtime: runtime.clone(),
             prefix: prefix.to_string(),
             timeout,
-            read: Script::new(READ),
-            commit: Script::new(COMMIT),
-            revert: Script::new(REVERT),
+            read: Script::new(&format!("{TOTALS}{READ}")),
+            commit: Script::new(&format!("{TOTALS}{COMMIT}")),
+            revert: Script::new(&format!("{TOTALS}{REVERT}")),
             remember: Script::new(REMEMBER),
-            apply_status: Script::new(APPLY_STATUS),
+            apply_status: Script::new(&format!("{TOTALS}{APPLY_STATUS}")),
             put_hold: Script::new(PUT_HOLD),
             holds: Script::new(HOLDS),
             put_document: Script::new(PUT_DOCUMENT),
@@ -250,23 +348,21 @@ impl Shared {
 
     pub fn window(&self, key: &str, since_us: u64, exclude: &str) -> Result<WindowTotal, StateError> {
         let mut invocation = self.read.prepare_invoke();
-        invocation.key(self.key("ev", key)).key(self.key("ver", key)).arg(format!("({since_us}"));
-        let (version, members): (String, Vec<String>) = self.runtime.block_on(self.run(invocation))?;
-        let version = version.parse().map_err(|_| StateError(format!("version of {key:?} is not a number")))?;
-        let mut total = WindowTotal { version, ..WindowTotal::default() };
-        for member in &members {
-            let (units, id) = member.split_once(':').ok_or_else(|| StateError(format!("bad event {member:?}")))?;
-            if id == exclude {
-                continue;
-            }
-            let units: u128 = units.parse().map_err(|_| StateError(format!("bad event {member:?}")))?;
-            total.sum = total
-                .sum
-                .checked_add(Amount::from_units(units))
-                .ok_or_else(|| StateError(format!("the sum under {key:?} overflows")))?;
-            total.count += 1;
-        }
-        Ok(total)
+        invocation
+            .key(self.key("ev", key))
+            .key(self.key("ver", key))
+            .key(self.key("tot", key))
+            .key(self.index(exclude))
+            .arg(format!("({since_us}"))
+            .arg(key)
+            .arg(since_us);
+        let (version, sum, count): (String, String, String) = self.runtime.block_on(self.run(invocation))?;
+        let number = |text: &str, what: &str| StateError(format!("the {what} of {key:?} is not a number: {text:?}"));
+        Ok(WindowTotal {
+            version: version.parse().map_err(|_| number(&version, "version"))?,
+            sum: Amount::from_units(sum.parse().map_err(|_| number(&sum, "sum"))?),
+            count: count.parse().map_err(|_| number(&count, "count"))?,
+        })
     }
 
     pub async fn commit(&self, commit: &Commit, horizon_us: u64, marks_us: u64) -> Result<Committed, StateError> {
@@ -294,6 +390,7 @@ impl Shared {
             .key(self.key("ver", &record.key))
             // The id's length keeps `a:b` + `c` apart from `a` + `b:c`.
             .key(self.key("rec", &format!("{}:{id}:{}", id.len(), record.key)))
+            .key(self.key("tot", &record.key))
             .arg(&record.key)
             .arg(format!("{}:{id}", record.amount.units()));
     }
@@ -322,7 +419,8 @@ impl Shared {
             .arg(u8::from(release))
             .arg((keep_us / 1000).max(1))
             .arg(update.map_or(0, |u| u.last_updated_ms))
-            .arg(update.map_or("", |u| u.json.as_str()));
+            .arg(update.map_or("", |u| u.json.as_str()))
+            .arg(self.key("tot", ""));
         let result: Vec<String> = self.run(invocation).await?;
         match result.split_first() {
             Some((outcome, _)) if outcome == "duplicate" => Ok(StatusApplied::Duplicate),
