@@ -319,7 +319,7 @@ impl Console {
             let mut approver = approver.ok_or(ConsoleError::UnknownCredential)?;
             let enrolled =
                 approver.credentials.iter_mut().find(|c| c.id == id).ok_or(ConsoleError::UnknownCredential)?;
-            if result.counter() > 0 && result.counter() <= enrolled.passkey_counter() {
+            if result.counter() > 0 && result.counter() <= stored_counter(enrolled) {
                 // A concurrent use got there first with this or a later counter: a replay.
                 return Err(ConsoleError::Passkey("the authenticator's counter did not grow: a replay".into()));
             }
@@ -349,16 +349,10 @@ impl Console {
     }
 }
 
-/// The counter webauthn-rs keeps inside a passkey, read through its serialised form (the crate
-/// exposes it only there).
-trait Counter {
-    fn passkey_counter(&self) -> u32;
-}
-
-impl Counter for Enrolled {
-    fn passkey_counter(&self) -> u32 {
-        serde_json::to_value(&self.passkey).ok().and_then(|v| v["cred"]["counter"].as_u64()).map_or(0, |c| c as u32)
-    }
+/// The signature counter webauthn-rs keeps inside a passkey, read through its serialised form
+/// (the crate exposes it only there).
+fn stored_counter(enrolled: &Enrolled) -> u32 {
+    serde_json::to_value(&enrolled.passkey).ok().and_then(|v| v["cred"]["counter"].as_u64()).map_or(0, |c| c as u32)
 }
 
 /// The relying party for `rp_id` at `origin`.
