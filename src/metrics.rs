@@ -35,6 +35,7 @@ pub struct Metrics {
     verdicts: Family<Labels1, Counter>,
     notifications: Family<Labels1, Counter>,
     webhook_events: Family<Labels2, Counter>,
+    console_events: Family<Labels2, Counter>,
     released_records: Counter,
     /// Shadow evaluations, disagreements, dropped requests.
     shadow: [Counter; 3],
@@ -107,6 +108,12 @@ impl Metrics {
         registry.register("hold_verdicts", "Approvers' verdicts received, by outcome", verdicts.clone());
         let notifications = Family::<Labels1, Counter>::default();
         registry.register("hold_notifications", "Hold notifications, by result", notifications.clone());
+        let console_events = Family::<Labels2, Counter>::default();
+        registry.register(
+            "console_events",
+            "Approval console passkey ceremonies (register, sign_in, verdict), by result",
+            console_events.clone(),
+        );
         let webhook_events = Family::<Labels2, Counter>::default();
         registry.register(
             "webhook_events",
@@ -147,6 +154,7 @@ impl Metrics {
             verdicts,
             notifications,
             webhook_events,
+            console_events,
             released_records,
             shadow,
         }
@@ -155,6 +163,10 @@ impl Metrics {
     /// A Fireblocks webhook delivery: its event type and what became of it.
     pub fn webhook_event(&self, event: &str, result: &'static str) {
         self.webhook_events.get_or_create(&[("event", event.to_string()), ("result", result.to_string())]).inc();
+    }
+
+    pub fn console_event(&self, event: &'static str, result: &'static str) {
+        self.console_events.get_or_create(&[("event", event.to_string()), ("result", result.to_string())]).inc();
     }
 
     pub fn released_records(&self, count: usize) {

@@ -233,6 +233,19 @@ async fn two_approvers_enrolled_by_invitation_release_a_hold_in_chromium_and_the
     assert!(said.contains("not enrolled"), "{said}");
     assert_eq!(hold(&server, "t3").await["approvals"], json!([]));
     browser.close().await;
+
+    // What operators see: the relying party in /status, every ceremony's outcome in /metrics.
+    let (_, status) = server.admin_get("/status").await;
+    assert_eq!(status["console"], json!({"origin": format!("{}/", origin(&server)), "rp_id": "localhost"}));
+    let metrics = server.metrics().await;
+    for line in [
+        r#"cosigner_guard_console_events_total{event="register",result="ok"} 2"#,
+        r#"cosigner_guard_console_events_total{event="verdict",result="ok"} 3"#,
+        r#"cosigner_guard_console_events_total{event="verdict",result="passkey_refused"} 3"#,
+        r#"cosigner_guard_console_events_total{event="sign_in",result="unknown_credential"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line}:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -131,7 +131,7 @@ async fn a_failing_log_sink_turns_readiness_off_and_durable_decisions_into_the_f
             assert!(start.elapsed() < Duration::from_secs(5), "readiness never dropped (durable = {durable})");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let metrics = metrics(&server).await;
+        let metrics = server.metrics().await;
         assert!(metric(&metrics, "cosigner_guard_decision_log_errors_total") >= 1.0, "{metrics}");
     }
 }
@@ -164,13 +164,6 @@ async fn readiness_comes_back_by_itself_when_the_log_sink_recovers() {
     assert!(record["failing_since"].is_string(), "{record}");
 }
 
-async fn metrics(server: &TestServer) -> String {
-    let target = cosigner_guard::http_client::Target::new(&format!("http://{}", server.admin), None).await.unwrap();
-    let (status, body) = target.connect().await.unwrap().get("/metrics").await.unwrap();
-    assert_eq!(status, StatusCode::OK);
-    String::from_utf8(body.to_vec()).unwrap()
-}
-
 /// The value of the first sample whose name-and-labels start with `series`.
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
@@ -182,7 +175,7 @@ fn metric(text: &str, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_decisions_refusals_latencies_and_reloads() {
     let server = spawn(Spec::both(r#"decision := {"action": "APPROVE"}"#)).await;
-    let before = metrics(&server).await;
+    let before = server.metrics().await;
     let approved = r#"cosigner_guard_decisions_total{kind="transaction",action="APPROVE",source="policy"}"#;
     let refused = r#"cosigner_guard_refused_requests_total{class="malformed_jwt"}"#;
     for _ in 0..2 {
@@ -195,7 +188,7 @@ async fn metrics_count_decisions_refusals_latencies_and_reloads() {
     );
     let start = Instant::now();
     let after = loop {
-        let text = metrics(&server).await;
+        let text = server.metrics().await;
         if metric(&text, r#"cosigner_guard_policy_reloads_total{result="activated"}"#) >= 1.0 {
             break text;
         }
@@ -222,7 +215,7 @@ async fn metrics_count_decisions_refusals_latencies_and_reloads() {
 decision := {\n",
     );
     let start = Instant::now();
-    while metric(&metrics(&server).await, "cosigner_guard_policy_reload_failed") != 1.0 {
+    while metric(&server.metrics().await, "cosigner_guard_policy_reload_failed") != 1.0 {
         assert!(start.elapsed() < Duration::from_secs(5), "the failed reload is not shown");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -360,7 +353,7 @@ async fn requests_beyond_max_in_flight_are_shed_with_503() {
     first.write_all(head.as_bytes()).await.unwrap();
     first.write_all(&body[..body.len() / 2]).await.unwrap();
     let start = Instant::now();
-    while metric(&metrics(&server).await, "cosigner_guard_in_flight_requests") < 1.0 {
+    while metric(&server.metrics().await, "cosigner_guard_in_flight_requests") < 1.0 {
         assert!(start.elapsed() < Duration::from_secs(5), "the first request never got in flight");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

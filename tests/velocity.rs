@@ -188,7 +188,7 @@ async fn when_the_store_is_down_nothing_is_approved_and_the_handler_recovers_by_
     assert_eq!(status["state"]["up"], false);
     assert_eq!(status["state"]["backend"], "redis");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !metrics(&server).await.contains("cosigner_guard_state_up 0") {
+    while !server.metrics().await.contains("cosigner_guard_state_up 0") {
         assert!(Instant::now() < deadline, "the metric never said the store is down");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -228,12 +228,6 @@ async fn a_state_store_failure_answers_the_configured_fallback() {
         (answer["action"].as_str(), answer["rejectionReason"].as_str()),
         (Some("REJECT"), Some("cosigner-guard fallback: state"))
     );
-}
-
-async fn metrics(server: &TestServer) -> String {
-    let target = cosigner_guard::http_client::Target::new(&format!("http://{}", server.admin), None).await.unwrap();
-    let (_, body) = target.connect().await.unwrap().get("/metrics").await.unwrap();
-    String::from_utf8(body.to_vec()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

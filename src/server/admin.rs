@@ -221,6 +221,9 @@ async fn status(State(state): State<Arc<AdminState>>) -> Response {
             (None, Some(error)) => json!({"error": error}),
             (None, None) => serde_json::Value::Null,
         },
+        "console": state.console.get().map(|console| {
+            json!({"origin": console.settings().origin.as_str(), "rp_id": console.settings().rp_id})
+        }),
         "fireblocks_webhooks": state.lifecycle.get().and_then(|(lifecycle, addr)| {
             let keys = lifecycle.keys()?;
             let mut status = keys.status();

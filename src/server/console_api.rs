@@ -118,6 +118,16 @@ impl Limiter {
 /// A refused call: its status, code and message, as `{"error", "message"}`.
 pub struct Refusal(StatusCode, &'static str, String);
 
+/// Counts a passkey ceremony's outcome (`ok`, or the refusal's code) in the metrics.
+fn counted_as(state: &AdminState, event: &'static str, answer: Answer) -> Answer {
+    let result = match &answer {
+        Ok(_) => "ok",
+        Err(Refusal(_, code, _)) => code,
+    };
+    state.metrics().console_event(event, result);
+    answer
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         (self.0, axum::Json(json!({"error": self.1, "message": self.2}))).into_response()
@@ -294,17 +304,21 @@ async fn register_finish(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Answer {
-    limited(&state, peer)?;
-    let console = console(&state)?;
-    let request: RegisterFinish = from_console(&console, &headers, &body)?;
-    let now = Utc::now();
-    let enrolment = console.register_finish(&request.ceremony, &request.credential, now).await?;
-    tracing::info!(approver = enrolment.approver, credential = enrolment.credential, "passkey enrolled");
-    let mut record = serde_json::to_value(&enrolment).unwrap_or_default();
-    record["event"] = json!("approver_enrolled");
-    record["timestamp"] = json!(timestamp(now));
-    log_event(&state, record).await;
-    ok(json!({"registered": true, "approver": enrolment.approver, "credential": enrolment.credential}))
+    let answer = async {
+        limited(&state, peer)?;
+        let console = console(&state)?;
+        let request: RegisterFinish = from_console(&console, &headers, &body)?;
+        let now = Utc::now();
+        let enrolment = console.register_finish(&request.ceremony, &request.credential, now).await?;
+        tracing::info!(approver = enrolment.approver, credential = enrolment.credential, "passkey enrolled");
+        let mut record = serde_json::to_value(&enrolment).unwrap_or_default();
+        record["event"] = json!("approver_enrolled");
+        record["timestamp"] = json!(timestamp(now));
+        log_event(&state, record).await;
+        ok(json!({"registered": true, "approver": enrolment.approver, "credential": enrolment.credential}))
+    }
+    .await;
+    counted_as(&state, "register", answer)
 }
 
 async fn sign_in_start(
@@ -333,13 +347,18 @@ async fn sign_in_finish(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Answer {
-    limited(&state, peer)?;
-    let console = console(&state)?;
-    let request: SignInFinish = from_console(&console, &headers, &body)?;
-    let (token, approver, expires) = console.sign_in_finish(&request.ceremony, &request.credential, Utc::now()).await?;
-    tracing::info!(approver, "console sign-in");
-    let response = axum::Json(json!({"approver": approver, "expires_at": timestamp(expires)})).into_response();
-    Ok(with_cookie(&console, response, Some(&token)))
+    let answer = async {
+        limited(&state, peer)?;
+        let console = console(&state)?;
+        let request: SignInFinish = from_console(&console, &headers, &body)?;
+        let (token, approver, expires) =
+            console.sign_in_finish(&request.ceremony, &request.credential, Utc::now()).await?;
+        tracing::info!(approver, "console sign-in");
+        let response = axum::Json(json!({"approver": approver, "expires_at": timestamp(expires)})).into_response();
+        Ok(with_cookie(&console, response, Some(&token)))
+    }
+    .await;
+    counted_as(&state, "sign_in", answer)
 }
 
 async fn sign_out(State(state): State<Arc<AdminState>>, headers: HeaderMap, body: axum::body::Bytes) -> Answer {
@@ -430,23 +449,27 @@ async fn verdict(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Answer {
-    let (console, approver) = signed_in(&state, &headers).await?;
-    let request: VerdictRequest = from_console(&console, &headers, &body)?;
-    let (pipeline, log) = loaded(&state)?;
-    let now = Utc::now();
-    let proof = console.prove(&approver, &request.statement, &request.credential, now).await.map_err(|e| {
-        state.metrics().verdict("passkey_refused");
-        refused(e)
-    })?;
-    let hold = pipeline.holds().count(&id, &request.statement, &approver, now).await.map_err(|refusal| {
-        let (status, code) = refusal_status(&refusal);
-        tracing::warn!(hold = id, code, error = %refusal, "hold verdict refused");
-        state.metrics().verdict(code);
-        error(status, code, refusal)
-    })?;
-    let proof = serde_json::to_value(&proof).ok();
-    counted(&state, log, &hold, &approver, &request.statement, "", proof, now).await;
-    ok(json!({"approver": approver, "hold": hold.view(now)}))
+    let answer = async {
+        let (console, approver) = signed_in(&state, &headers).await?;
+        let request: VerdictRequest = from_console(&console, &headers, &body)?;
+        let (pipeline, log) = loaded(&state)?;
+        let now = Utc::now();
+        let proof = console.prove(&approver, &request.statement, &request.credential, now).await.map_err(|e| {
+            state.metrics().verdict("passkey_refused");
+            refused(e)
+        })?;
+        let hold = pipeline.holds().count(&id, &request.statement, &approver, now).await.map_err(|refusal| {
+            let (status, code) = refusal_status(&refusal);
+            tracing::warn!(hold = id, code, error = %refusal, "hold verdict refused");
+            state.metrics().verdict(code);
+            error(status, code, refusal)
+        })?;
+        let proof = serde_json::to_value(&proof).ok();
+        counted(&state, log, &hold, &approver, &request.statement, "", proof, now).await;
+        ok(json!({"approver": approver, "hold": hold.view(now)}))
+    }
+    .await;
+    counted_as(&state, "verdict", answer)
 }
 
 /// Managing approvers changes who can release money: by an operator on this host only (the CLI on

@@ -211,6 +211,14 @@ pub async fn spawn_config(config: &Path, dir: tempfile::TempDir) -> TestServer {
 }
 
 impl TestServer {
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let target = Target::new(&format!("http://{}", self.admin), None).await.expect("admin target");
+        let (status, body) = target.connect().await.expect("admin connect").get("/metrics").await.expect("metrics");
+        assert_eq!(status, StatusCode::OK);
+        String::from_utf8(body.to_vec()).expect("metrics text")
+    }
+
     /// `GET` on the admin listener (plain HTTP on loopback); returns the status and JSON body.
     pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
         let target = Target::new(&format!("http://{}", self.admin), None).await.expect("admin target");
