@@ -210,21 +210,28 @@ impl Pipeline {
             hold: hold.as_ref().map(|(hold, created)| HoldTrace::of(hold, now, *created)),
             created_hold: hold.and_then(|(hold, created)| created.then_some(hold)),
         };
-        // The guard's write overlaps reading the hold and the first evaluation; nothing is
-        // committed before it answers.
+        // The guard's write, the hold's lookup and the first evaluation overlap; nothing is
+        // committed before the guard answers. Most transactions have no hold, so the first
+        // evaluation does not wait for its lookup (a round trip on Redis): with a hold, the input
+        // gets its view and is evaluated again (evaluations have no side effect).
+        let evaluate = |input: &Value| {
+            let policy_input = regorus::Value::deserialize(input);
+            async {
+                let policy_input = policy_input?;
+                let evaluated =
+                    self.evaluate_once(kind, &policy_input, &trace.id, binding.as_ref(), now, deadline).await;
+                Ok::<_, serde_json::Error>((policy_input, evaluated))
+            }
+        };
         let (seen, (hold, input, first)) =
             tokio::join!(self.state.remember(&request_id, tx_id.as_deref(), digest, at_us), async {
-                let hold = self.holds.get(&trace.id).await;
-                let view = hold.as_ref().ok().and_then(Option::as_ref).map(|hold| hold.view(now));
-                let input = input_document(kind, request.payload, context, transfer.as_ref(), origin.as_ref(), view);
-                let first = match regorus::Value::deserialize(&input) {
-                    Ok(policy_input) => {
-                        let evaluated =
-                            self.evaluate_once(kind, &policy_input, &trace.id, binding.as_ref(), now, deadline).await;
-                        Ok((policy_input, evaluated))
-                    }
-                    Err(e) => Err(e),
-                };
+                let mut input =
+                    input_document(kind, request.payload, context, transfer.as_ref(), origin.as_ref(), None);
+                let (hold, mut first) = tokio::join!(self.holds.get(&trace.id), evaluate(&input));
+                if let Ok(Some(hold)) = &hold {
+                    input["context"]["hold"] = hold.view(now);
+                    first = evaluate(&input).await;
+                }
                 (hold, input, first)
             });
         let (policy_input, (mut evaluation, mut policy_revision)) = match first {
