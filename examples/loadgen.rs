@@ -12,7 +12,7 @@
 //! The starter policies read and record a daily limit per source vault on every approval (the
 //! embedded state store, on disk): `--limits off` serves them without it (the baseline),
 //! `--redis URL` keeps the state in Redis, and `--vaults N` spreads the requests over N source
-//! vaults (one key each), since the cost of a read grows with the events in its window.
+//! vaults (one key each; a read costs the same however many events its window holds).
 //! `--shadow` decides every request again with a candidate set, after its answer (the cost of
 //! shadow evaluation on the answers: compare with a run without it). `--origin` requires proof of
 //! origin (`data.origin.required`): each request's note carries an Ed25519 token for its transfer.
@@ -32,6 +32,15 @@ use jsonwebtoken::EncodingKey;
 use serde_json::Value;
 
 #[derive(Parser, Clone)]
+#[command(after_help = "\
+The runs behind docs/performance.md's rows against the performance targets (release build; this
+machine drifts, so compare only runs made back to back):
+  server CPU per decision, json    loadgen --mode json --connections 16 --duration 4
+  jwt against the RSA floor         loadgen --mode jwt --connections 16 --duration 4
+  p99 and CPU at half the maximum   loadgen --mode json --connections 16 --half
+Other rows: --redis URL (state in Redis), --limits off (no state), --shadow, --origin,
+--pool 60000 --duration 8 (every request a new transaction). Every run reports throughput,
+p50/p90/p99/p99.9, errors, server CPU per decision against the RSA floor, and RSS.")]
 struct Args {
     /// `jwt` or `json`.
     #[arg(long, default_value = "jwt")]
