@@ -312,6 +312,48 @@ async fn over_tls_the_session_cookie_is_secure_host_only_and_a_passkey_approves(
     browser.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn passkeys_and_keys_share_one_name_space_and_a_person_counts_once_however_many_passkeys() {
+    let dir = tempfile::tempdir().unwrap();
+    let bob = cosigner_guard::holds::generate_approver_key().unwrap();
+    crate::common::write(&dir.path().join("approvers/bob_public.pem"), &bob.public_pem);
+    crate::common::write(&dir.path().join("approvers/bob_private.pem"), &bob.private_pem);
+    let mut spec = Spec::new(HOLD_FOR_TWO, r#"decision := {"action": "REJECT"}"#);
+    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/lib/holds.rego")).unwrap();
+    spec.policies.push(("lib/holds.rego", lib));
+    let spec = spec.extra("[console]\nenabled = true\n[holds.approvers]\nbob = \"approvers/bob_public.pem\"\n");
+    let server = spawn_in(spec, dir).await;
+    let admin = format!("http://{}", server.admin);
+    let mut browser = Browser::launch().await;
+    // alice enrols two authenticators (a phone and a laptop, say): two passkeys, one approver.
+    let (phone, laptop) = (browser.tab().await, browser.tab().await);
+    assert!(register(&mut browser, &phone, &invite(&server, "alice").await).await.contains("for alice"));
+    assert!(register(&mut browser, &laptop, &invite(&server, "alice").await).await.contains("for alice"));
+    let (_, listed, _) = cli(&["holds", "approvers", "--admin", &admin]).await;
+    assert_eq!(listed.matches("alice  passkey").count(), 2, "{listed}");
+    assert!(listed.contains("bob  key  sha256:"), "{listed}");
+
+    assert_eq!(decide(&server, "json", TX, &transfer("m1")).await["action"], "RETRY");
+    let card = r#"[data-id="m1"]"#;
+    for tab in [&phone, &laptop] {
+        sign_in(&mut browser, tab, &server, "alice").await;
+        browser.wait_text(tab, &format!("{card} .headline"), "0.01 ETH").await;
+    }
+    browser.click(&phone, &format!("{card} .approve")).await;
+    browser.wait_text(&phone, &format!("{card} .outcome"), "Approved by alice (1 of 2)").await;
+    // Her second passkey is still alice: it does not make a second approval.
+    browser.click(&laptop, &format!("{card} .approve")).await;
+    let said = browser.wait_text(&laptop, &format!("{card} .outcome"), "Verdict not counted").await;
+    assert!(said.contains("alice has already given a verdict"), "{said}");
+    assert_eq!(decide(&server, "json", TX, &transfer("m1")).await["action"], "RETRY", "still one of two");
+    // bob's key completes the quorum the passkey started.
+    let key = server.dir.path().join("approvers/bob_private.pem");
+    let (ok, out, err) = cli(&["holds", "approve", "m1", "--key", key.to_str().unwrap(), "--admin", &admin]).await;
+    assert!(ok && out.contains("hold m1 is approved (2 of 2 approvals)"), "{out}{err}");
+    assert_eq!(decide(&server, "json", TX, &transfer("m1")).await["action"], "APPROVE");
+    browser.close().await;
+}
+
 /// A raw HTTP/1.1 exchange with the admin listener: the response head and body as text.
 async fn raw(server: &TestServer, request: String) -> String {
     let mut stream = tokio::net::TcpStream::connect(server.admin).await.unwrap();
