@@ -19,17 +19,19 @@ import data.lib.holds
 decision := holds.decide({"action": "APPROVE"}, 2, "needs two approvers")
 "#;
 
-/// A server holding every transfer for two approvers, with the console on its (loopback, plain
-/// HTTP) admin listener, plus `extra` config.
-async fn console_server(extra: &str) -> TestServer {
+/// Every transfer held for two approvers, the assets the raw-transaction check reads (so the
+/// console can say what it found), and the console on the admin listener (loopback, plain HTTP).
+fn console_spec() -> Spec {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut spec = Spec::new(HOLD_FOR_TWO, r#"decision := {"action": "REJECT"}"#);
-    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/lib/holds.rego")).unwrap();
-    spec.policies.push(("lib/holds.rego", lib));
-    // The assets the raw-transaction check reads, so the console can say what it found.
-    let assets =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/rawtx/data.json")).unwrap();
-    spec.policies.push(("rawtx/data.json", assets));
-    spawn_in(spec.extra("[console]\nenabled = true\n").extra(extra), tempfile::tempdir().unwrap()).await
+    spec.policies.push(("lib/holds.rego", std::fs::read_to_string(root.join("policies/lib/holds.rego")).unwrap()));
+    spec.policies.push(("rawtx/data.json", std::fs::read_to_string(root.join("policies/rawtx/data.json")).unwrap()));
+    spec.extra("[console]\nenabled = true\n")
+}
+
+/// A console server, plus `extra` config.
+async fn console_server(extra: &str) -> TestServer {
+    spawn_in(console_spec().extra(extra), tempfile::tempdir().unwrap()).await
 }
 
 fn transfer(id: &str) -> Value {
@@ -275,10 +277,7 @@ async fn replicas_on_redis_share_the_console_an_approver_enrolled_on_one_signs_i
 async fn over_tls_the_session_cookie_is_secure_host_only_and_a_passkey_approves() {
     use base64::Engine as _;
     let dir = tempfile::tempdir().unwrap();
-    let mut spec = Spec::new(HOLD_FOR_TWO, r#"decision := {"action": "REJECT"}"#);
-    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/lib/holds.rego")).unwrap();
-    spec.policies.push(("lib/holds.rego", lib));
-    let config = spec.extra("[console]\nenabled = true\n").write(dir.path());
+    let config = console_spec().write(dir.path());
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "[admin]\nlisten = \"127.0.0.1:0\"",
         "[admin]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"",
@@ -318,11 +317,7 @@ async fn passkeys_and_keys_share_one_name_space_and_a_person_counts_once_however
     let bob = cosigner_guard::holds::generate_approver_key().unwrap();
     crate::common::write(&dir.path().join("approvers/bob_public.pem"), &bob.public_pem);
     crate::common::write(&dir.path().join("approvers/bob_private.pem"), &bob.private_pem);
-    let mut spec = Spec::new(HOLD_FOR_TWO, r#"decision := {"action": "REJECT"}"#);
-    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/lib/holds.rego")).unwrap();
-    spec.policies.push(("lib/holds.rego", lib));
-    let spec = spec.extra("[console]\nenabled = true\n[holds.approvers]\nbob = \"approvers/bob_public.pem\"\n");
-    let server = spawn_in(spec, dir).await;
+    let server = spawn_in(console_spec().extra("[holds.approvers]\nbob = \"approvers/bob_public.pem\"\n"), dir).await;
     let admin = format!("http://{}", server.admin);
     let mut browser = Browser::launch().await;
     // alice enrols two authenticators (a phone and a laptop, say): two passkeys, one approver.
