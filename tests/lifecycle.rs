@@ -14,7 +14,7 @@ use hyper::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
-use crate::common::{BIN, RedisServer, Spec, TestServer, decide, keys, payload, spawn, spawn_in, write};
+use crate::common::{BIN, RedisServer, Spec, TestServer, decide, keys, spawn, spawn_in, write};
 
 const TX: &str = "tx_sign_request";
 
@@ -105,11 +105,7 @@ async fn server(extra: &str) -> TestServer {
 
 /// The documented ETH transfer as transaction `id` of `amount` ETH.
 fn transfer(id: &str, amount: &str) -> Value {
-    let mut tx = payload("eth_transfer.json");
-    tx["txId"] = json!(id);
-    tx["requestId"] = json!(id);
-    tx["amountStr"] = json!(amount);
-    tx["destinations"][0]["amountNativeStr"] = json!(amount);
+    let mut tx = crate::common::eth_transfer(id, amount);
     tx.as_object_mut().unwrap().remove("rawTx");
     tx
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{RedisServer, Spec, TestServer, decide, keys, payload, post_signed, sign, spawn, start};
+use crate::common::{RedisServer, Spec, TestServer, decide, keys, post_signed, sign, spawn, start};
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
@@ -25,15 +25,7 @@ fn limited() -> Spec {
     Spec::new(DAILY_LIMIT, r#"decision := {"action": "REJECT"}"#)
 }
 
-/// The documented ETH transfer as a new transaction `id` of `amount` ETH.
-fn transfer(id: &str, amount: &str) -> Value {
-    let mut tx = payload("eth_transfer.json");
-    tx["txId"] = json!(id);
-    tx["requestId"] = json!(id);
-    tx["amountStr"] = json!(amount);
-    tx["destinations"][0]["amountNativeStr"] = json!(amount);
-    tx
-}
+use crate::common::eth_transfer as transfer;
 
 async fn action(server: &TestServer, tx: &Value) -> String {
     decide(server, "jwt", TX, tx).await["action"].as_str().unwrap().to_string()

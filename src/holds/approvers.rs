@@ -89,16 +89,10 @@ impl SignedVerdict {
 
     /// Signs a verdict on `hold` with an approver's private key.
     pub fn sign(hold: &Hold, verdict: Verdict, reason: &str, key: &ApproverSigningKey, now: DateTime<Utc>) -> Self {
-        let at = timestamp(now);
-        let message = Self::message(&hold.id, &hold.digest, verdict, &at, reason);
-        SignedVerdict {
-            hold: hold.id.clone(),
-            digest: hold.digest.clone(),
-            verdict,
-            at,
-            reason: reason.to_string(),
-            signature: BASE64.encode(key.sign(&message)),
-        }
+        let statement = VerdictStatement::new(hold, verdict, reason, now);
+        let signature = BASE64.encode(key.sign(&statement.message()));
+        let VerdictStatement { hold, digest, verdict, at, reason } = statement;
+        SignedVerdict { hold, digest, verdict, at, reason, signature }
     }
 }
 

@@ -165,14 +165,7 @@ impl Holds {
         }
         let signature = BASE64.decode(&signed.signature).map_err(|_| Refused::NotAnApprover)?;
         let message = statement.message();
-        let approver = self
-            .settings
-            .approvers
-            .iter()
-            .find(|key| key.verifies(&message, &signature))
-            .ok_or(Refused::NotAnApprover)?
-            .name
-            .clone();
+        let approver = signed_by(&self.settings.approvers, &message, &signature).ok_or(Refused::NotAnApprover)?;
         Ok((self.count(id, &statement, &approver, now).await?, approver))
     }
 

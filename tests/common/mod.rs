@@ -234,7 +234,9 @@ impl TestServer {
     /// The decision-log records written so far (the default file sink).
     pub fn decision_records(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.dir.path().join("decisions.jsonl")).unwrap_or_default();
-        text.lines().map(|line| serde_json::from_str(line).expect("a JSON record per line")).collect()
+        // Only whole lines: the writer may be appending the next record while this reads.
+        let whole = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+        whole.lines().map(|line| serde_json::from_str(line).expect("a JSON record per line")).collect()
     }
 
     pub fn policy_dir(&self) -> std::path::PathBuf {
@@ -272,6 +274,17 @@ pub fn verify_answer(body: &[u8]) -> Value {
 pub fn payload(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/payloads").join(name);
     serde_json::from_slice(&std::fs::read(path).expect("payload file")).expect("payload json")
+}
+
+/// The documented ETH transfer as a new transaction `id` of `amount` ETH (its raw transaction
+/// still pays 0.01: remove `rawTx` where that matters).
+pub fn eth_transfer(id: &str, amount: &str) -> Value {
+    let mut tx = payload("eth_transfer.json");
+    tx["txId"] = id.into();
+    tx["requestId"] = id.into();
+    tx["amountStr"] = amount.into();
+    tx["destinations"][0]["amountNativeStr"] = amount.into();
+    tx
 }
 
 /// Posts `payload` the way `mode` does and returns the decoded answer (status must be 200).
