@@ -80,6 +80,7 @@ const STARTER: &[(&str, &str)] = &[
     starter_file!("policies/lib/time_rules.rego"),
     starter_file!("policies/lib/time_rules_test.rego"),
     starter_file!("policies/lib/transfer.rego"),
+    starter_file!("policies/lib/transfer_spec.rego"),
     starter_file!("policies/origin/data.json"),
     starter_file!("policies/payloads/btc_one_time_address.json"),
     starter_file!("policies/payloads/eth_transfer.json"),

@@ -344,9 +344,10 @@ async fn attacks_through_the_gaps_between_checks_are_refused() {
 /// `lib/rawtx.rego` spells the same checks out in Rego at twenty times the cost. Over every
 /// decision of the starter's fixtures and their mutants (fields removed and retyped), whenever the
 /// Rego specification finds a problem the native check finds one too: replacing it loosened
-/// nothing.
+/// nothing. Likewise the request every rule reads (`transfer.request`, native) is exactly the one
+/// `lib/transfer_spec.rego` specifies.
 #[test]
-fn the_native_raw_check_refuses_everything_the_rego_specification_does() {
+fn the_native_checks_agree_with_their_rego_specifications() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("decisions.jsonl");
@@ -366,7 +367,8 @@ fn the_native_raw_check_refuses_everything_the_rego_specification_does() {
         "package spec_check\nimport rego.v1\nimport data.lib.rawtx\nimport data.lib.transfer\n\
          agrees if count(rawtx.problems(transfer.request)) == 0\n\
          agrees if count(input.context.transfer.conflicts) > 0\n\
-         found := count(rawtx.problems(transfer.request))\n",
+         found := count(rawtx.problems(transfer.request))\n\
+         same_request if transfer.request == data.lib.transfer_spec.request\n",
     );
     let inputs: Vec<serde_json::Value> = std::fs::read_to_string(&export)
         .unwrap()
@@ -383,6 +385,8 @@ fn the_native_raw_check_refuses_everything_the_rego_specification_does() {
             let value = regorus::Value::from_json_str(&input.to_string()).unwrap();
             let (agrees, _) = snapshot.eval_rule("data.spec_check.agrees", Some(value.clone()));
             assert_eq!(agrees.unwrap(), regorus::Value::Bool(true), "the native check missed a problem: {input}");
+            let (same, _) = snapshot.eval_rule("data.spec_check.same_request", Some(value.clone()));
+            assert_eq!(same.unwrap(), regorus::Value::Bool(true), "transfer.request is not its specification: {input}");
             let (problems, _) = snapshot.eval_rule("data.spec_check.found", Some(value));
             found += usize::from(problems.is_ok_and(|p| p != regorus::Value::from(0u64)));
         }

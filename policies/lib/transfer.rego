@@ -26,41 +26,5 @@ else := {}
 
 conflicts := {c | some c in view.conflicts}
 
-listed := [d | some d in object.get(input.request, "destinations", []); is_object(d)] if is_array(input.request.destinations)
-
-else := []
-
-# The view's fields under the request's names; a field the view does not know is left out, so
-# reading it with a default still says "<missing>".
-described := {name: value |
-	some name, value in {
-		"operation": view.operation,
-		"asset": view.asset,
-		"amountStr": view.amount,
-		"sourceType": view.source.type,
-		"sourceId": view.source.id,
-		"destType": first.type,
-		"destId": first.id,
-		"destAddress": first.address,
-	}
-	value != null
-}
-
-first := view.destinations[0]
-
-destinations := [object.union(object.remove(d, ["dstAddress", "dstType", "dstId", "amountNativeStr"]), {name: value |
-	some name, value in {
-		"dstAddress": view.destinations[i].address,
-		"dstType": view.destinations[i].type,
-		"dstId": view.destinations[i].id,
-		"amountNativeStr": view.destinations[i].amount,
-	}
-	value != null
-}) |
-	some i, d in listed
-]
-
-request := object.union(object.remove(input.request, [
-	"operation", "asset", "amountStr", "sourceType", "sourceId",
-	"destType", "destId", "destAddress", "destinations",
-]), object.union(described, {"destinations": destinations | count(listed) > 0}))
+# Derived natively, once per request; lib/transfer_spec.rego says the same in Rego.
+request := transfer.request(input.request, view)

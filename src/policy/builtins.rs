@@ -36,6 +36,7 @@ pub const EXTENSIONS: &[&str] = &[
     "eth.valid_address",
     "btc.valid_address",
     "transfer.view",
+    "transfer.request",
 ];
 
 pub fn register(engine: &mut Engine) -> anyhow::Result<()> {

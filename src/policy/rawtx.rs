@@ -10,6 +10,8 @@
 //!   network, checksum included (for whitelisting).
 //! - `transfer.view(request, assets)`: the canonical view of a transaction request
 //!   ([`crate::transfer`]) with `assets` as the raw-transaction table, as `input.context.transfer`.
+//! - `transfer.request(request, view)`: the request as every rule reads it, its descriptive fields
+//!   replaced by the view's (`lib/transfer.rego` spells it out in Rego as `request_as_specified`).
 
 use regorus::{Engine, Value};
 use serde::Serialize;
@@ -87,7 +89,75 @@ pub fn register(engine: &mut Engine) -> anyhow::Result<()> {
             Ok(request.as_object().map_or(Value::Undefined, |r| Value::from(Transfer::derive(r, &assets).to_value())))
         })),
     )?;
+    // Once per request, natively: the same derivation in Rego was a quarter of the starter's
+    // evaluation. Unchanged parts of the request are shared, not copied.
+    engine.add_extension(
+        "transfer.request".into(),
+        2,
+        Box::new(super::velocity::recorded("transfer.request", |args: Vec<Value>| {
+            Ok(canonical_request(&args[0], &args[1]))
+        })),
+    )?;
     Ok(())
+}
+
+/// The request's fields the view replaces, and the view's fields that replace them.
+const DESCRIBED: [&str; 9] =
+    ["operation", "asset", "amountStr", "sourceType", "sourceId", "destType", "destId", "destAddress", "destinations"];
+const PER_DESTINATION: [(&str, &str); 4] =
+    [("dstAddress", "address"), ("dstType", "type"), ("dstId", "id"), ("amountNativeStr", "amount")];
+
+/// `request` with its descriptive fields replaced by `view`'s, exactly as `request_as_specified`
+/// in `lib/transfer.rego` (tests/rawtx.rs checks both agree): a field the view leaves `null` is
+/// left out, and a view missing a field replaces none of that group.
+pub fn canonical_request(request: &Value, view: &Value) -> Value {
+    let listed: Vec<&Value> = match &request["destinations"] {
+        Value::Array(list) => list.iter().filter(|d| matches!(d, Value::Object(_))).collect(),
+        _ => Vec::new(),
+    };
+    let mut out = request.clone();
+    let Ok(fields) = out.as_object_mut() else { return Value::Undefined };
+    for name in DESCRIBED {
+        fields.remove(&Value::from(name));
+    }
+    let first = &view["destinations"][0];
+    let described = [
+        ("operation", &view["operation"]),
+        ("asset", &view["asset"]),
+        ("amountStr", &view["amount"]),
+        ("sourceType", &view["source"]["type"]),
+        ("sourceId", &view["source"]["id"]),
+        ("destType", &first["type"]),
+        ("destId", &first["id"]),
+        ("destAddress", &first["address"]),
+    ];
+    insert_defined(fields, &described);
+    if !listed.is_empty() {
+        let destinations = listed.iter().enumerate().map(|(i, d)| {
+            let mut d = (*d).clone();
+            if let Ok(entry) = d.as_object_mut() {
+                let own = &view["destinations"][i];
+                for (name, _) in PER_DESTINATION {
+                    entry.remove(&Value::from(name));
+                }
+                let replaced = PER_DESTINATION.map(|(name, field)| (name, &own[field]));
+                insert_defined(entry, &replaced);
+            }
+            d
+        });
+        fields.insert(Value::from("destinations"), Value::from(destinations.collect::<Vec<_>>()));
+    }
+    out
+}
+
+/// Rego's object literal: all of its values are defined or it is none; then the nulls are dropped.
+fn insert_defined(into: &mut regorus::value::Object, pairs: &[(&str, &Value)]) {
+    if pairs.iter().any(|(_, v)| **v == Value::Undefined) {
+        return;
+    }
+    for (name, value) in pairs.iter().filter(|(_, v)| **v != Value::Null) {
+        into.insert(Value::from(*name), (*value).clone());
+    }
 }
 
 fn bytes(value: &Value) -> Result<Vec<u8>, DecodeError> {
