@@ -401,6 +401,15 @@ impl Server {
     }
 }
 
+// A run that fails midway must not leave its server behind (it would skew every later run).
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+    }
+}
+
 /// `getconf CLK_TCK`, 100 on Linux unless it says otherwise.
 fn clock_ticks_per_second() -> f64 {
     Command::new("getconf")

@@ -65,6 +65,25 @@ async fn a_changed_policy_is_served_without_a_restart() {
     assert_eq!(after["policy"]["last_reload"]["result"], "activated");
 }
 
+/// A module no entrypoint can reach is left out of decisions and listed in `/status`; once a
+/// reloaded policy imports it, it decides again (reachability is worked out for every set).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_module_no_entrypoint_reaches_is_listed_and_joins_once_imported() {
+    let server = spawn(Spec::both(r#"decision := {"action": "REJECT", "reason": "alone"}"#)).await;
+    let library = "package lib.words\nimport rego.v1\nword := \"joined\"\n";
+    write(&server.policy_dir().join("lib/words.rego"), library);
+    let loaded = last_reload(&server, "activated").await;
+    assert_eq!(loaded["policy"]["unreached_modules"], serde_json::json!(["lib/words.rego"]));
+    assert_eq!(reason(&server).await, "alone");
+    write(
+        &server.policy_dir().join("tx.rego"),
+        "package cosigner.transaction\nimport rego.v1\nimport data.lib.words\n\
+         decision := {\"action\": \"REJECT\", \"reason\": words.word}\n",
+    );
+    eventually(&server, "joined", "an import of the library").await;
+    assert_eq!(status(&server).await["policy"]["unreached_modules"], serde_json::json!([]));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broken_edit_keeps_the_last_good_set_and_shows_the_error_until_fixed() {
     let server = spawn(Spec::both(r#"decision := {"action": "REJECT", "reason": "good"}"#)).await;

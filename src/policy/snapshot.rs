@@ -73,8 +73,11 @@ struct Coverage {
 /// One loaded, compiled policy set. Cloning its engine is cheap; the snapshot itself never changes
 /// (but for the coverage it gathers when compiled for the test runner).
 pub struct PolicySnapshot {
-    /// The set without its test modules: what decides requests.
+    /// The set without its test modules: what `eval`, `check` and the tools see.
     engine: Engine,
+    /// What decides requests: the modules the entrypoints can reach (see
+    /// [`analysis::reachable_modules`]), which is all of `engine` unless some cannot be reached.
+    deciding: Engine,
     /// The whole set, test modules included, when compiled `with_tests` and it has any.
     with_tests: Option<Engine>,
     entrypoints: Entrypoints,
@@ -84,6 +87,8 @@ pub struct PolicySnapshot {
     pub assets: Assets,
     pub revision: String,
     pub file_count: usize,
+    /// Modules no entrypoint can reach, left out of decisions (relative paths).
+    pub unreached: Vec<String>,
     pub loaded_at: SystemTime,
 }
 
@@ -195,9 +200,23 @@ impl PolicySnapshot {
                 found.join("; ")
             )));
         }
-        for engine in std::iter::once(&mut engine).chain(with_tests.as_mut()) {
+        // Coverage reports on every module, so it keeps them all.
+        let roots = [options.entrypoints.transaction.as_str(), options.entrypoints.config_change.as_str()];
+        let kept = analysis::reachable_modules(&mut engine, &roots).filter(|_| !options.coverage);
+        let (reached, unreached): (Vec<_>, Vec<_>) = modules
+            .iter()
+            .filter(|(path, _)| !is_test_module(path))
+            .partition(|(path, _)| kept.as_ref().is_none_or(|kept| kept.contains(&path.display().to_string())));
+        let mut deciding =
+            if unreached.is_empty() { None } else { Some(build_engine(reached.into_iter(), &data, options, None)?) };
+        let unreached = unreached
+            .iter()
+            .map(|(path, _)| path.strip_prefix(&source.dir).unwrap_or(path).display().to_string())
+            .collect();
+        for engine in std::iter::once(&mut engine).chain(with_tests.as_mut()).chain(deciding.as_mut()) {
             prepare(engine, options)?;
         }
+        let deciding = deciding.unwrap_or_else(|| engine.clone());
         branches.iter().for_each(Branches::reset);
         // How the canonical transfer view reads raw transactions: `data.rawtx.assets`, once.
         let assets = data
@@ -207,6 +226,7 @@ impl PolicySnapshot {
             .unwrap_or_default();
         Ok(Self {
             engine,
+            deciding,
             assets,
             with_tests,
             entrypoints: options.entrypoints.clone(),
@@ -218,6 +238,7 @@ impl PolicySnapshot {
             }),
             revision: source.revision,
             file_count,
+            unreached,
             loaded_at: SystemTime::now(),
         })
     }
@@ -225,7 +246,7 @@ impl PolicySnapshot {
     /// Evaluates the entrypoint for `kind` on `input`. Returns the raw value and the policy's prints.
     /// Runs on an evaluation thread; see [`crate::policy::Evaluator`].
     pub fn evaluate(&self, kind: RequestKind, input: Value) -> (anyhow::Result<Value>, Vec<String>) {
-        self.eval_in(&self.engine, self.entrypoints.for_kind(kind), Some(input))
+        self.eval_in(&self.deciding, self.entrypoints.for_kind(kind), Some(input))
     }
 
     /// Evaluates any rule (a unit test, a rule shown by `eval --explain`), with or without input,

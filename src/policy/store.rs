@@ -53,6 +53,8 @@ pub struct PolicyStatus {
     pub revision: String,
     pub loaded_at: String,
     pub file_count: usize,
+    /// Modules no entrypoint can reach: left out of decisions, still checked and tested.
+    pub unreached_modules: Vec<String>,
     pub last_reload: Option<ReloadAttempt>,
     pub reloads: ReloadCounts,
 }
@@ -88,7 +90,13 @@ impl PolicyStore {
     /// Loads the initial snapshot; start-up fails if it does not load.
     pub fn open(dir: &Path, options: CompileOptions) -> Result<Self, LoadError> {
         let snapshot = PolicySnapshot::load(dir, &options)?;
-        tracing::info!(revision = %snapshot.revision, files = snapshot.file_count, dir = %dir.display(), "policies loaded");
+        tracing::info!(
+            revision = %snapshot.revision,
+            files = snapshot.file_count,
+            unreached = ?snapshot.unreached,
+            dir = %dir.display(),
+            "policies loaded"
+        );
         Ok(Self {
             dir: dir.to_path_buf(),
             options,
@@ -217,6 +225,7 @@ impl PolicyStore {
             revision: active.revision.clone(),
             loaded_at: DateTime::<Utc>::from(active.loaded_at).to_rfc3339_opts(SecondsFormat::Millis, true),
             file_count: active.file_count,
+            unreached_modules: active.unreached.clone(),
             last_reload: history.last.clone(),
             reloads: history.counts.clone(),
         }
