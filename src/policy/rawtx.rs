@@ -13,6 +13,8 @@
 //! - `transfer.request(request, view)`: the request as every rule reads it, its descriptive fields
 //!   replaced by the view's (`lib/transfer.rego` spells it out in Rego as `request_as_specified`).
 
+use std::collections::BTreeMap;
+
 use regorus::{Engine, Value};
 use serde::Serialize;
 
@@ -111,15 +113,10 @@ const PER_DESTINATION: [(&str, &str); 4] =
 /// in `lib/transfer.rego` (tests/rawtx.rs checks both agree): a field the view leaves `null` is
 /// left out, and a view missing a field replaces none of that group.
 pub fn canonical_request(request: &Value, view: &Value) -> Value {
-    let listed: Vec<&Value> = match &request["destinations"] {
-        Value::Array(list) => list.iter().filter(|d| matches!(d, Value::Object(_))).collect(),
-        _ => Vec::new(),
-    };
-    let mut out = request.clone();
-    let Ok(fields) = out.as_object_mut() else { return Value::Undefined };
-    for name in DESCRIBED {
-        fields.remove(&Value::from(name));
-    }
+    let Value::Object(fields) = request else { return Value::Undefined };
+    // Built afresh rather than edited: an edit would thaw the interpreter's compact object.
+    let mut out: BTreeMap<Value, Value> =
+        fields.iter().filter(|(name, _)| !is_described(name)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let first = &view["destinations"][0];
     let described = [
         ("operation", &view["operation"]),
@@ -131,27 +128,38 @@ pub fn canonical_request(request: &Value, view: &Value) -> Value {
         ("destId", &first["id"]),
         ("destAddress", &first["address"]),
     ];
-    insert_defined(fields, &described);
-    if !listed.is_empty() {
-        let destinations = listed.iter().enumerate().map(|(i, d)| {
-            let mut d = (*d).clone();
-            if let Ok(entry) = d.as_object_mut() {
-                let own = &view["destinations"][i];
-                for (name, _) in PER_DESTINATION {
-                    entry.remove(&Value::from(name));
-                }
-                let replaced = PER_DESTINATION.map(|(name, field)| (name, &own[field]));
-                insert_defined(entry, &replaced);
-            }
-            d
+    insert_defined(&mut out, &described);
+    if let Value::Array(list) = &request["destinations"] {
+        let listed = list.iter().filter_map(|d| match d {
+            Value::Object(entry) => Some(entry),
+            _ => None,
         });
-        fields.insert(Value::from("destinations"), Value::from(destinations.collect::<Vec<_>>()));
+        let destinations: Vec<Value> = listed
+            .enumerate()
+            .map(|(i, entry)| {
+                let mut d: BTreeMap<Value, Value> = entry
+                    .iter()
+                    .filter(|(name, _)| !matches!(name, Value::String(n) if PER_DESTINATION.iter().any(|(f, _)| *f == n.as_ref())))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let own = &view["destinations"][i];
+                insert_defined(&mut d, &PER_DESTINATION.map(|(name, field)| (name, &own[field])));
+                Value::from(d)
+            })
+            .collect();
+        if !destinations.is_empty() {
+            out.insert(Value::from("destinations"), Value::from(destinations));
+        }
     }
-    out
+    Value::from(out)
+}
+
+fn is_described(name: &Value) -> bool {
+    matches!(name, Value::String(name) if DESCRIBED.contains(&name.as_ref()))
 }
 
 /// Rego's object literal: all of its values are defined or it is none; then the nulls are dropped.
-fn insert_defined(into: &mut regorus::value::Object, pairs: &[(&str, &Value)]) {
+fn insert_defined(into: &mut BTreeMap<Value, Value>, pairs: &[(&str, &Value)]) {
     if pairs.iter().any(|(_, v)| **v == Value::Undefined) {
         return;
     }
