@@ -61,7 +61,7 @@ impl Answerer {
             signer_id: request.signer_id().map(str::to_owned),
         };
         let decided = self.pipeline.decide(request, &context, at.deadline).await;
-        self.metrics.evaluated(decided.eval_seconds, decided.state.evaluations);
+        self.metrics.evaluated(decided.eval_seconds, decided.state.evaluations, decided.state.copied);
         let (decision, sealed) = self.record(at, &ids, &context, &decided).await?;
         self.after(at, &ids, &context, decided, &decision);
         Ok(sealed)

@@ -30,6 +30,7 @@ pub struct Metrics {
     in_flight: Gauge,
     log_errors: Counter,
     state_conflicts: Counter,
+    state_copy_reads: Counter,
     state_up: Gauge,
     holds: Family<Labels1, Gauge>,
     verdicts: Family<Labels1, Counter>,
@@ -99,6 +100,12 @@ impl Metrics {
             "Evaluations repeated because a concurrent decision changed a state key they read",
             state_conflicts.clone(),
         );
+        let state_copy_reads = Counter::default();
+        registry.register(
+            "state_copy_reads",
+            "Decisions whose state reads the replica's copy answered (Redis): no read round trip",
+            state_copy_reads.clone(),
+        );
         let state_up = Gauge::default();
         registry.register("state_up", "Whether the state store answers (1) or not (0)", state_up.clone());
         state_up.set(1);
@@ -149,6 +156,7 @@ impl Metrics {
             in_flight,
             log_errors,
             state_conflicts,
+            state_copy_reads,
             state_up,
             holds,
             verdicts,
@@ -219,10 +227,12 @@ impl Metrics {
         self.request_seconds.observe(seconds);
     }
 
-    /// A decision's evaluation time, and how many evaluations it took.
-    pub fn evaluated(&self, seconds: f64, evaluations: u32) {
+    /// A decision's evaluation time, how many evaluations it took, and whether the replica's copy
+    /// of the state answered its reads.
+    pub fn evaluated(&self, seconds: f64, evaluations: u32, copied: bool) {
         self.evaluation_seconds.observe(seconds);
         self.state_conflicts.inc_by(u64::from(evaluations.saturating_sub(1)));
+        self.state_copy_reads.inc_by(u64::from(copied));
     }
 
     pub fn set_state_up(&self, up: bool) {

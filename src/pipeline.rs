@@ -318,9 +318,10 @@ impl Pipeline {
         }
     }
 
-    /// The hold's gate, then — for an approval — the atomic commit of its records, evaluated again
-    /// while concurrent decisions change what it read. Returns the decision and what the policy
-    /// printed; `revision` and `trace` follow the evaluation that decided.
+    /// The hold's gate, then — for an approval — the atomic commit of its records (for another
+    /// decision that read the replica's copy of the state, a check of what it read), evaluated
+    /// again while concurrent decisions change what it read. Returns the decision and what the
+    /// policy printed; `revision` and `trace` follow the evaluation that decided.
     async fn settle(
         &self,
         at: Settling<'_>,
@@ -333,6 +334,7 @@ impl Pipeline {
             let reads = evaluation.ledger.as_ref().map(Ledger::versions).unwrap_or_default();
             trace.reads = evaluation.ledger.as_ref().map(|l| l.reads().to_vec()).unwrap_or_default();
             trace.calls = evaluation.ledger.as_ref().map(|l| l.calls().to_vec()).unwrap_or_default();
+            trace.copied = evaluation.ledger.as_ref().is_some_and(Ledger::read_copy);
             // Before the commit: an approval the hold turns into RETRY or REJECT records nothing.
             let mut decision = holds::gate(at.hold, at.digest, at.conflicts, evaluation.decision, at.now);
             // An approval with an origin token no other transaction used binds the token to this one.
@@ -341,27 +343,36 @@ impl Pipeline {
             {
                 decision.records.push(crate::decision::Record { key: binding.key.clone(), amount: Default::default() });
             }
-            if decision.action != Action::Approve || (reads.is_empty() && decision.records.is_empty()) {
-                return (decision, prints);
-            }
-            let commit = Commit { id: trace.id.clone(), at_us: at.at_us, reads, records: decision.records.clone() };
-            match self.state.commit(commit).await {
-                Ok(Committed::Applied { new }) => {
-                    trace.records = decision.records.clone();
-                    trace.new = new;
-                    return (decision, prints);
-                }
-                Ok(Committed::Conflict) if trace.evaluations < MAX_EVALUATIONS => {
+            // An approval is committed, which checks what it read; a decision that commits
+            // nothing but read the replica's copy has the copy checked instead.
+            let stands = if decision.action == Action::Approve && !(reads.is_empty() && decision.records.is_empty()) {
+                let commit = Commit { id: trace.id.clone(), at_us: at.at_us, reads, records: decision.records.clone() };
+                self.state.commit(commit).await.map(|committed| match committed {
+                    Committed::Applied { new } => {
+                        trace.records = decision.records.clone();
+                        trace.new = new;
+                        true
+                    }
+                    Committed::Conflict => false,
+                })
+            } else if trace.copied {
+                self.state.unchanged(&reads).await
+            } else {
+                Ok(true)
+            };
+            match stands {
+                Ok(true) => return (decision, prints),
+                Ok(false) if trace.evaluations < MAX_EVALUATIONS => {
                     (evaluation, *revision) =
                         self.evaluate_once(at.kind, at.input, &trace.id, at.binding, at.now, at.deadline).await;
                     trace.evaluations += 1;
                 }
-                Ok(Committed::Conflict) => {
+                Ok(false) => {
                     tracing::error!(evaluations = trace.evaluations, "the keys this decision reads kept changing");
                     return (self.fallback(FailureClass::State), prints);
                 }
                 Err(error) => {
-                    tracing::error!(%error, "the approval could not be recorded");
+                    tracing::error!(%error, "the state store could not record or check this decision");
                     return (self.fallback(FailureClass::State), prints);
                 }
             }

@@ -164,6 +164,41 @@ async fn two_replicas_sharing_redis_share_limits_records_and_the_request_id_memo
     );
 }
 
+/// The value of a counter in `/metrics`.
+async fn counter(server: &TestServer, name: &str) -> u64 {
+    let metrics = server.metrics().await;
+    let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}:\n{metrics}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// On Redis, a replica answers reads of a key it knows from its own copy (an approval then waits
+/// for one round trip, its commit), and never decides on a copy another replica made stale: the
+/// commit refuses a version that moved, and a refusal built on the copy is checked before it is
+/// answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_s_copy_of_a_limit_saves_a_round_trip_and_never_outvotes_another_replica() {
+    let redis = RedisServer::start();
+    let a = spawn(limited().extra(&redis.state_toml())).await;
+    let b = spawn(limited().extra(&redis.state_toml())).await;
+    const COPIED: &str = "cosigner_guard_state_copy_reads_total";
+    assert_eq!(action(&a, &transfer("t1", "5")).await, "APPROVE");
+    assert_eq!(action(&a, &transfer("t2", "1")).await, "APPROVE");
+    assert_eq!(counter(&a, COPIED).await, 1, "t2 was decided from the copy t1's read and commit left");
+    // b approves 4 more: a's copy (6 spent) is stale, and 2 more would be 12.
+    assert_eq!(action(&b, &transfer("t3", "4")).await, "APPROVE");
+    let refused = decide(&a, "jwt", TX, &transfer("t4", "2")).await;
+    assert_eq!(refused["rejectionReason"], "daily limit: 10 already spent", "decided on what b approved");
+    // A release on b gives 4 back: a's copy (10 spent) would refuse; it is checked, and approves.
+    let admin = format!("http://{}", b.admin);
+    let out = std::process::Command::new(crate::common::BIN)
+        .args(["state", "release", "t3", "--admin", &admin, "--reason", "failed on chain"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(action(&a, &transfer("t5", "4")).await, "APPROVE", "the release counts on every replica");
+    assert_eq!(action(&a, &transfer("t6", "0.000000000000000001")).await, "REJECT", "and the limit is reached");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn when_the_store_is_down_nothing_is_approved_and_the_handler_recovers_by_itself() {
     let mut redis = RedisServer::start();

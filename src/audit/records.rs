@@ -109,6 +109,9 @@ pub struct StateTrace {
     /// A re-decision read state its record does not hold: it is not an exact replay.
     #[serde(skip)]
     pub unrecorded: bool,
+    /// The deciding evaluation read the replica's copy of a key (Redis), not the store.
+    #[serde(skip)]
+    pub copied: bool,
     /// The handler builtins' calls, when the pipeline records them (the OPA portability check).
     #[serde(skip)]
     pub calls: Vec<crate::policy::velocity::BuiltinCall>,

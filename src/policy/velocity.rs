@@ -57,6 +57,8 @@ pub struct Ledger {
     failure: Option<StateError>,
     /// A read was neither recorded nor servable by a store.
     unrecorded: bool,
+    /// A read was answered from the replica's copy of the store ([`WindowTotal::copy`]).
+    copied: bool,
     /// The origin token's one-use binding, read before the policy runs (see [`mark_origin_reuse`]).
     binding: Option<Binding>,
     /// Every call of a handler builtin, when asked for (the OPA portability check answers OPA's
@@ -97,6 +99,7 @@ impl Ledger {
             versions: BTreeMap::new(),
             failure: None,
             unrecorded: false,
+            copied: false,
             binding: None,
             calls: None,
         }
@@ -134,6 +137,12 @@ impl Ledger {
         self.versions.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
+    /// Whether a read was answered from the replica's copy: a decision that commits nothing
+    /// checks the versions before it is answered ([`StateStore::unchanged`]).
+    pub fn read_copy(&self) -> bool {
+        self.copied
+    }
+
     /// The store error that made a read fail, if one did.
     pub fn failure(&self) -> Option<&StateError> {
         self.failure.as_ref()
@@ -169,6 +178,7 @@ impl Ledger {
                 let total =
                     store.window(key, since, window_us, &self.id).inspect_err(|e| self.failure = Some(e.clone()))?;
                 self.versions.entry(key.to_string()).or_insert(total.version);
+                self.copied |= total.copy;
                 self.totals.insert((key.to_string(), window_us), total);
                 total
             }

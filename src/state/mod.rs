@@ -91,6 +91,8 @@ pub struct WindowTotal {
     pub sum: Amount,
     pub count: u64,
     pub version: u64,
+    /// Answered from the replica's copy, not the store: see [`StateStore::unchanged`].
+    pub copy: bool,
 }
 
 /// An approved decision's writes: valid only while every key read still has the version seen.
@@ -251,6 +253,17 @@ impl StateStore {
         let result = match &self.store {
             Store::Embedded(db) => db.commit(commit).await,
             Store::Redis(redis) => redis.commit(&commit, horizon, marks).await,
+        };
+        self.observe(result)
+    }
+
+    /// Whether every key read is still at the version seen. A decision that read the replica's
+    /// copy of a key ([`WindowTotal::copy`]) and commits nothing asks before it is answered (an
+    /// approval's commit checks the versions itself).
+    pub async fn unchanged(&self, reads: &[(String, u64)]) -> Result<bool, StateError> {
+        let result = match &self.store {
+            Store::Embedded(_) => Ok(true),
+            Store::Redis(redis) => redis.unchanged(reads).await,
         };
         self.observe(result)
     }

@@ -23,6 +23,8 @@
 //! Events past the horizon are pruned from a key whenever it is written, and a key's structures
 //! expire once it has been idle longer than the horizon, so memory stays bounded without a sweeper.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use redis::Script;
@@ -112,13 +114,19 @@ end
 ";
 
 /// KEYS: events, version, totals, the excluded transaction's record index; ARGV: `(since`, the
-/// key's name, since. {version, sum, count} of the window without the excluded transaction's
-/// event: its first event's running totals, its last's, and that one event.
+/// key's name, since, how many events a replica keeps. {version, sum, count} of the window without
+/// the excluded transaction's event (its first event's running totals, its last's, and that one
+/// event), then — when the window holds no more than a replica keeps — its events, member and
+/// score each.
 const READ: &str = r"
 ensure(KEYS[1], KEYS[3])
 local version = redis.call('GET', KEYS[2]) or '0'
 local first = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'LIMIT', 0, 1)[1]
 if not first then return {version, '0', '0'} end
+local kept = {}
+if redis.call('ZCOUNT', KEYS[1], ARGV[1], '+inf') <= tonumber(ARGV[4]) then
+  kept = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES')
+end
 local last = redis.call('ZRANGE', KEYS[1], -1, -1)[1]
 local fs, fc = totals(KEYS[3], first)
 local ls, lc = totals(KEYS[3], last)
@@ -128,7 +136,9 @@ if own then
   local at = redis.call('ZSCORE', KEYS[1], own)
   if at and tonumber(at) > tonumber(ARGV[3]) then sum, count = dsub(sum, units_of(own)), count - 1 end
 end
-return {version, sum, tostring(count)}
+local result = {version, sum, tostring(count)}
+for _, item in ipairs(kept) do table.insert(result, item) end
+return result
 ";
 
 /// KEYS: horizon, the transaction's record index, then the version key of each read, then (events,
@@ -274,7 +284,84 @@ end
 return found
 ";
 
+/// A replica keeps a copy of the keys whose window holds at most this many events.
+const KEPT_EVENTS: usize = 64;
+/// And of at most this many keys; past it, the copy starts afresh.
+const KEPT_KEYS: usize = 1024;
+
+/// The replica's copy of small keys: every event of a key after some instant, as of a version.
+/// A `velocity.*` read it can answer costs no round trip, and stays exact: the read's version goes
+/// into the commit, which refuses it if any replica changed the key since (a conflict: the copy is
+/// dropped and the decision evaluated again from Redis), and a decision that commits nothing has
+/// its versions checked before it is answered ([`Shared::unchanged`]). So an approval on a key the
+/// replica knows waits for one round trip, its commit, instead of two.
+#[derive(Default)]
+struct Kept(Mutex<HashMap<String, KeptKey>>);
+
+struct KeptKey {
+    version: u64,
+    /// Every event after this instant is in `events`.
+    since_us: u64,
+    /// (µs, units, transaction).
+    events: Vec<(u64, u128, String)>,
+}
+
+impl Kept {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, KeptKey>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The window after `since_us` without transaction `exclude`'s event, if the copy holds it.
+    fn window(&self, key: &str, since_us: u64, exclude: &str) -> Option<WindowTotal> {
+        let keys = self.lock();
+        let kept = keys.get(key).filter(|k| since_us >= k.since_us)?;
+        let mut total = WindowTotal { version: kept.version, copy: true, ..WindowTotal::default() };
+        for (_, units, _) in kept.events.iter().filter(|(at, _, tx)| *at > since_us && tx != exclude) {
+            total.sum = total.sum.checked_add(Amount::from_units(*units))?;
+            total.count += 1;
+        }
+        Some(total)
+    }
+
+    /// Keeps what a read from Redis returned, unless the copy is as recent already.
+    fn keep(&self, key: &str, kept: KeptKey) {
+        let mut keys = self.lock();
+        if keys.get(key).is_some_and(|k| k.version >= kept.version) {
+            return;
+        }
+        if keys.len() >= KEPT_KEYS {
+            keys.clear();
+        }
+        keys.insert(key.to_string(), kept);
+    }
+
+    /// A commit validated `version` and added `added` events: the copy follows, if it was at it.
+    fn advance(&self, key: &str, version: u64, added: Option<(u64, u128, String)>) {
+        let mut keys = self.lock();
+        let Some(kept) = keys.get_mut(key).filter(|k| k.version == version) else {
+            keys.remove(key);
+            return;
+        };
+        if let Some(event) = added {
+            kept.version += 1;
+            kept.events.push(event);
+        }
+        if kept.events.len() > KEPT_EVENTS {
+            keys.remove(key);
+        }
+    }
+
+    fn forget<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
+        let mut kept = self.lock();
+        for key in keys {
+            kept.remove(key);
+        }
+    }
+}
+
 pub struct Shared {
+    /// See [`Kept`].
+    kept: Kept,
     connection: ConnectionManager,
     /// The runtime the connection lives on; blocking reads from evaluation threads run on it.
     runtime: Handle,
@@ -305,6 +392,7 @@ impl Shared {
         let _enter = runtime.enter();
         let connection = ConnectionManager::new_lazy_with_config(client, config).or_fail()?;
         Ok(Self {
+            kept: Kept::default(),
             connection,
             runtime: runtime.clone(),
             prefix: prefix.to_string(),
@@ -347,6 +435,9 @@ impl Shared {
     }
 
     pub fn window(&self, key: &str, since_us: u64, exclude: &str) -> Result<WindowTotal, StateError> {
+        if let Some(total) = self.kept.window(key, since_us, exclude) {
+            return Ok(total);
+        }
         let mut invocation = self.read.prepare_invoke();
         invocation
             .key(self.key("ev", key))
@@ -355,14 +446,33 @@ impl Shared {
             .key(self.index(exclude))
             .arg(format!("({since_us}"))
             .arg(key)
-            .arg(since_us);
-        let (version, sum, count): (String, String, String) = self.runtime.block_on(self.run(invocation))?;
+            .arg(since_us)
+            .arg(KEPT_EVENTS);
+        let answer: Vec<String> = self.runtime.block_on(self.run(invocation))?;
         let number = |text: &str, what: &str| StateError(format!("the {what} of {key:?} is not a number: {text:?}"));
-        Ok(WindowTotal {
-            version: version.parse().map_err(|_| number(&version, "version"))?,
-            sum: Amount::from_units(sum.parse().map_err(|_| number(&sum, "sum"))?),
-            count: count.parse().map_err(|_| number(&count, "count"))?,
-        })
+        let [version, sum, count, events @ ..] = answer.as_slice() else {
+            return Err(StateError(format!("redis: a short answer to a read of {key:?}")));
+        };
+        let total = WindowTotal {
+            version: version.parse().map_err(|_| number(version, "version"))?,
+            sum: Amount::from_units(sum.parse().map_err(|_| number(sum, "sum"))?),
+            count: count.parse().map_err(|_| number(count, "count"))?,
+            copy: false,
+        };
+        // An empty window comes without its events: it is kept as empty only when the count says so.
+        if total.count == 0 || !events.is_empty() {
+            let events: Option<Vec<(u64, u128, String)>> = events
+                .chunks(2)
+                .map(|pair| {
+                    let (units, tx) = pair.first()?.split_once(':')?;
+                    Some((pair.get(1)?.parse().ok()?, units.parse().ok()?, tx.to_string()))
+                })
+                .collect();
+            if let Some(events) = events.filter(|e| e.len() <= KEPT_EVENTS) {
+                self.kept.keep(key, KeptKey { version: total.version, since_us, events });
+            }
+        }
+        Ok(total)
     }
 
     pub async fn commit(&self, commit: &Commit, horizon_us: u64, marks_us: u64) -> Result<Committed, StateError> {
@@ -375,13 +485,53 @@ impl Shared {
         for record in &commit.records {
             self.record_keys(&mut invocation, &commit.id, record);
         }
-        let result: Vec<usize> = self.run(invocation).await?;
-        match result.split_first() {
-            Some((1, new)) => Ok(Committed::Applied {
-                new: new.iter().filter_map(|i| commit.records.get(i.wrapping_sub(1))).map(|r| r.key.clone()).collect(),
-            }),
-            _ => Ok(Committed::Conflict),
+        let touched =
+            || commit.reads.iter().map(|(k, _)| k.as_str()).chain(commit.records.iter().map(|r| r.key.as_str()));
+        let result = match self.run::<Vec<usize>>(invocation).await {
+            Ok(result) => result,
+            Err(error) => {
+                // Whether it was applied is unknown: the copy of these keys cannot be trusted.
+                self.kept.forget(touched());
+                return Err(error);
+            }
+        };
+        let Some((1, new)) = result.split_first() else {
+            self.kept.forget(commit.reads.iter().map(|(k, _)| k.as_str()));
+            return Ok(Committed::Conflict);
+        };
+        let new: Vec<&Record> = new.iter().filter_map(|i| commit.records.get(i.wrapping_sub(1))).collect();
+        for (key, version) in &commit.reads {
+            let added = new.iter().find(|r| &r.key == key).map(|r| (commit.at_us, r.amount.units(), commit.id.clone()));
+            self.kept.advance(key, *version, added);
         }
+        // A key recorded without being read moved to a version the copy cannot know.
+        self.kept.forget(
+            commit.records.iter().map(|r| r.key.as_str()).filter(|k| !commit.reads.iter().any(|(r, _)| r == k)),
+        );
+        Ok(Committed::Applied { new: new.into_iter().map(|r| r.key.clone()).collect() })
+    }
+
+    /// Whether every key read is still at the version seen: one round trip, for a decision that
+    /// commits nothing but read the replica's copy. A key that moved is dropped from the copy.
+    pub async fn unchanged(&self, reads: &[(String, u64)]) -> Result<bool, StateError> {
+        let mut connection = self.connection.clone();
+        let mut get = redis::cmd("MGET");
+        for (key, _) in reads {
+            get.arg(self.key("ver", key));
+        }
+        let versions = tokio::time::timeout(self.timeout, get.query_async::<Vec<Option<u64>>>(&mut connection))
+            .await
+            .map_err(|_| StateError(format!("redis did not answer within {:?}", self.timeout)))?
+            .map_err(|e| StateError(format!("redis: {e}")))?;
+        let moved: Vec<&str> = reads
+            .iter()
+            .zip(versions)
+            .filter(|((_, seen), now)| now.unwrap_or(0) != *seen)
+            .map(|((key, _), _)| key.as_str())
+            .collect();
+        let unchanged = moved.is_empty();
+        self.kept.forget(moved);
+        Ok(unchanged)
     }
 
     fn record_keys(&self, invocation: &mut redis::ScriptInvocation<'_>, id: &str, record: &Record) {
@@ -422,6 +572,7 @@ impl Shared {
             .arg(update.map_or("", |u| u.json.as_str()))
             .arg(self.key("tot", ""));
         let result: Vec<String> = self.run(invocation).await?;
+        self.kept.forget(result.iter().skip(1).map(String::as_str));
         match result.split_first() {
             Some((outcome, _)) if outcome == "duplicate" => Ok(StatusApplied::Duplicate),
             Some((outcome, _)) if outcome == "stale" => Ok(StatusApplied::Stale),
@@ -436,7 +587,9 @@ impl Shared {
         for record in records {
             self.record_keys(&mut invocation, id, record);
         }
-        self.run::<i64>(invocation).await.map(drop)
+        let result = self.run::<i64>(invocation).await.map(drop);
+        self.kept.forget(records.iter().map(|r| r.key.as_str()));
+        result
     }
 
     pub async fn remember(

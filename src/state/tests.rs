@@ -201,7 +201,8 @@ async fn an_expiring_document_is_gone_at_its_time_and_is_never_listed() {
 /// transaction (a deterministic pseudo-random history).
 #[tokio::test(flavor = "multi_thread")]
 async fn windows_read_from_running_totals_equal_the_sum_of_their_events() {
-    windows_agree_with_a_model(StateStore::in_memory().unwrap(), true).await;
+    let copies = windows_agree_with_a_model(StateStore::in_memory().unwrap(), true).await;
+    assert_eq!(copies, 0, "the embedded store has no replica's copy");
 }
 
 /// The same history against a real `redis-server` (Debian's package; `.ci/run` installs it),
@@ -232,11 +233,14 @@ async fn windows_read_from_redis_running_totals_equal_the_sum_of_their_events() 
         tokio::task::yield_now().await;
     }
     // Redis prunes a key's old events when the key is written, not on `prune`.
-    windows_agree_with_a_model(store, false).await;
+    let copies = windows_agree_with_a_model(store, false).await;
+    assert!(copies > 100, "the replica's copy answered {copies} reads: the history did not exercise it");
 }
 
-async fn windows_agree_with_a_model(store: StateStore, prunes: bool) {
+/// Returns how many reads the Redis replica's copy answered (every one checked all the same).
+async fn windows_agree_with_a_model(store: StateStore, prunes: bool) -> usize {
     let store = std::sync::Arc::new(store);
+    let mut copies = 0;
     // The model: (key, at, transaction) → amount in units.
     let mut model: std::collections::BTreeMap<(String, u64, String), u128> = Default::default();
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
@@ -268,8 +272,17 @@ async fn windows_agree_with_a_model(store: StateStore, prunes: bool) {
                 let at = T0 + step * 1000 - next(5000);
                 let units = next(1_000_000) as u128 + 1;
                 let amount = Amount::from_units(units).to_string();
+                // Half the commits carry the version of a read, as a decision's do (Redis then
+                // moves its replica's copy of the key along instead of dropping it).
+                let reads = if next(2) == 0 {
+                    let reader = store.clone();
+                    let read = tokio::task::spawn_blocking(move || reader.window(key, at - HOUR, HOUR, "none"));
+                    vec![(key, read.await.unwrap().unwrap().version)]
+                } else {
+                    Vec::new()
+                };
                 if let Committed::Applied { new } =
-                    store.commit(commit(&id, at, &[], &[record(key, &amount)])).await.unwrap()
+                    store.commit(commit(&id, at, &reads, &[record(key, &amount)])).await.unwrap()
                     && !new.is_empty()
                 {
                     model.insert((key.to_string(), at, id.clone()), units);
@@ -298,6 +311,7 @@ async fn windows_agree_with_a_model(store: StateStore, prunes: bool) {
                     (Amount::from_units(expected.iter().sum()), expected.len() as u64),
                     "step {step}, key {key}, since {since}, excluding {exclude}"
                 );
+                copies += usize::from(total.copy);
             }
         }
     }
@@ -316,6 +330,7 @@ async fn windows_agree_with_a_model(store: StateStore, prunes: bool) {
             (Amount::from_units(expected + Amount::parse("1").unwrap().units()), count)
         );
     }
+    copies
 }
 
 /// A state file written before the running totals existed (events and marks only) opens with
