@@ -40,7 +40,8 @@ machine drifts, so compare only runs made back to back):
   p99 and CPU at half the maximum   loadgen --mode json --connections 16 --half
 Other rows: --redis URL (state in Redis), --limits off (no state), --shadow, --origin,
 --pool 60000 --duration 8 (every request a new transaction). Every run reports throughput,
-p50/p90/p99/p99.9, errors, server CPU per decision against the RSA floor, and RSS.")]
+p50/p90/p99/p99.9, errors (an answer that is not an approval counts as one: every request of the
+pool is one the starter approves), server CPU per decision against the RSA floor, and RSS.")]
 struct Args {
     /// `jwt` or `json`.
     #[arg(long, default_value = "jwt")]

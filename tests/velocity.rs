@@ -181,9 +181,12 @@ async fn a_replica_s_copy_of_a_limit_saves_a_round_trip_and_never_outvotes_anoth
     let a = spawn(limited().extra(&redis.state_toml())).await;
     let b = spawn(limited().extra(&redis.state_toml())).await;
     const COPIED: &str = "cosigner_guard_state_copy_reads_total";
+    // A key's first write starts its version anew: t2 reads Redis, t2b the copy t2 left.
     assert_eq!(action(&a, &transfer("t1", "5")).await, "APPROVE");
-    assert_eq!(action(&a, &transfer("t2", "1")).await, "APPROVE");
-    assert_eq!(counter(&a, COPIED).await, 1, "t2 was decided from the copy t1's read and commit left");
+    assert_eq!(action(&a, &transfer("t2", "0.5")).await, "APPROVE");
+    assert_eq!(counter(&a, COPIED).await, 0);
+    assert_eq!(action(&a, &transfer("t2b", "0.5")).await, "APPROVE");
+    assert_eq!(counter(&a, COPIED).await, 1, "t2b was decided from the copy t2's read and commit left");
     // b approves 4 more: a's copy (6 spent) is stale, and 2 more would be 12.
     assert_eq!(action(&b, &transfer("t3", "4")).await, "APPROVE");
     let refused = decide(&a, "jwt", TX, &transfer("t4", "2")).await;

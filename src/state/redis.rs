@@ -65,6 +65,15 @@ local function dsub(a, b)
   return strip(out)
 end
 local function units_of(member) return string.match(member, '^(%d+):') end
+-- A key's version starts from the clock (µs), not from zero: a key that expired, or a Redis that
+-- lost its data, never shows again a version a replica's copy holds.
+local function bump(version)
+  if redis.call('EXISTS', version) == 0 then
+    local now = redis.call('TIME')
+    redis.call('SET', version, now[1] .. string.format('%06d', tonumber(now[2])))
+  end
+  redis.call('INCR', version)
+end
 local function totals(tot, member)
   local s, c = string.match(redis.call('HGET', tot, member) or '0:0', '^(%d+):(%d+)$')
   return s, tonumber(c)
@@ -160,7 +169,7 @@ while k <= #KEYS do
   local events, version, mark, tot = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   if redis.call('SET', mark, at, 'NX', 'PX', marks_ttl) then
     add_event(events, tot, at, ARGV[a + 1])
-    redis.call('INCR', version)
+    bump(version)
     redis.call('HSET', KEYS[2], ARGV[a], ARGV[a + 1])
     redis.call('PEXPIRE', KEYS[2], marks_ttl)
     table.insert(result, n)
@@ -181,7 +190,7 @@ for i = 1, (#KEYS - 1) / 4 do
   local events, version, mark, tot = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
   if redis.call('DEL', mark) == 1 then
     remove_event(events, tot, ARGV[2 * i])
-    redis.call('INCR', version)
+    bump(version)
     redis.call('HDEL', KEYS[1], ARGV[2 * i - 1])
   end
 end
@@ -208,7 +217,7 @@ if ARGV[4] == '1' then
   for i = 1, #fields, 2 do
     local key, member = fields[i], fields[i + 1]
     if string.sub(key, 1, #ARGV[3]) ~= ARGV[3] and remove_event(ARGV[1] .. key, ARGV[8] .. key, member) then
-      redis.call('INCR', ARGV[2] .. key)
+      bump(ARGV[2] .. key)
       table.insert(result, key)
     end
   end
@@ -346,7 +355,8 @@ impl Kept {
             kept.version += 1;
             kept.events.push(event);
         }
-        if kept.events.len() > KEPT_EVENTS {
+        // A key's first write starts its version from the clock, which the copy cannot know.
+        if kept.events.len() > KEPT_EVENTS || (version == 0 && kept.version != 0) {
             keys.remove(key);
         }
     }
@@ -428,10 +438,15 @@ impl Shared {
                 result => result,
             }
         };
-        match tokio::time::timeout(self.timeout, attempts).await {
+        let result = match tokio::time::timeout(self.timeout, attempts).await {
             Ok(result) => result.map_err(|e| StateError(format!("redis: {e}"))),
             Err(_) => Err(StateError(format!("redis did not answer within {:?}", self.timeout))),
+        };
+        // A lost connection may be a restart or a failover that lost writes: the copy starts afresh.
+        if result.is_err() {
+            self.kept.lock().clear();
         }
+        result
     }
 
     pub fn window(&self, key: &str, since_us: u64, exclude: &str) -> Result<WindowTotal, StateError> {

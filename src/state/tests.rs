@@ -209,22 +209,51 @@ async fn windows_read_from_running_totals_equal_the_sum_of_their_events() {
 /// whose running totals are kept by its scripts.
 #[tokio::test(flavor = "multi_thread")]
 async fn windows_read_from_redis_running_totals_equal_the_sum_of_their_events() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = tempfile::tempdir().unwrap();
-    struct Killed(std::process::Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+    let (store, _redis) = redis_store().await;
+    // Redis prunes a key's old events when the key is written, not on `prune`.
+    let copies = windows_agree_with_a_model(store, false).await;
+    assert!(copies > 100, "the replica's copy answered {copies} reads: the history did not exercise it");
+}
+
+/// A key that expired (or a Redis that lost its data) starts its version from the clock: it never
+/// shows again a version a replica's copy may hold with other events.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recreated_key_never_repeats_a_version() {
+    let (store, redis) = redis_store().await;
+    let store = std::sync::Arc::new(store);
+    let version = |store: &std::sync::Arc<StateStore>| {
+        let reader = store.clone();
+        tokio::task::spawn_blocking(move || reader.window("k", 0, HOUR, "none").unwrap().version)
+    };
+    store.commit(commit("t1", T0, &[], &[record("k", "1")])).await.unwrap();
+    let first = version(&store).await.unwrap();
+    assert!(first > 1, "started from the clock: {first}");
+    let flushed = std::process::Command::new("redis-cli").args(["-p", &redis.1.to_string(), "flushall"]).status();
+    assert!(flushed.unwrap().success());
+    store.commit(commit("t2", T0, &[], &[record("k", "1")])).await.unwrap();
+    assert!(version(&store).await.unwrap() > first, "a later clock, not 1 again");
+}
+
+struct KilledRedis(std::process::Child, u16);
+
+impl Drop for KilledRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
-    let _redis = Killed(
+}
+
+/// A store on a fresh `redis-server` (Debian's package; `.ci/run` installs it).
+async fn redis_store() -> (StateStore, KilledRedis) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let redis = KilledRedis(
         std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .current_dir(dir.path())
+            .current_dir(std::env::temp_dir())
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server (.ci/run installs it)"),
+        port,
     );
     let url = format!("redis://127.0.0.1:{port}");
     let backend = Backend::Redis { url, prefix: "model".into() };
@@ -232,9 +261,7 @@ async fn windows_read_from_redis_running_totals_equal_the_sum_of_their_events() 
     while store.probe().await.is_err() {
         tokio::task::yield_now().await;
     }
-    // Redis prunes a key's old events when the key is written, not on `prune`.
-    let copies = windows_agree_with_a_model(store, false).await;
-    assert!(copies > 100, "the replica's copy answered {copies} reads: the history did not exercise it");
+    (store, redis)
 }
 
 /// Returns how many reads the Redis replica's copy answered (every one checked all the same).
