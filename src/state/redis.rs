@@ -6,7 +6,8 @@
 //! - `{p}:ev:<key>`: sorted set of events, score = µs, member = `<units>:<transaction>`;
 //! - `{p}:tot:<key>`: hash, member → `<running sum>:<running count>` of the key's events up to
 //!   and including it (in the set's order), so a window is read in a few lookups;
-//! - `{p}:ver:<key>`: the key's version, bumped with every change of its events;
+//! - `{p}:ver:<key>`: the key's version, bumped with every change of its events (starting from the
+//!   server's clock, so a re-created key never repeats a version);
 //! - `{p}:rec:<length of transaction>:<transaction>:<key>`: the exactly-once mark;
 //! - `{p}:txrec:<length of transaction>:<transaction>`: hash of the transaction's records, key →
 //!   event member (what a release takes out);
@@ -22,6 +23,9 @@
 //!
 //! Events past the horizon are pruned from a key whenever it is written, and a key's structures
 //! expire once it has been idle longer than the horizon, so memory stays bounded without a sweeper.
+//!
+//! Each replica also keeps a copy of small keys ([`Kept`]) that answers reads without a round trip;
+//! the versions those reads saw are checked by the commit, as every read's are.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
