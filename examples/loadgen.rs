@@ -38,7 +38,7 @@ machine drifts, so compare only runs made back to back):
   server CPU per decision, json    loadgen --mode json --connections 16 --duration 4
   jwt against the RSA floor         loadgen --mode jwt --connections 16 --duration 4
   p99 and CPU at half the maximum   loadgen --mode json --connections 16 --half
-Other rows: --redis URL (state in Redis), --limits off (no state), --shadow, --origin,
+Other rows: --redis URL (state in Redis), --limits off (no state), --shadow, --origin, --eval-threads 1,
 --pool 60000 --duration 8 (every request a new transaction). Every run reports throughput,
 p50/p90/p99/p99.9, errors (an answer that is not an approval counts as one: every request of the
 pool is one the starter approves), server CPU per decision against the RSA floor, and RSS.")]
@@ -81,6 +81,9 @@ struct Args {
     /// Require proof of origin: an Ed25519 backend key in `[origin]`, a token in each request's note.
     #[arg(long)]
     origin: bool,
+    /// `policy.eval_threads` (the server's default: one per core).
+    #[arg(long)]
+    eval_threads: Option<usize>,
 }
 
 #[tokio::main]
@@ -339,6 +342,7 @@ fn write_setup(dir: &Path, args: &Args, backend_public: &str) -> anyhow::Result<
     } else {
         String::new()
     };
+    let threads = args.eval_threads.map(|n| format!("eval_threads = {n}\n")).unwrap_or_default();
     let origin = if args.origin {
         std::fs::write(dir.join("backend.pem"), backend_public)?;
         std::fs::write(policies.join("origin/data.json"), r#"{"required": true}"#)?;
@@ -354,7 +358,7 @@ fn write_setup(dir: &Path, args: &Args, backend_public: &str) -> anyhow::Result<
         "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"\n\
          [protocol]\nmodes = [\"jwt\", \"json\"]\nsigning_key = \"handler.pem\"\nsigning_algorithm = \"{}\"\n\
          [protocol.cosigner_keys]\nbench = \"cosigner.pem\"\n\
-         [policy]\ndir = {:?}\n{candidate}[admin]\nenabled = false\n\
+         [policy]\ndir = {:?}\n{candidate}{threads}[admin]\nenabled = false\n\
          [decision_log]\nsink = \"file\"\npath = \"decisions.jsonl\"\n[log]\nformat = \"json\"\nlevel = \"warn\"\n{state}{origin}",
         algorithm.as_str(),
         policies.display().to_string()
