@@ -336,10 +336,13 @@ impl Kept {
         Some(total)
     }
 
-    /// Keeps what a read from Redis returned, unless the copy is as recent already.
+    /// Keeps what a read from Redis returned, unless the copy is more recent, or as recent and
+    /// reaching as far back (a key read over 1h and 24h keeps the 24h window).
     fn keep(&self, key: &str, kept: KeptKey) {
         let mut keys = self.lock();
-        if keys.get(key).is_some_and(|k| k.version >= kept.version) {
+        if keys.get(key).is_some_and(|k| {
+            (k.version, std::cmp::Reverse(k.since_us)) >= (kept.version, std::cmp::Reverse(kept.since_us))
+        }) {
             return;
         }
         if keys.len() >= KEPT_KEYS {
