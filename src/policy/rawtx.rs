@@ -11,7 +11,7 @@
 //! - `transfer.view(request, assets)`: the canonical view of a transaction request
 //!   ([`crate::transfer`]) with `assets` as the raw-transaction table, as `input.context.transfer`.
 //! - `transfer.request(request, view)`: the request as every rule reads it, its descriptive fields
-//!   replaced by the view's (`lib/transfer.rego` spells it out in Rego as `request_as_specified`).
+//!   replaced by the view's (`lib/transfer_spec.rego` spells it out in Rego).
 
 use std::collections::BTreeMap;
 
@@ -109,9 +109,9 @@ const DESCRIBED: [&str; 9] =
 const PER_DESTINATION: [(&str, &str); 4] =
     [("dstAddress", "address"), ("dstType", "type"), ("dstId", "id"), ("amountNativeStr", "amount")];
 
-/// `request` with its descriptive fields replaced by `view`'s, exactly as `request_as_specified`
-/// in `lib/transfer.rego` (tests/rawtx.rs checks both agree): a field the view leaves `null` is
-/// left out, and a view missing a field replaces none of that group.
+/// `request` with its descriptive fields replaced by `view`'s, exactly as `lib/transfer_spec.rego`
+/// says (tests/rawtx.rs checks both agree): a field the view leaves `null` is left out, and a view
+/// missing a field replaces none of that group.
 pub fn canonical_request(request: &Value, view: &Value) -> Value {
     let Value::Object(fields) = request else { return Value::Undefined };
     // Built afresh rather than edited: an edit would thaw the interpreter's compact object.
