@@ -57,6 +57,9 @@ pub struct Ledger {
     failure: Option<StateError>,
     /// A read was neither recorded nor servable by a store.
     unrecorded: bool,
+    /// Reads may come from the replica's copy of the store: the ledger of a decision, which
+    /// checks what it read before it is answered (a replay or shadow evaluation does not).
+    copy: bool,
     /// A read was answered from the replica's copy of the store ([`WindowTotal::copy`]).
     copied: bool,
     /// The origin token's one-use binding, read before the policy runs (see [`mark_origin_reuse`]).
@@ -78,7 +81,7 @@ pub struct BuiltinCall {
 impl Ledger {
     /// A ledger reading `store`, for a request received at `received_at`.
     pub fn new(store: Arc<StateStore>, id: &str, received_at: DateTime<Utc>) -> Self {
-        Self::recorded(Vec::new(), Some(store), id, received_at)
+        Self { copy: true, ..Self::recorded(Vec::new(), Some(store), id, received_at) }
     }
 
     /// A ledger serving `recorded` reads first, then `store` if there is one.
@@ -99,6 +102,7 @@ impl Ledger {
             versions: BTreeMap::new(),
             failure: None,
             unrecorded: false,
+            copy: false,
             copied: false,
             binding: None,
             calls: None,
@@ -175,8 +179,9 @@ impl Ledger {
                     return Err(error);
                 };
                 let since = self.at_us.saturating_sub(window_us);
+                let read = if self.copy { StateStore::window_or_copy } else { StateStore::window };
                 let total =
-                    store.window(key, since, window_us, &self.id).inspect_err(|e| self.failure = Some(e.clone()))?;
+                    read(store, key, since, window_us, &self.id).inspect_err(|e| self.failure = Some(e.clone()))?;
                 self.versions.entry(key.to_string()).or_insert(total.version);
                 self.copied |= total.copy;
                 self.totals.insert((key.to_string(), window_us), total);

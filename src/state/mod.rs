@@ -238,10 +238,33 @@ impl StateStore {
     /// The sum and count of `key`'s events after `since_us`, leaving out transaction `exclude`.
     /// Blocking: called by the `velocity.*` builtins on an evaluation thread.
     pub fn window(&self, key: &str, since_us: u64, window_us: u64, exclude: &str) -> Result<WindowTotal, StateError> {
+        self.read_window(key, since_us, window_us, exclude, false)
+    }
+
+    /// [`Self::window`], or the replica's copy of it (Redis): for a decision, which checks what it
+    /// read before it is answered (its commit, or [`Self::unchanged`]).
+    pub fn window_or_copy(
+        &self,
+        key: &str,
+        since_us: u64,
+        window_us: u64,
+        exclude: &str,
+    ) -> Result<WindowTotal, StateError> {
+        self.read_window(key, since_us, window_us, exclude, true)
+    }
+
+    fn read_window(
+        &self,
+        key: &str,
+        since_us: u64,
+        window_us: u64,
+        exclude: &str,
+        copy: bool,
+    ) -> Result<WindowTotal, StateError> {
         self.longest_window_us.fetch_max(window_us, Ordering::Relaxed);
         let result = match &self.store {
             Store::Embedded(db) => db.window(key, since_us, exclude),
-            Store::Redis(redis) => redis.window(key, since_us, exclude),
+            Store::Redis(redis) => redis.window(key, since_us, exclude, copy),
         };
         self.observe(result)
     }

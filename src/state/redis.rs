@@ -456,8 +456,9 @@ impl Shared {
         result
     }
 
-    pub fn window(&self, key: &str, since_us: u64, exclude: &str) -> Result<WindowTotal, StateError> {
-        if let Some(total) = self.kept.window(key, since_us, exclude) {
+    /// A window, from the copy when `copy` allows and it holds the window (see [`Kept`]).
+    pub fn window(&self, key: &str, since_us: u64, exclude: &str, copy: bool) -> Result<WindowTotal, StateError> {
+        if copy && let Some(total) = self.kept.window(key, since_us, exclude) {
             return Ok(total);
         }
         let mut invocation = self.read.prepare_invoke();

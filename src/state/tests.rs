@@ -234,6 +234,35 @@ async fn a_recreated_key_never_repeats_a_version() {
     assert!(version(&store).await.unwrap() > first, "a later clock, not 1 again");
 }
 
+/// Only a decision, which checks what it read, may be answered from the replica's copy: a plain
+/// read (replay, shadow evaluation) always asks Redis, so it sees what another writer changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_checked_read_may_come_from_the_copy() {
+    let (store, redis) = redis_store().await;
+    let store = std::sync::Arc::new(store);
+    store.commit(commit("t1", T0, &[], &[record("k", "1")])).await.unwrap();
+    let read = |copy: bool| {
+        let reader = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let total =
+                if copy { reader.window_or_copy("k", 0, HOUR, "none") } else { reader.window("k", 0, HOUR, "none") };
+            total.unwrap()
+        })
+    };
+    let first = read(true).await.unwrap();
+    assert_eq!((first.count, first.copy), (1, false), "the first read asks Redis, and keeps a copy");
+    let second = read(true).await.unwrap();
+    assert_eq!((second.count, second.copy), (1, true), "the next comes from the copy");
+    // Another writer empties Redis behind the copy's back.
+    let flushed = std::process::Command::new("redis-cli").args(["-p", &redis.1.to_string(), "flushall"]).status();
+    assert!(flushed.unwrap().success());
+    let plain = read(false).await.unwrap();
+    assert_eq!((plain.count, plain.copy), (0, false), "a plain read sees it");
+    let stale = read(true).await.unwrap();
+    assert_eq!((stale.count, stale.copy), (1, true), "the copy does not: a decision checks what it read");
+    assert!(!store.unchanged(&[("k".into(), stale.version)]).await.unwrap(), "and the check sees the change");
+}
+
 struct KilledRedis(std::process::Child, u16);
 
 impl Drop for KilledRedis {
@@ -329,10 +358,11 @@ async fn windows_agree_with_a_model(store: StateStore, prunes: bool) -> usize {
                     .collect();
                 let (reader, exclude_id) = (store.clone(), exclude.to_string());
                 // Blocking, as on the evaluation threads (the Redis backend waits on the runtime).
-                let total = tokio::task::spawn_blocking(move || reader.window(key, since, HOUR * 1000, &exclude_id))
-                    .await
-                    .unwrap()
-                    .unwrap();
+                let total =
+                    tokio::task::spawn_blocking(move || reader.window_or_copy(key, since, HOUR * 1000, &exclude_id))
+                        .await
+                        .unwrap()
+                        .unwrap();
                 assert_eq!(
                     (total.sum, total.count),
                     (Amount::from_units(expected.iter().sum()), expected.len() as u64),
