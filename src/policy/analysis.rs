@@ -1,6 +1,7 @@
 //! What a compiled policy set contains, read from its syntax tree: its rules (for `eval --explain`),
-//! its unit tests (`test_*` rules), and functions that call themselves — regorus would recurse
-//! until the stack overflows and abort the process, so a set with one is refused.
+//! its unit tests (`test_*` rules), the modules its entrypoints can reach (the ones that decide),
+//! and functions that call themselves — regorus would recurse until the stack overflows and abort
+//! the process, so a set with one is refused.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -445,11 +445,25 @@ impl Shared {
                 result => result,
             }
         };
-        let result = match tokio::time::timeout(self.timeout, attempts).await {
+        self.within_budget(attempts).await
+    }
+
+    /// Runs a plain command within the operation budget.
+    async fn query<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, StateError> {
+        let mut connection = self.connection.clone();
+        self.within_budget(command.query_async(&mut connection)).await
+    }
+
+    /// `operation` within the budget, its failure as a [`StateError`].
+    async fn within_budget<T>(
+        &self,
+        operation: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StateError> {
+        let result = match tokio::time::timeout(self.timeout, operation).await {
             Ok(result) => result.map_err(|e| StateError(format!("redis: {e}"))),
             Err(_) => Err(StateError(format!("redis did not answer within {:?}", self.timeout))),
         };
-        // A lost connection may be a restart or a failover that lost writes: the copy starts afresh.
+        // A failure may be a restart or a failover that lost writes: the copy starts afresh.
         if result.is_err() {
             self.kept.lock().clear();
         }
@@ -537,15 +551,11 @@ impl Shared {
     /// Whether every key read is still at the version seen: one round trip, for a decision that
     /// commits nothing but read the replica's copy. A key that moved is dropped from the copy.
     pub async fn unchanged(&self, reads: &[(String, u64)]) -> Result<bool, StateError> {
-        let mut connection = self.connection.clone();
         let mut get = redis::cmd("MGET");
         for (key, _) in reads {
             get.arg(self.key("ver", key));
         }
-        let versions = tokio::time::timeout(self.timeout, get.query_async::<Vec<Option<u64>>>(&mut connection))
-            .await
-            .map_err(|_| StateError(format!("redis did not answer within {:?}", self.timeout)))?
-            .map_err(|e| StateError(format!("redis: {e}")))?;
+        let versions: Vec<Option<u64>> = self.query(get).await?;
         let moved: Vec<&str> = reads
             .iter()
             .zip(versions)
@@ -638,17 +648,12 @@ impl Shared {
     }
 
     pub async fn hold(&self, id: &str) -> Result<Option<(u64, String)>, StateError> {
-        let mut connection = self.connection.clone();
         let mut get = redis::cmd("HMGET");
         get.arg(self.key("hold", id)).arg("rev").arg("json");
-        let found =
-            tokio::time::timeout(self.timeout, get.query_async::<(Option<u64>, Option<String>)>(&mut connection));
-        match found.await {
-            Ok(Ok((Some(revision), Some(json)))) => Ok(Some((revision, json))),
-            Ok(Ok(_)) => Ok(None),
-            Ok(Err(e)) => Err(StateError(format!("redis: {e}"))),
-            Err(_) => Err(StateError(format!("redis did not answer within {:?}", self.timeout))),
-        }
+        Ok(match self.query::<(Option<u64>, Option<String>)>(get).await? {
+            (Some(revision), Some(json)) => Some((revision, json)),
+            _ => None,
+        })
     }
 
     pub async fn put_hold(
@@ -679,16 +684,10 @@ impl Shared {
     }
 
     pub async fn document(&self, kind: &str, id: &str) -> Result<(u64, Option<String>), StateError> {
-        let mut connection = self.connection.clone();
         let mut get = redis::cmd("HMGET");
         get.arg(self.key("doc", &format!("{kind}:{id}"))).arg("rev").arg("json");
-        let found =
-            tokio::time::timeout(self.timeout, get.query_async::<(Option<u64>, Option<String>)>(&mut connection));
-        match found.await {
-            Ok(Ok((revision, json))) => Ok((revision.unwrap_or(0), json.filter(|json| !json.is_empty()))),
-            Ok(Err(e)) => Err(StateError(format!("redis: {e}"))),
-            Err(_) => Err(StateError(format!("redis did not answer within {:?}", self.timeout))),
-        }
+        let (revision, json): (Option<u64>, Option<String>) = self.query(get).await?;
+        Ok((revision.unwrap_or(0), json.filter(|json| !json.is_empty())))
     }
 
     pub async fn put_document(
@@ -717,11 +716,6 @@ impl Shared {
     }
 
     pub async fn probe(&self) -> Result<(), StateError> {
-        let mut connection = self.connection.clone();
-        let ping = redis::cmd("PING");
-        match tokio::time::timeout(self.timeout, ping.query_async::<String>(&mut connection)).await {
-            Ok(result) => result.map(drop).map_err(|e| StateError(format!("redis: {e}"))),
-            Err(_) => Err(StateError(format!("redis did not answer within {:?}", self.timeout))),
-        }
+        self.query::<String>(redis::cmd("PING")).await.map(drop)
     }
 }

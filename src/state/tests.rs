@@ -228,8 +228,7 @@ async fn a_recreated_key_never_repeats_a_version() {
     store.commit(commit("t1", T0, &[], &[record("k", "1")])).await.unwrap();
     let first = version(&store).await.unwrap();
     assert!(first > 1, "started from the clock: {first}");
-    let flushed = std::process::Command::new("redis-cli").args(["-p", &redis.1.to_string(), "flushall"]).status();
-    assert!(flushed.unwrap().success());
+    redis.flush_all();
     store.commit(commit("t2", T0, &[], &[record("k", "1")])).await.unwrap();
     assert!(version(&store).await.unwrap() > first, "a later clock, not 1 again");
 }
@@ -253,9 +252,7 @@ async fn only_a_checked_read_may_come_from_the_copy() {
     assert_eq!((first.count, first.copy), (1, false), "the first read asks Redis, and keeps a copy");
     let second = read(true).await.unwrap();
     assert_eq!((second.count, second.copy), (1, true), "the next comes from the copy");
-    // Another writer empties Redis behind the copy's back.
-    let flushed = std::process::Command::new("redis-cli").args(["-p", &redis.1.to_string(), "flushall"]).status();
-    assert!(flushed.unwrap().success());
+    redis.flush_all();
     let plain = read(false).await.unwrap();
     assert_eq!((plain.count, plain.copy), (0, false), "a plain read sees it");
     let stale = read(true).await.unwrap();
@@ -264,6 +261,14 @@ async fn only_a_checked_read_may_come_from_the_copy() {
 }
 
 struct KilledRedis(std::process::Child, u16);
+
+impl KilledRedis {
+    /// Everything lost behind the store's back, as a restart without persistence would.
+    fn flush_all(&self) {
+        let flushed = std::process::Command::new("redis-cli").args(["-p", &self.1.to_string(), "flushall"]).status();
+        assert!(flushed.unwrap().success());
+    }
+}
 
 impl Drop for KilledRedis {
     fn drop(&mut self) {
